@@ -1,0 +1,57 @@
+"""Regenerate the Python protobuf and gRPC code from ``proto/``.
+
+The generated modules are committed, in the client package that every Python
+user of the contract installs (the sidecar imports them from there too, so one
+process never registers the same descriptors twice). CI runs this script and
+fails if the tree changes.
+
+protoc writes ``from tollgate.v1 import tollgate_pb2`` into the gRPC module;
+the only rewrite made here turns that into a relative import, because the
+modules live under ``tollgate_client.v1`` rather than a top-level ``tollgate``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTO_ROOT = ROOT / "proto"
+OUT = ROOT / "clients" / "python" / "tollgate_client" / "v1"
+
+
+def main() -> int:
+    protos = sorted(PROTO_ROOT.glob("tollgate/v1/*.proto"))
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{PROTO_ROOT}",
+                f"--python_out={tmp}",
+                f"--grpc_python_out={tmp}",
+                f"--pyi_out={tmp}",
+                *[str(p.relative_to(PROTO_ROOT)) for p in protos],
+            ],
+            check=True,
+        )
+        generated = Path(tmp) / "tollgate" / "v1"
+        for stale in OUT.glob("*_pb2*.py*"):
+            stale.unlink()
+        for path in sorted(generated.iterdir()):
+            text = path.read_text()
+            text = text.replace("from tollgate.v1 import ", "from . import ")
+            (OUT / path.name).write_text(text)
+    init = OUT / "__init__.py"
+    if not init.exists():
+        init.write_text('"""Generated protobuf and gRPC modules for tollgate.v1."""\n')
+    shutil.rmtree(OUT / "__pycache__", ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,549 @@
+"""Load and validate the YAML config into typed, frozen objects.
+
+Every error names the file, the key (as a dotted path) and the problem, e.g.
+``tollgate.yaml: budgets.templates.user.cap: "5$" is not a USD amount``.
+Unknown keys are errors too: a typo must not silently disable a budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+
+from .catalog import Capability, Catalog, Model
+from .errors import ConfigError
+from .money import Price, parse_margin, parse_usd
+from .scope import ID_PATTERN, Level, Scope
+
+__all__ = [
+    "BudgetConfig",
+    "Config",
+    "EstimationConfig",
+    "ExpiryPolicy",
+    "Limits",
+    "Policy",
+    "PoolSpec",
+    "ReservationConfig",
+    "RoutingConfig",
+    "ServerConfig",
+    "StoreConfig",
+    "Window",
+    "WindowKind",
+    "default_config_text",
+    "load_config",
+    "parse_config",
+]
+
+
+class Policy(StrEnum):
+    """What a pool does with a call that does not fit."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    WARN = "warn"
+
+
+class WindowKind(StrEnum):
+    """How a pool's spend resets."""
+
+    NONE = "none"
+    FIXED = "fixed"
+    SLIDING = "sliding"
+    TOKEN_BUCKET = "token_bucket"
+
+
+class ExpiryPolicy(StrEnum):
+    """What happens to a hold nobody ended within its TTL."""
+
+    CHARGE = "charge"
+    RELEASE = "release"
+
+
+FIXED_PERIODS = ("hour", "day", "week", "month")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A pool's window. ``period`` is for fixed windows; ``duration_ms`` for sliding and token bucket."""
+
+    kind: WindowKind = WindowKind.NONE
+    period: str = ""
+    tz: str = "UTC"
+    duration_ms: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """A budget pool's configuration."""
+
+    cap: int
+    """Cap per window in nano-dollars."""
+    window: Window = Window()
+    policy: Policy = Policy.HARD
+    warn_at_bp: int = 8000
+    """Warning threshold as basis points of the cap (default 80 %)."""
+    priority_reserve_bp: int = 2000
+    """Share of the cap only high-priority requests may use, in basis points (default 20 %)."""
+    max_calls: int = 0
+    """Cap on calls per window; 0 means none."""
+    max_tokens: int = 0
+    """Cap on tokens (input + output) per window; 0 means none."""
+    margin_bp: int | None = None
+    """Estimation margin for holds on this pool's scope; ``None`` takes the global one."""
+
+    def usable_cap(self, *, high_priority: bool) -> int:
+        """What a request of this priority may fill the pool up to."""
+        if high_priority:
+            return self.cap
+        return self.cap - self.cap * self.priority_reserve_bp // 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetConfig:
+    """Pool templates per level, with explicit overrides per pool id."""
+
+    templates: dict[Level, PoolSpec] = field(default_factory=dict)
+    overrides: dict[str, PoolSpec] = field(default_factory=dict)
+
+    def spec_for(self, level: Level, pool_id: str) -> PoolSpec | None:
+        """The spec of one pool: its override, else its level's template, else none."""
+        return self.overrides.get(pool_id) or self.templates.get(level)
+
+    def pools_for(self, scope: Scope) -> list[tuple[str, Level, PoolSpec]]:
+        """Every stateful pool of a scope, narrowest first (the request level is not one)."""
+        out = []
+        for level, pool_id in scope.ids():
+            spec = self.spec_for(level, pool_id)
+            if spec is not None:
+                out.append((pool_id, level, spec))
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EstimationConfig:
+    """How holds are sized."""
+
+    margin_bp: int = 13_000
+    """Hold = estimated cost × margin; 13000 basis points = 1.30."""
+    default_output_tokens: int = 512
+    """Output estimate for a (task type, model) with no history yet."""
+    output_quantile: float = 0.9
+    """Quantile of observed output tokens used as the estimate."""
+    min_samples: int = 20
+    """Observations needed before the learned estimate replaces the default."""
+    message_overhead_tokens: int = 4
+    """Tokens a chat format adds per message (role markers, separators)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReservationConfig:
+    """Reservation lifetime."""
+
+    ttl_ms: int = 300_000
+    max_ttl_ms: int = 3_600_000
+    expiry_policy: ExpiryPolicy = ExpiryPolicy.CHARGE
+    sweep_interval_ms: int = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingConfig:
+    """Task-signal rules and difficulty thresholds."""
+
+    task_types: dict[str, str] = field(default_factory=dict)
+    agent_modes: dict[str, str] = field(default_factory=dict)
+    difficulty: tuple[tuple[float, str], ...] = ()
+    """(minimum score, tier) pairs, highest score first; below all of them the cheapest tier."""
+    fallbacks: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    """Where the ledger lives."""
+
+    kind: str = "sqlite"
+    path: str = "tollgate.db"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerConfig:
+    """Listeners and shutdown."""
+
+    host: str = "127.0.0.1"
+    port: int = 50551
+    unix_socket: str = ""
+    grace_period_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on request size, so no input can exhaust memory or CPU."""
+
+    max_messages: int = 2_000
+    max_text_chars: int = 4_000_000
+    max_tokens: int = 10_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration."""
+
+    catalog: Catalog
+    budgets: BudgetConfig
+    routing: RoutingConfig
+    estimation: EstimationConfig = EstimationConfig()
+    reservations: ReservationConfig = ReservationConfig()
+    store: StoreConfig = StoreConfig()
+    server: ServerConfig = ServerConfig()
+    limits: Limits = Limits()
+    source: str = "<memory>"
+
+
+def default_config_text() -> str:
+    """The YAML of the shipped default config."""
+    return resources.files("tollgate").joinpath("default.yaml").read_text()
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Read and validate a config file; ``None`` loads the shipped default."""
+    if path is None:
+        return parse_config(default_config_text(), source="<default config>")
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the file: {exc.strerror or exc}", file=str(path)) from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, *, source: str = "<memory>") -> Config:
+    """Validate YAML text into a ``Config``; ``source`` names the file in errors."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=source) from None
+    if data is None:
+        data = {}
+    root = _Node(data, "", source)
+    root.require_mapping()
+    root.only(
+        "server", "store", "estimation", "reservations", "tiers", "models", "routing", "budgets", "limits"
+    )
+    catalog = _catalog(root)
+    config = Config(
+        catalog=catalog,
+        budgets=_budgets(root.get("budgets", {})),
+        routing=_routing(root.get("routing", {}), catalog),
+        estimation=_estimation(root.get("estimation", {})),
+        reservations=_reservations(root.get("reservations", {})),
+        store=_store(root.get("store", {})),
+        server=_server(root.get("server", {})),
+        limits=_limits(root.get("limits", {})),
+        source=source,
+    )
+    return config
+
+
+class _Node:
+    """A value in the YAML tree that knows its dotted key path, for precise errors."""
+
+    def __init__(self, value: Any, key: str, source: str) -> None:
+        self.value = value
+        self.key = key
+        self.source = source
+
+    def error(self, problem: str) -> ConfigError:
+        return ConfigError(problem, key=self.key or "<top level>", file=self.source)
+
+    def child(self, name: str, value: Any) -> _Node:
+        return _Node(value, f"{self.key}.{name}" if self.key else str(name), self.source)
+
+    def require_mapping(self) -> Mapping[str, Any]:
+        if not isinstance(self.value, Mapping):
+            raise self.error(f"expected a mapping, got {type(self.value).__name__}")
+        return self.value
+
+    def only(self, *allowed: str) -> None:
+        unknown = sorted(str(k) for k in self.require_mapping() if k not in allowed)
+        if unknown:
+            raise self.child(unknown[0], None).error(f"unknown key; allowed here: {', '.join(allowed)}")
+
+    def get(self, name: str, default: Any = None) -> _Node:
+        mapping = self.require_mapping()
+        return self.child(name, mapping.get(name, default))
+
+    def has(self, name: str) -> bool:
+        return name in self.require_mapping()
+
+    def items(self) -> Iterator[tuple[str, _Node]]:
+        for k, v in self.require_mapping().items():
+            yield str(k), self.child(str(k), v)
+
+    def int(self, *, minimum: int = 0, maximum: int | None = None) -> int:
+        v = self.value
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.error(f"expected an integer, got {v!r}")
+        if v < minimum or (maximum is not None and v > maximum):
+            bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            raise self.error(f"{v} is out of range: must be {bound}")
+        return v
+
+    def number(self, *, minimum: float, maximum: float) -> float:
+        v = self.value
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.error(f"expected a number, got {v!r}")
+        if not minimum <= v <= maximum:
+            raise self.error(f"{v} is out of range: must be between {minimum} and {maximum}")
+        return float(v)
+
+    def str(self, *, choices: tuple[str, ...] | None = None) -> str:
+        v = self.value
+        if not isinstance(v, str):
+            raise self.error(f"expected a string, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.error(f"{v!r} is not one of: {', '.join(choices)}")
+        return v
+
+    def usd(self) -> int:
+        try:
+            return parse_usd(self.value)
+        except ValueError as exc:
+            raise self.error(str(exc)) from None
+
+    def share_bp(self) -> int:
+        """A share in [0, 1] as basis points."""
+        return round(self.number(minimum=0.0, maximum=1.0) * 10_000)
+
+    def duration_ms(self) -> int:
+        """``30s``, ``5m``, ``1h``, ``7d`` or a number of seconds."""
+        v = self.value
+        units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v * 1000
+        if isinstance(v, str):
+            for unit in sorted(units, key=len, reverse=True):
+                number = v.strip().removesuffix(unit)
+                if number != v.strip() and number.isdigit() and int(number) > 0:
+                    return int(number) * units[unit]
+        raise self.error(f"expected a duration like 30s, 5m, 1h or 7d, got {v!r}")
+
+
+def _catalog(root: _Node) -> Catalog:
+    tiers_node = root.get("tiers")
+    if not isinstance(tiers_node.value, list) or not tiers_node.value:
+        raise tiers_node.error("expected a list of tier names, cheapest first, e.g. [cheap, medium, frontier]")
+    tiers = tuple(tiers_node.child(str(i), t).str() for i, t in enumerate(tiers_node.value))
+    if len(set(tiers)) != len(tiers):
+        raise tiers_node.error("tier names must be unique")
+    models_node = root.get("models")
+    models_node.require_mapping()
+    if not models_node.value:
+        raise models_node.error("the catalog needs at least one model")
+    models: dict[str, Model] = {}
+    for name, node in models_node.items():
+        node.only("provider", "tier", "price", "context_window", "max_output_tokens", "capabilities", "token_ratio")
+        tier = node.get("tier").str(choices=tiers)
+        price_node = node.get("price")
+        price_node.only("input", "cached_input", "output")
+        if not price_node.has("input") or not price_node.has("output"):
+            raise price_node.error(
+                "needs input and output prices in USD per million tokens; an unpriced model is refused"
+            )
+        try:
+            price = Price.per_million(
+                input=price_node.get("input").value,
+                output=price_node.get("output").value,
+                cached_input=price_node.get("cached_input").value,
+            )
+        except ValueError as exc:
+            raise price_node.error(str(exc)) from None
+        caps_node = node.get("capabilities", [])
+        if not isinstance(caps_node.value, list):
+            raise caps_node.error("expected a list such as [tools, vision, json]")
+        caps = frozenset(
+            Capability(caps_node.child(str(i), c).str(choices=tuple(Capability))) for i, c in enumerate(caps_node.value)
+        )
+        ratio = node.get("token_ratio", 1.0).number(minimum=0.5, maximum=3.0)
+        context = node.get("context_window").int(minimum=1)
+        models[name] = Model(
+            name=name,
+            provider=node.get("provider").str(),
+            tier=tier,
+            tier_rank=tiers.index(tier),
+            price=price,
+            context_window=context,
+            max_output_tokens=node.get("max_output_tokens", 16_384).int(minimum=1),
+            capabilities=caps,
+            token_ratio_pct=round(ratio * 100),
+        )
+    empty = [t for t in tiers if not any(m.tier == t for m in models.values())]
+    if empty:
+        raise tiers_node.error(f"tier {empty[0]!r} has no model in the catalog")
+    return Catalog(tiers=tiers, models=models)
+
+
+def _window(node: _Node) -> Window:
+    if node.value is None or node.value == "none":
+        return Window()
+    node.only("kind", "period", "tz", "duration")
+    kind = WindowKind(node.get("kind").str(choices=tuple(WindowKind)))
+    if kind is WindowKind.NONE:
+        return Window()
+    if kind is WindowKind.FIXED:
+        tz = node.get("tz", "UTC").str()
+        try:
+            ZoneInfo(tz)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise node.child("tz", tz).error(f"unknown time zone {tz!r}; use an IANA name like Europe/Paris") from None
+        return Window(kind=kind, period=node.get("period").str(choices=FIXED_PERIODS), tz=tz)
+    if node.has("period") or node.has("tz"):
+        raise node.error(f"a {kind} window takes a duration, not a period or tz")
+    return Window(kind=kind, duration_ms=node.get("duration").duration_ms())
+
+
+_POOL_KEYS = ("cap", "window", "policy", "warn_at", "priority_reserve", "max_calls", "max_tokens", "margin")
+
+
+def _pool(node: _Node, base: PoolSpec | None = None) -> PoolSpec:
+    node.only(*_POOL_KEYS)
+    if base is None and not node.has("cap"):
+        raise node.error("a pool needs a cap, e.g. cap: \"5.00\"")
+    b = base or PoolSpec(cap=0)
+    window = _window(node.get("window")) if node.has("window") else b.window
+    max_calls = node.get("max_calls").int() if node.has("max_calls") else b.max_calls
+    max_tokens = node.get("max_tokens").int() if node.has("max_tokens") else b.max_tokens
+    if window.kind is WindowKind.TOKEN_BUCKET and (max_calls or max_tokens):
+        raise node.error("max_calls and max_tokens need a none, fixed or sliding window, not a token bucket")
+    margin = b.margin_bp
+    if node.has("margin"):
+        try:
+            margin = parse_margin(node.get("margin").value)
+        except ValueError as exc:
+            raise node.child("margin", None).error(str(exc)) from None
+    return PoolSpec(
+        cap=node.get("cap").usd() if node.has("cap") else b.cap,
+        window=window,
+        policy=Policy(node.get("policy").str(choices=tuple(Policy))) if node.has("policy") else b.policy,
+        warn_at_bp=node.get("warn_at").share_bp() if node.has("warn_at") else b.warn_at_bp,
+        priority_reserve_bp=(
+            node.get("priority_reserve").share_bp() if node.has("priority_reserve") else b.priority_reserve_bp
+        ),
+        max_calls=max_calls,
+        max_tokens=max_tokens,
+        margin_bp=margin,
+    )
+
+
+def _budgets(node: _Node) -> BudgetConfig:
+    node.only("templates", "overrides")
+    templates: dict[Level, PoolSpec] = {}
+    for name, tnode in node.get("templates", {}).items():
+        if name not in tuple(Level):
+            raise tnode.error(f"unknown scope level; use one of: {', '.join(Level)}")
+        level = Level(name)
+        templates[level] = _pool(tnode)
+        if level is Level.REQUEST and templates[level].window.kind is not WindowKind.NONE:
+            raise tnode.error("a request pool caps one call and has no window")
+    overrides: dict[str, PoolSpec] = {}
+    for pool_id, onode in node.get("overrides", {}).items():
+        level_name, _, rest = pool_id.partition(":")
+        parts = rest.split("/")
+        valid = level_name in {"session", "user", "team", "org"} and all(ID_PATTERN.fullmatch(p) for p in parts)
+        valid = valid and len(parts) == (1 if level_name == "org" else 2)
+        if not valid:
+            raise onode.error(
+                "override keys are pool ids: org:ORG, team:ORG/TEAM, user:ORG/USER or session:ORG/SESSION"
+            )
+        overrides[pool_id] = _pool(onode, templates.get(Level(level_name)))
+    return BudgetConfig(templates=templates, overrides=overrides)
+
+
+def _routing(node: _Node, catalog: Catalog) -> RoutingConfig:
+    node.only("task_types", "agent_modes", "difficulty", "fallbacks")
+    tiers = catalog.tiers
+
+    def tier_map(name: str) -> dict[str, str]:
+        return {k: v.str(choices=tiers) for k, v in node.get(name, {}).items()}
+
+    thresholds: list[tuple[float, str]] = []
+    for tier, tnode in node.get("difficulty", {}).items():
+        if tier not in tiers:
+            raise tnode.error(f"unknown tier; tiers are: {', '.join(tiers)}")
+        thresholds.append((tnode.number(minimum=0.0, maximum=1.0), tier))
+    thresholds.sort(reverse=True)
+    ranks = [tiers.index(t) for _, t in thresholds]
+    if ranks != sorted(ranks, reverse=True):
+        raise node.child("difficulty", None).error("a higher tier needs a higher difficulty threshold")
+    return RoutingConfig(
+        task_types=tier_map("task_types"),
+        agent_modes=tier_map("agent_modes"),
+        difficulty=tuple(thresholds),
+        fallbacks=node.get("fallbacks", 3).int(maximum=20),
+    )
+
+
+def _estimation(node: _Node) -> EstimationConfig:
+    node.only("margin", "default_output_tokens", "output_quantile", "min_samples", "message_overhead_tokens")
+    d = EstimationConfig()
+    try:
+        margin = parse_margin(node.get("margin", 1.30).value)
+    except ValueError as exc:
+        raise node.child("margin", None).error(str(exc)) from None
+    return EstimationConfig(
+        margin_bp=margin,
+        default_output_tokens=node.get("default_output_tokens", d.default_output_tokens).int(minimum=1),
+        output_quantile=node.get("output_quantile", d.output_quantile).number(minimum=0.5, maximum=1.0),
+        min_samples=node.get("min_samples", d.min_samples).int(minimum=1, maximum=10_000),
+        message_overhead_tokens=node.get("message_overhead_tokens", d.message_overhead_tokens).int(maximum=100),
+    )
+
+
+def _reservations(node: _Node) -> ReservationConfig:
+    node.only("ttl", "max_ttl", "expiry_policy", "sweep_interval")
+    d = ReservationConfig()
+    ttl = node.get("ttl").duration_ms() if node.has("ttl") else d.ttl_ms
+    max_ttl = node.get("max_ttl").duration_ms() if node.has("max_ttl") else d.max_ttl_ms
+    if ttl > max_ttl:
+        raise node.child("ttl", None).error("the default ttl must not exceed max_ttl")
+    return ReservationConfig(
+        ttl_ms=ttl,
+        max_ttl_ms=max_ttl,
+        expiry_policy=ExpiryPolicy(node.get("expiry_policy", "charge").str(choices=tuple(ExpiryPolicy))),
+        sweep_interval_ms=(
+            node.get("sweep_interval").duration_ms() if node.has("sweep_interval") else d.sweep_interval_ms
+        ),
+    )
+
+
+def _store(node: _Node) -> StoreConfig:
+    node.only("kind", "path")
+    kind = node.get("kind", "sqlite").str(choices=("sqlite", "memory"))
+    return StoreConfig(kind=kind, path=node.get("path", "tollgate.db").str())
+
+
+def _server(node: _Node) -> ServerConfig:
+    node.only("host", "port", "unix_socket", "grace_period")
+    d = ServerConfig()
+    grace = node.get("grace_period").duration_ms() / 1000 if node.has("grace_period") else d.grace_period_s
+    return ServerConfig(
+        host=node.get("host", d.host).str(),
+        port=node.get("port", d.port).int(maximum=65_535),
+        unix_socket=node.get("unix_socket", "").str(),
+        grace_period_s=grace,
+    )
+
+
+def _limits(node: _Node) -> Limits:
+    node.only("max_messages", "max_text_chars", "max_tokens")
+    d = Limits()
+    return Limits(
+        max_messages=node.get("max_messages", d.max_messages).int(minimum=1),
+        max_text_chars=node.get("max_text_chars", d.max_text_chars).int(minimum=1),
+        max_tokens=node.get("max_tokens", d.max_tokens).int(minimum=1),
+    )

@@ -1,0 +1,93 @@
+"""The exceptions Tollgate raises, and nothing else escapes to clients.
+
+::
+
+    TollgateError
+    ├── ConfigError              the config file is invalid (names file, key, problem)
+    ├── InvalidRequest           bad input; fix the request         -> INVALID_ARGUMENT
+    ├── BudgetExceeded           a pool refused the hold            -> RESOURCE_EXHAUSTED
+    ├── ReservationNotFound      no reservation with that id        -> NOT_FOUND
+    ├── ReservationEnded         committed, released or expired     -> FAILED_PRECONDITION
+    ├── IdempotencyConflict      same id, different figures         -> FAILED_PRECONDITION
+    └── StoreUnavailable         the budget store cannot be reached -> UNAVAILABLE
+
+The domain raises these; ``service.py`` maps each to its gRPC status in one table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BudgetExceeded",
+    "ConfigError",
+    "IdempotencyConflict",
+    "InvalidRequest",
+    "Refusal",
+    "ReservationEnded",
+    "ReservationNotFound",
+    "StoreUnavailable",
+    "TollgateError",
+]
+
+
+class TollgateError(Exception):
+    """Root of every error Tollgate raises on purpose."""
+
+
+class ConfigError(TollgateError):
+    """The configuration is invalid. The message names the file, the key and the problem."""
+
+    def __init__(self, problem: str, *, key: str = "", file: str = "") -> None:
+        self.problem = problem
+        self.key = key
+        self.file = file
+        where = ": ".join(part for part in (file, key) if part)
+        super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class InvalidRequest(TollgateError):
+    """The request is malformed or out of range; the message says what to fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why one pool refused a hold."""
+
+    pool_id: str
+    level: str
+    policy: str
+    limit: str  # "cost", "calls" or "tokens"
+    requested: int
+    remaining: int
+    resets_at_ms: int | None
+
+
+class BudgetExceeded(TollgateError):
+    """A pool in the scope cannot admit the hold. ``refusal`` says which and by how much."""
+
+    def __init__(self, refusal: Refusal) -> None:
+        self.refusal = refusal
+        r = refusal
+        if r.limit == "cost":
+            what = f"needs {r.requested} nano-USD but {max(r.remaining, 0)} remain"
+        else:
+            what = f"needs {r.requested} {r.limit} but {max(r.remaining, 0)} remain"
+        resets = "" if r.resets_at_ms is None else f"; the window resets at {r.resets_at_ms} ms since epoch"
+        super().__init__(f"budget pool {r.pool_id} ({r.policy}) refused: {what}{resets}")
+
+
+class ReservationNotFound(TollgateError):
+    """No reservation has this id."""
+
+
+class ReservationEnded(TollgateError):
+    """The reservation was already committed, released or expired."""
+
+
+class IdempotencyConflict(TollgateError):
+    """A repeat of an ended operation carried different figures than the first."""
+
+
+class StoreUnavailable(TollgateError):
+    """The budget store did not answer in time or refused the connection."""

@@ -1,0 +1,94 @@
+"""The budget ledger: the store interface, its invariants, and the local stores.
+
+Stores know nothing of routing or gRPC. ``open_store`` picks the backend from the
+config in one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from ..config import BudgetConfig, Config, PoolSpec
+from ..scope import Level
+from .local import Journal, LocalLedger, wall_clock_ms
+from .memory import MemoryJournal
+from .sqlite import SqliteJournal
+from .types import (
+    AuditReport,
+    CommitOutcome,
+    CommitRequest,
+    Hold,
+    HoldRequest,
+    HoldState,
+    Mismatch,
+    PoolRef,
+    PoolSnapshot,
+    ReleaseOutcome,
+    ReserveOutcome,
+)
+
+__all__ = [
+    "AuditReport",
+    "BudgetStore",
+    "CommitOutcome",
+    "CommitRequest",
+    "Hold",
+    "HoldRequest",
+    "HoldState",
+    "Journal",
+    "LocalLedger",
+    "MemoryJournal",
+    "Mismatch",
+    "PoolRef",
+    "PoolSnapshot",
+    "ReleaseOutcome",
+    "ReserveOutcome",
+    "SqliteJournal",
+    "open_store",
+    "spec_resolver",
+]
+
+
+class BudgetStore(Protocol):
+    """What every budget store does. Each mutation is atomic across all its pools."""
+
+    async def reserve(self, request: HoldRequest) -> ReserveOutcome: ...
+    async def commit(self, request: CommitRequest) -> CommitOutcome: ...
+    async def release(self, reservation_id: str) -> ReleaseOutcome: ...
+    async def extend(self, reservation_id: str, ttl_ms: int) -> Hold: ...
+    async def snapshot(self, pools: list[PoolRef], *, high_priority: bool = False) -> list[PoolSnapshot]: ...
+    async def expire_due(self) -> int: ...
+    async def get(self, reservation_id: str) -> Hold: ...
+    async def audit(self) -> AuditReport: ...
+    async def close(self) -> None: ...
+
+
+def spec_resolver(budgets: BudgetConfig) -> Callable[[str], tuple[Level, PoolSpec] | None]:
+    """Look up a pool's level and spec from its id (``user:acme/alice``)."""
+
+    def resolve(pool_id: str) -> tuple[Level, PoolSpec] | None:
+        level_name, _, _ = pool_id.partition(":")
+        try:
+            level = Level(level_name)
+        except ValueError:
+            return None
+        spec = budgets.spec_for(level, pool_id)
+        return None if spec is None else (level, spec)
+
+    return resolve
+
+
+def open_store(config: Config, *, clock: Callable[[], int] = wall_clock_ms) -> BudgetStore:
+    """The store the config names."""
+    specs = spec_resolver(config.budgets)
+    journal: Journal
+    if config.store.kind == "memory":
+        journal = MemoryJournal()
+    else:
+        path = Path(config.store.path)
+        if path.parent != Path():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        journal = SqliteJournal(path)
+    return LocalLedger(journal, specs=specs, expiry_policy=config.reservations.expiry_policy, clock=clock)

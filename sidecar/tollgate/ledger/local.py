@@ -1,0 +1,323 @@
+"""The in-process ledger behind the embedded (SQLite) and in-memory stores.
+
+Every mutation runs to completion without awaiting, so on one event loop it is
+atomic by construction: admission across all pools is one step (no check-then-
+spend). Each mutation works on copies of the pool counters, hands the copies and
+the reservation record to the journal in one transaction, and installs them only
+after the journal succeeded, so a failed write leaves memory and disk unchanged.
+"""
+
+from __future__ import annotations
+
+import heapq
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from ..config import ExpiryPolicy, PoolSpec
+from ..errors import (
+    BudgetExceeded,
+    IdempotencyConflict,
+    ReservationEnded,
+    ReservationNotFound,
+    StoreUnavailable,
+)
+from ..scope import Level
+from .audit import audit_pools
+from .pools import PoolState, check_admission
+from .types import (
+    AuditReport,
+    CommitOutcome,
+    CommitRequest,
+    Hold,
+    HoldRequest,
+    HoldState,
+    PoolRef,
+    PoolSnapshot,
+    ReleaseOutcome,
+    ReserveOutcome,
+)
+
+__all__ = ["Journal", "LocalLedger", "SpecResolver", "wall_clock_ms"]
+
+SpecResolver = Callable[[str], "tuple[Level, PoolSpec] | None"]
+"""Looks up a pool's level and current spec by pool id (``None`` if no longer configured)."""
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class Journal(Protocol):
+    """Durable storage of pool counters and reservation records for ``LocalLedger``."""
+
+    def load(self) -> tuple[dict[str, PoolState], list[Hold]]:
+        """All pool states and every open reservation."""
+        ...
+
+    def find(self, reservation_id: str) -> Hold | None:
+        """A reservation record in any state."""
+        ...
+
+    def write(self, pools: Iterable[PoolState], hold: Hold) -> None:
+        """Persist changed pools and one reservation record in one transaction."""
+        ...
+
+    def records(self) -> Iterable[Hold]:
+        """Every reservation record, for the audit."""
+        ...
+
+    def close(self) -> None:
+        """Release resources."""
+        ...
+
+
+class LocalLedger:
+    """A budget store for one process. See the module docstring for why it is atomic."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        *,
+        specs: SpecResolver,
+        expiry_policy: ExpiryPolicy = ExpiryPolicy.CHARGE,
+        clock: Callable[[], int] = wall_clock_ms,
+    ) -> None:
+        self._journal = journal
+        self._specs = specs
+        self._expiry_policy = expiry_policy
+        self._clock = clock
+        self._pools, open_holds = journal.load()
+        self._open: dict[str, Hold] = {h.reservation_id: h for h in open_holds}
+        self._deadlines: list[tuple[int, str]] = [(h.expires_ms, h.reservation_id) for h in open_holds]
+        heapq.heapify(self._deadlines)
+        self.expired_total = 0
+
+    # -- the store interface ---------------------------------------------------
+
+    async def reserve(self, request: HoldRequest) -> ReserveOutcome:
+        """Hold ``request.amount`` on every pool, or raise ``BudgetExceeded`` and hold nothing."""
+        now = self._clock()
+        self._expire_due(now)
+        existing = self._find(request.reservation_id)
+        if existing is not None:
+            if existing.fingerprint != request.fingerprint:
+                raise IdempotencyConflict(
+                    f"reservation {request.reservation_id} already exists for different figures; "
+                    "use a new idempotency key for a new call"
+                )
+            return ReserveOutcome(existing, self._snapshots(request.pools, now, request.high_priority), replayed=True)
+
+        changed: list[PoolState] = []
+        for ref in request.pools:
+            state = None
+            if ref.level is not Level.REQUEST:
+                state = self._state(ref.pool_id).copy()
+                state.roll(ref.spec, now)
+                changed.append(state)
+            refusal = check_admission(
+                ref.pool_id,
+                state,
+                ref.level,
+                ref.spec,
+                amount=request.amount,
+                tokens=request.tokens,
+                high_priority=request.high_priority,
+                now_ms=now,
+            )
+            if refusal is not None:
+                raise BudgetExceeded(refusal)
+        for state in changed:
+            state.held += request.amount
+            state.held_calls += 1
+            state.held_tokens += request.tokens
+        hold = Hold(
+            reservation_id=request.reservation_id,
+            pool_ids=tuple(s.pool_id for s in changed),
+            amount=request.amount,
+            tokens=request.tokens,
+            created_ms=now,
+            expires_ms=now + request.ttl_ms,
+            model=request.model,
+            task_type=request.task_type,
+            fingerprint=request.fingerprint,
+        )
+        self._apply(changed, hold)
+        heapq.heappush(self._deadlines, (hold.expires_ms, hold.reservation_id))
+        return ReserveOutcome(hold, self._snapshots(request.pools, now, request.high_priority))
+
+    async def commit(self, request: CommitRequest) -> CommitOutcome:
+        """Charge the actual cost in full and release the hold; idempotent by id and figures."""
+        now = self._clock()
+        hold = self._open_or_ended(request.reservation_id, now)
+        if hold.state is HoldState.COMMITTED:
+            if hold.commit_fingerprint != request.fingerprint:
+                raise IdempotencyConflict(
+                    f"reservation {hold.reservation_id} was already committed with different usage; "
+                    "nothing was charged again"
+                )
+            return CommitOutcome(hold, self._snapshots_by_id(hold.pool_ids, now), replayed=True)
+        self._refuse_ended(hold, "commit")
+        ended = replace(
+            hold,
+            state=HoldState.COMMITTED,
+            charged=request.cost,
+            used_tokens=request.tokens,
+            ended_ms=now,
+            commit_fingerprint=request.fingerprint,
+        )
+        self._end(ended, now)
+        return CommitOutcome(ended, self._snapshots_by_id(ended.pool_ids, now))
+
+    async def release(self, reservation_id: str) -> ReleaseOutcome:
+        """End a reservation without charging; a repeated release returns the first result."""
+        now = self._clock()
+        hold = self._open_or_ended(reservation_id, now)
+        if hold.state is HoldState.RELEASED:
+            return ReleaseOutcome(hold, self._snapshots_by_id(hold.pool_ids, now), replayed=True)
+        self._refuse_ended(hold, "release")
+        ended = replace(hold, state=HoldState.RELEASED, ended_ms=now)
+        self._end(ended, now)
+        return ReleaseOutcome(ended, self._snapshots_by_id(ended.pool_ids, now))
+
+    async def extend(self, reservation_id: str, ttl_ms: int) -> Hold:
+        """Move an open reservation's expiry to ``now + ttl_ms``."""
+        now = self._clock()
+        hold = self._open_or_ended(reservation_id, now)
+        self._refuse_ended(hold, "extend")
+        extended = replace(hold, expires_ms=now + ttl_ms)
+        self._write([], extended)
+        self._open[reservation_id] = extended
+        heapq.heappush(self._deadlines, (extended.expires_ms, reservation_id))
+        return extended
+
+    async def snapshot(self, pools: Sequence[PoolRef], *, high_priority: bool = False) -> list[PoolSnapshot]:
+        """The pools as a request of this priority would see them now."""
+        return list(self._snapshots(pools, self._clock(), high_priority))
+
+    async def expire_due(self) -> int:
+        """Resolve every reservation past its expiry by the expiry policy; returns how many."""
+        return self._expire_due(self._clock())
+
+    async def get(self, reservation_id: str) -> Hold:
+        """A reservation record, or ``ReservationNotFound``."""
+        hold = self._find(reservation_id)
+        if hold is None:
+            raise ReservationNotFound(f"no reservation {reservation_id!r}")
+        return hold
+
+    async def audit(self) -> AuditReport:
+        """Recompute every pool from the reservation records and compare."""
+        now = self._clock()
+        return audit_pools(self._pools, list(self._journal.records()), self._specs, now)
+
+    async def close(self) -> None:
+        """Close the journal."""
+        self._journal.close()
+
+    # -- internals --------------------------------------------------------------
+
+    def _find(self, reservation_id: str) -> Hold | None:
+        return self._open.get(reservation_id) or self._journal.find(reservation_id)
+
+    def _open_or_ended(self, reservation_id: str, now: int) -> Hold:
+        hold = self._find(reservation_id)
+        if hold is None:
+            raise ReservationNotFound(
+                f"no reservation {reservation_id!r}: use the reservation_id returned by Reserve or Route"
+            )
+        if hold.state is HoldState.OPEN and now >= hold.expires_ms:
+            # Past its TTL but not yet swept: resolve it now so the answer is the same
+            # whether or not the sweeper got there first.
+            self._expire(hold, now)
+            hold = self._find(reservation_id)
+            assert hold is not None
+        return hold
+
+    @staticmethod
+    def _refuse_ended(hold: Hold, action: str) -> None:
+        if hold.state is HoldState.OPEN:
+            return
+        if hold.state is HoldState.EXPIRED:
+            raise ReservationEnded(
+                f"cannot {action} reservation {hold.reservation_id}: it expired "
+                f"(charged {hold.charged} nano-USD by the expiry policy); Extend long calls before they expire"
+            )
+        raise ReservationEnded(f"cannot {action} reservation {hold.reservation_id}: it was already {hold.state}")
+
+    def _state(self, pool_id: str) -> PoolState:
+        state = self._pools.get(pool_id)
+        return state if state is not None else PoolState(pool_id=pool_id)
+
+    def _end(self, ended: Hold, now: int) -> None:
+        changed = []
+        for pool_id in ended.pool_ids:
+            state = self._state(pool_id).copy()
+            resolved = self._specs(pool_id)
+            spec = resolved[1] if resolved else None
+            if spec is not None:
+                state.roll(spec, now)
+            state.held -= ended.amount
+            state.held_calls -= 1
+            state.held_tokens -= ended.tokens
+            if ended.state in (HoldState.COMMITTED, HoldState.EXPIRED):
+                state.charge(spec or PoolSpec(cap=0), ended.charged, ended.used_tokens)
+            changed.append(state)
+        self._apply(changed, ended)
+
+    def _apply(self, changed: list[PoolState], hold: Hold) -> None:
+        self._write(changed, hold)
+        for state in changed:
+            self._pools[state.pool_id] = state
+        if hold.state is HoldState.OPEN:
+            self._open[hold.reservation_id] = hold
+        else:
+            self._open.pop(hold.reservation_id, None)
+
+    def _write(self, changed: list[PoolState], hold: Hold) -> None:
+        try:
+            self._journal.write(changed, hold)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            raise StoreUnavailable(f"the embedded store failed to write: {exc}") from exc
+
+    def _expire(self, hold: Hold, now: int) -> None:
+        if self._expiry_policy is ExpiryPolicy.CHARGE:
+            ended = replace(hold, state=HoldState.EXPIRED, charged=hold.amount, used_tokens=hold.tokens, ended_ms=now)
+        else:
+            ended = replace(hold, state=HoldState.EXPIRED, ended_ms=now)
+        self._end(ended, now)
+        self.expired_total += 1
+
+    def _expire_due(self, now: int) -> int:
+        count = 0
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, reservation_id = heapq.heappop(self._deadlines)
+            hold = self._open.get(reservation_id)
+            # Entries left behind by Extend, or by reservations already ended, are stale.
+            if hold is None or hold.expires_ms != deadline:
+                continue
+            self._expire(hold, now)
+            count += 1
+        return count
+
+    def _snapshots(self, refs: Sequence[PoolRef], now: int, high_priority: bool) -> tuple[PoolSnapshot, ...]:
+        out = []
+        for ref in refs:
+            if ref.level is Level.REQUEST:
+                continue
+            state = self._state(ref.pool_id).copy()
+            state.roll(ref.spec, now)
+            out.append(state.snapshot(ref.level, ref.spec, now, high_priority=high_priority))
+        return tuple(out)
+
+    def _snapshots_by_id(self, pool_ids: Sequence[str], now: int) -> tuple[PoolSnapshot, ...]:
+        refs = []
+        for pool_id in pool_ids:
+            resolved = self._specs(pool_id)
+            if resolved is not None:
+                refs.append(PoolRef(pool_id, resolved[0], resolved[1]))
+        return self._snapshots(refs, now, False)

@@ -1,0 +1,36 @@
+"""The in-memory journal: nothing survives the process. For tests and throwaway runs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .pools import PoolState
+from .types import Hold
+
+__all__ = ["MemoryJournal"]
+
+
+class MemoryJournal:
+    """Keeps every reservation record in a dict; pool counters live in the ledger itself."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, Hold] = {}
+        self.fail_writes = False
+        """Set to make every write fail, to test that a failed write changes nothing."""
+
+    def load(self) -> tuple[dict[str, PoolState], list[Hold]]:
+        return {}, []
+
+    def find(self, reservation_id: str) -> Hold | None:
+        return self._records.get(reservation_id)
+
+    def write(self, pools: Iterable[PoolState], hold: Hold) -> None:
+        if self.fail_writes:
+            raise OSError("write refused (fail_writes is set)")
+        self._records[hold.reservation_id] = hold
+
+    def records(self) -> Iterable[Hold]:
+        return list(self._records.values())
+
+    def close(self) -> None:
+        pass

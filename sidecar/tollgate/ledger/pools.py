@@ -1,0 +1,200 @@
+"""A pool's counters and the rules that move them: window roll, admission, charge.
+
+Pure and synchronous: the local stores apply these to copies of the state, persist
+the copies, and only then install them, so a failed write changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..config import Policy, PoolSpec, WindowKind
+from ..errors import Refusal
+from ..scope import Level
+from .types import PoolSnapshot
+from .windows import SLIDING_BUCKETS, bucket_ms, drain, fixed_window
+
+__all__ = ["PoolState", "check_admission"]
+
+
+@dataclass(slots=True)
+class PoolState:
+    """The mutable counters of one pool.
+
+    ``spent``, ``calls`` and ``tokens`` cover the current window (for a sliding window,
+    the sum of ``buckets``; for a token bucket ``spent`` is the debt scaled by the
+    window's duration). ``held*`` are the sums over open reservations.
+    """
+
+    pool_id: str
+    mark_ms: int = 0
+    """Fixed: start of the current window. Sliding: newest bucket index. Bucket: last drain."""
+    spent: int = 0
+    calls: int = 0
+    tokens: int = 0
+    held: int = 0
+    held_calls: int = 0
+    held_tokens: int = 0
+    buckets: dict[int, list[int]] = field(default_factory=dict)
+
+    def copy(self) -> PoolState:
+        return PoolState(
+            pool_id=self.pool_id,
+            mark_ms=self.mark_ms,
+            spent=self.spent,
+            calls=self.calls,
+            tokens=self.tokens,
+            held=self.held,
+            held_calls=self.held_calls,
+            held_tokens=self.held_tokens,
+            buckets={k: list(v) for k, v in self.buckets.items()},
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "mark_ms": self.mark_ms,
+            "spent": self.spent,
+            "calls": self.calls,
+            "tokens": self.tokens,
+            "held": self.held,
+            "held_calls": self.held_calls,
+            "held_tokens": self.held_tokens,
+            "buckets": {str(k): v for k, v in self.buckets.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, pool_id: str, data: dict[str, object]) -> PoolState:
+        buckets = data.get("buckets") or {}
+        assert isinstance(buckets, dict)
+        return cls(
+            pool_id=pool_id,
+            mark_ms=_int(data["mark_ms"]),
+            spent=_int(data["spent"]),
+            calls=_int(data["calls"]),
+            tokens=_int(data["tokens"]),
+            held=_int(data["held"]),
+            held_calls=_int(data["held_calls"]),
+            held_tokens=_int(data["held_tokens"]),
+            buckets={int(k): [int(x) for x in v] for k, v in buckets.items()},
+        )
+
+    # -- time ---------------------------------------------------------------
+
+    def roll(self, spec: PoolSpec, now_ms: int) -> None:
+        """Bring the window up to ``now_ms``: reset, slide or drain as the spec says."""
+        kind = spec.window.kind
+        if kind is WindowKind.FIXED:
+            start, _ = fixed_window(now_ms, spec.window.period, spec.window.tz)
+            # A clock that stepped backwards leaves the newer window in place.
+            if start > self.mark_ms:
+                self.spent = self.calls = self.tokens = 0
+                self.mark_ms = start
+        elif kind is WindowKind.SLIDING:
+            idx = now_ms // bucket_ms(spec.window.duration_ms)
+            if idx > self.mark_ms:
+                self.mark_ms = idx
+                oldest = idx - SLIDING_BUCKETS
+                for old in [k for k in self.buckets if k <= oldest]:
+                    s, c, t = self.buckets.pop(old)
+                    self.spent -= s
+                    self.calls -= c
+                    self.tokens -= t
+        elif kind is WindowKind.TOKEN_BUCKET and now_ms > self.mark_ms:
+            self.spent = drain(self.spent, now_ms - self.mark_ms, spec.cap)
+            self.mark_ms = now_ms
+
+    def charge(self, spec: PoolSpec, cost: int, tokens: int) -> None:
+        """Add one ended call to the current window (the state must be rolled to now)."""
+        if spec.window.kind is WindowKind.TOKEN_BUCKET:
+            self.spent += cost * spec.window.duration_ms
+            return
+        self.spent += cost
+        self.calls += 1
+        self.tokens += tokens
+        if spec.window.kind is WindowKind.SLIDING:
+            bucket = self.buckets.setdefault(self.mark_ms, [0, 0, 0])
+            bucket[0] += cost
+            bucket[1] += 1
+            bucket[2] += tokens
+
+    # -- reading ------------------------------------------------------------
+
+    def spent_nanos(self, spec: PoolSpec) -> int:
+        """Spend in nano-dollars (a token bucket's debt, rounded up)."""
+        if spec.window.kind is WindowKind.TOKEN_BUCKET:
+            return -(-self.spent // spec.window.duration_ms)
+        return self.spent
+
+    def resets_at_ms(self, spec: PoolSpec, now_ms: int) -> int | None:
+        """When the window next frees spend, if it ever does."""
+        kind = spec.window.kind
+        if kind is WindowKind.FIXED:
+            return fixed_window(now_ms, spec.window.period, spec.window.tz)[1]
+        if kind is WindowKind.SLIDING:
+            width = bucket_ms(spec.window.duration_ms)
+            oldest = min(self.buckets, default=self.mark_ms)
+            return (oldest + SLIDING_BUCKETS + 1) * width
+        if kind is WindowKind.TOKEN_BUCKET:
+            if not self.spent or not spec.cap:
+                return None
+            return now_ms + -(-self.spent // spec.cap)
+        return None
+
+    def snapshot(self, level: Level, spec: PoolSpec, now_ms: int, *, high_priority: bool) -> PoolSnapshot:
+        spent = self.spent_nanos(spec)
+        used = spent + self.held
+        warn_line = spec.cap * spec.warn_at_bp // 10_000
+        return PoolSnapshot(
+            pool_id=self.pool_id,
+            level=level,
+            spec=spec,
+            usable_cap=spec.usable_cap(high_priority=high_priority),
+            spent=spent,
+            held=self.held,
+            calls=self.calls + self.held_calls,
+            tokens=self.tokens + self.held_tokens,
+            resets_at_ms=self.resets_at_ms(spec, now_ms),
+            warning=used >= warn_line or used > spec.cap,
+        )
+
+
+def check_admission(
+    pool_id: str,
+    state: PoolState | None,
+    level: Level,
+    spec: PoolSpec,
+    *,
+    amount: int,
+    tokens: int,
+    high_priority: bool,
+    now_ms: int,
+) -> Refusal | None:
+    """Why this pool cannot admit the hold, or ``None`` if it can.
+
+    ``state`` is ``None`` for a request-level pool, which caps one call and keeps no
+    counters. Warn pools never refuse. ``state`` must already be rolled to ``now_ms``.
+    """
+    if spec.policy is Policy.WARN:
+        return None
+    usable = spec.usable_cap(high_priority=high_priority)
+    spent = held = 0
+    if state is not None:
+        spent, held = state.spent_nanos(spec), state.held
+
+    def refuse(limit: str, requested: int, remaining: int) -> Refusal:
+        resets = None if state is None else state.resets_at_ms(spec, now_ms)
+        return Refusal(pool_id, str(level), str(spec.policy), limit, requested, remaining, resets)
+
+    if spent + held + amount > usable:
+        return refuse("cost", amount, usable - spent - held)
+    if state is not None:
+        if spec.max_calls and state.calls + state.held_calls + 1 > spec.max_calls:
+            return refuse("calls", 1, spec.max_calls - state.calls - state.held_calls)
+        if spec.max_tokens and state.tokens + state.held_tokens + tokens > spec.max_tokens:
+            return refuse("tokens", tokens, spec.max_tokens - state.tokens - state.held_tokens)
+    return None
+
+
+def _int(value: object) -> int:
+    assert isinstance(value, int)
+    return value

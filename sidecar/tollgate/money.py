@@ -1,0 +1,142 @@
+"""Nano-dollar arithmetic.
+
+All money in Tollgate is an ``int`` number of nano-dollars (1e-9 USD). Prices are
+configured in USD per million tokens as decimals and converted once, exactly,
+to *milli-nanos per token* (1e-12 USD), so a call's cost is an integer sum that is
+rounded up to the next nano-dollar exactly once. No float ever touches money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+__all__ = [
+    "NANOS_PER_USD",
+    "Price",
+    "apply_margin",
+    "ceil_div",
+    "format_usd",
+    "parse_margin",
+    "parse_usd",
+]
+
+NANOS_PER_USD = 1_000_000_000
+# USD per million tokens -> milli-nanos per token: 1e9 nanos * 1e3 milli / 1e6 tokens.
+_MILLINANOS_PER_TOKEN_PER_USD_PER_MTOK = 1_000_000
+
+
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for non-negative ``a`` and positive ``b`` in exact integers."""
+    return -(-a // b)
+
+
+def parse_usd(value: object) -> int:
+    """Parse a USD amount (``5``, ``"5.25"``, ``"$0.000001"``) into nano-dollars.
+
+    Raises ``ValueError`` if the value is not a finite non-negative decimal or has
+    more precision than a nano-dollar.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+        # A YAML float (``cap: 0.1``) has already lost exactness; demand a string.
+        raise ValueError(f"expected a USD amount as a string like \"5.00\", got {value!r}")
+    text = str(value).strip().removeprefix("$").replace("_", "")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a USD amount") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"{value!r} must be a finite, non-negative USD amount")
+    nanos = amount * NANOS_PER_USD
+    if nanos != nanos.to_integral_value():
+        raise ValueError(f"{value!r} is more precise than a nano-dollar (9 decimal places)")
+    return int(nanos)
+
+
+def format_usd(nanos: int) -> str:
+    """Render nano-dollars for people, e.g. ``$1.234567``, without rounding away cents."""
+    sign = "-" if nanos < 0 else ""
+    whole, frac = divmod(abs(nanos), NANOS_PER_USD)
+    text = f"{frac:09d}".rstrip("0")
+    if len(text) < 2:
+        text = text.ljust(2, "0")
+    return f"{sign}${whole:,}.{text}"
+
+
+def apply_margin(cost_nanos: int, margin_bp: int) -> int:
+    """``cost × margin`` rounded up, with the margin in basis points (1.30 → 13000)."""
+    return ceil_div(cost_nanos * margin_bp, 10_000)
+
+
+def parse_margin(value: object) -> int:
+    """Parse a multiplier such as ``1.30`` or ``"1.3"`` into basis points (13000)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a multiplier like 1.30, got {value!r}")
+    try:
+        # Floats from YAML are fine here: a margin has at most 4 decimals, and the
+        # string form of a parsed float round-trips those exactly.
+        margin = Decimal(str(value))
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a number") from None
+    bp = margin * 10_000
+    if not bp.is_finite() or bp != bp.to_integral_value():
+        raise ValueError(f"{value!r} must be a multiplier with at most 4 decimal places")
+    if not 10_000 <= bp <= 100_000:
+        raise ValueError(f"{value!r} must be between 1.0 and 10.0")
+    return int(bp)
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """A model's list prices as exact integers: milli-nanos (1e-12 USD) per token."""
+
+    input: int
+    cached_input: int
+    output: int
+
+    @classmethod
+    def per_million(cls, *, input: object, output: object, cached_input: object | None = None) -> Price:
+        """Build from USD per million tokens; cached input defaults to the input price."""
+        return cls(
+            input=_per_million_to_millinanos(input),
+            cached_input=_per_million_to_millinanos(input if cached_input is None else cached_input),
+            output=_per_million_to_millinanos(output),
+        )
+
+    def cost(
+        self,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        cached_input_tokens: int = 0,
+        reasoning_tokens: int = 0,
+    ) -> int:
+        """The cost of a call in nano-dollars, rounded up.
+
+        ``input_tokens`` includes the cached ones, as providers report it; reasoning
+        tokens bill at the output price.
+        """
+        uncached = max(input_tokens - cached_input_tokens, 0)
+        cached = min(cached_input_tokens, input_tokens)
+        millinanos = (
+            uncached * self.input
+            + cached * self.cached_input
+            + (output_tokens + reasoning_tokens) * self.output
+        )
+        return ceil_div(millinanos, 1000)
+
+
+def _per_million_to_millinanos(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
+        raise ValueError(f"expected a price as a string like \"0.15\", got {value!r}")
+    text = str(value).strip().removeprefix("$")
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(f"{value!r} is not a price") from None
+    if not amount.is_finite() or amount < 0:
+        raise ValueError(f"{value!r} must be a finite, non-negative price")
+    scaled = amount * _MILLINANOS_PER_TOKEN_PER_USD_PER_MTOK
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{value!r} is more precise than 6 decimal places per million tokens")
+    return int(scaled)
