@@ -1,0 +1,188 @@
+"""``tollgate serve | check | budget | audit | demo``: a thin layer over the public pieces."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .config import Config, ServerConfig, StoreConfig, load_config
+from .errors import ConfigError
+from .money import format_usd
+
+__all__ = ["main"]
+
+DEFAULT_TARGET = "127.0.0.1:50551"
+
+
+class _JsonFormatter(logging.Formatter):
+    """One JSON object per line: what log pipelines parse without rules."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def _setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter())
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _load(args: argparse.Namespace) -> Config:
+    config = load_config(args.config)
+    server = config.server
+    if args.host is not None:
+        server = dataclasses.replace(server, host=args.host)
+    if args.port is not None:
+        server = dataclasses.replace(server, port=args.port)
+    if args.unix_socket is not None:
+        server = dataclasses.replace(server, unix_socket=args.unix_socket)
+    store = config.store
+    if args.store is not None:
+        store = dataclasses.replace(store, kind=args.store)
+    if args.db is not None:
+        store = StoreConfig(kind="sqlite", path=args.db)
+    return dataclasses.replace(config, server=server, store=store)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .server import run
+
+    _setup_logging(args.log_level)
+    run(_load(args))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    config = load_config(args.file)
+    budgets = config.budgets
+    print(f"{args.file}: OK")
+    print(f"  tiers: {' < '.join(config.catalog.tiers)}")
+    for model in sorted(config.catalog.models.values(), key=lambda m: (m.tier_rank, m.name)):
+        print(f"  model {model.name:<20} {model.provider:<10} {model.tier:<9} ctx {model.context_window:>9,}")
+    for level, spec in budgets.templates.items():
+        window = spec.window.kind if not spec.window.period else f"{spec.window.period} ({spec.window.tz})"
+        print(f"  pool {level:<8} cap {format_usd(spec.cap):>12}  {spec.policy:<5} window {window}")
+    print(f"  {len(budgets.overrides)} override(s); margin {config.estimation.margin_bp / 10_000:.2f}")
+    return 0
+
+
+def _cmd_budget(args: argparse.Namespace) -> int:
+    from tollgate_client import Client, Scope
+
+    scope = Scope(org=args.org, team=args.team, user=args.user, session=args.session)
+    with Client(args.target) as client:
+        pools = client.get_budget(scope)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(p) for p in pools], default=str, indent=2))
+        return 0
+    print(f"{'pool':<32} {'policy':<6} {'cap':>12} {'spent':>12} {'held':>12} {'remaining':>12}  resets")
+    for p in pools:
+        resets = p.resets_at.isoformat() if p.resets_at else "never"
+        print(
+            f"{p.pool_id:<32} {p.policy:<6} {format_usd(p.cap_nanos):>12} {format_usd(p.spent_nanos):>12} "
+            f"{format_usd(p.held_nanos):>12} {format_usd(p.remaining_nanos):>12}  {resets}"
+        )
+    return 0
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from .ledger import LocalLedger, SqliteJournal, spec_resolver
+
+    config = load_config(args.config)
+    if not Path(args.db).exists():
+        print(f"{args.db}: no such ledger file", file=sys.stderr)
+        return 2
+
+    async def audit() -> int:
+        ledger = LocalLedger(SqliteJournal(args.db), specs=spec_resolver(config.budgets))
+        try:
+            report = await ledger.audit()
+        finally:
+            await ledger.close()
+        print(
+            f"{report.pools_checked} pools, {report.reservations_checked} reservations checked; "
+            f"overshoot {format_usd(report.overshoot_total)} over {report.overshoot_count} commits"
+        )
+        for m in report.mismatches:
+            print(f"MISMATCH {m.pool_id} {m.counter}: stored {m.stored}, records say {m.recomputed}")
+        print("OK" if report.ok else "FAILED")
+        return 0 if report.ok else 1
+
+    return asyncio.run(audit())
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    return run_demo(target=args.target, calls=args.calls, seed=args.seed, org=args.org, wait=args.wait)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the sidecar")
+    serve.add_argument("--config", help="YAML config file (default: the shipped default config)")
+    serve.add_argument("--host", help=f"listen address (default {ServerConfig.host})")
+    serve.add_argument("--port", type=int, help=f"listen port (default {ServerConfig.port}; 0 = Unix socket only)")
+    serve.add_argument("--unix-socket", help="also listen on this Unix socket path")
+    serve.add_argument("--store", choices=("sqlite", "memory"), help="override the configured store")
+    serve.add_argument("--db", help="SQLite ledger file (implies --store sqlite)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
+    serve.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser("check", help="validate a config file")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_check)
+
+    budget = sub.add_parser("budget", help="show the pools of a scope")
+    budget.add_argument("--target", default=DEFAULT_TARGET)
+    budget.add_argument("--org", required=True)
+    budget.add_argument("--team", default="")
+    budget.add_argument("--user", default="")
+    budget.add_argument("--session", default="")
+    budget.add_argument("--json", action="store_true")
+    budget.set_defaults(func=_cmd_budget)
+
+    audit = sub.add_parser("audit", help="recompute every pool of an embedded ledger from its records")
+    audit.add_argument("--db", default=StoreConfig.path)
+    audit.add_argument("--config", help="the config the sidecar runs with (for pool windows)")
+    audit.set_defaults(func=_cmd_audit)
+
+    demo = sub.add_parser("demo", help="drive a simulated agent workload against a running sidecar")
+    demo.add_argument("--target", default=DEFAULT_TARGET)
+    demo.add_argument("--calls", type=int, default=400)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--org", default="demo")
+    demo.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the sidecar to come up")
+    demo.set_defaults(func=_cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tollgate`` command."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

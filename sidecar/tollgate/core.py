@@ -1,0 +1,427 @@
+"""The domain facade: estimate → route → reserve, and commit / release / extend.
+
+Knows nothing of gRPC: ``service.py`` translates protobuf into the dataclasses
+here and maps the exceptions of ``errors.py`` onto status codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .config import Config, Policy
+from .errors import BudgetExceeded, IdempotencyConflict, InvalidRequest, Refusal, ReservationNotFound
+from .estimate import OutputEstimator, TokenCounter
+from .ledger import (
+    BudgetStore,
+    CommitOutcome,
+    CommitRequest,
+    Hold,
+    HoldRequest,
+    PoolRef,
+    PoolSnapshot,
+    ReleaseOutcome,
+    ReserveOutcome,
+)
+from .money import apply_margin
+from .routing import difficulty
+from .routing.rules import Signals, TierRequirement, from_difficulty, from_signals
+from .routing.select import Priced, eligible
+from .scope import Level, Scope
+
+__all__ = [
+    "Outcome",
+    "Prompt",
+    "RouteDecision",
+    "Tollgate",
+    "Usage",
+]
+
+_RESERVATION_ID = re.compile(r"([0-9a-f]{24})\.([A-Za-z0-9][A-Za-z0-9._@-]{0,127})")
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+class Outcome:
+    """What budget policy did to a routed request."""
+
+    ADMITTED = "admitted"
+    DOWNGRADED = "downgraded"
+    WARNED = "warned"
+
+
+@dataclass(frozen=True, slots=True)
+class Prompt:
+    """The input of a call: messages to count, or a token count the caller made."""
+
+    messages: tuple[tuple[str, str], ...] | None = None
+    input_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage as the provider reported it."""
+
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RouteDecision:
+    """A routing decision, with the reservation when one was asked for."""
+
+    chosen: Priced
+    fallbacks: tuple[Priced, ...]
+    requirement: TierRequirement
+    reason: str
+    difficulty: float
+    outcome: str
+    reservation: ReserveOutcome | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    """A reservation on a named model, with its estimate."""
+
+    estimate: Priced
+    reservation: ReserveOutcome
+
+
+class Tollgate:
+    """Routes requests and moves money through a ``BudgetStore``."""
+
+    def __init__(self, config: Config, store: BudgetStore) -> None:
+        self.config = config
+        self.store = store
+        self.counter = TokenCounter(config.estimation.message_overhead_tokens)
+        self.outputs = OutputEstimator(config.estimation)
+
+    # -- Route ---------------------------------------------------------------------
+
+    async def route(
+        self,
+        scope: Scope,
+        prompt: Prompt,
+        signals: Signals,
+        *,
+        max_output_tokens: int = 0,
+        reserve: bool = False,
+        idempotency_key: str = "",
+        ttl_ms: int = 0,
+    ) -> RouteDecision:
+        """Pick the cheapest capable model; with ``reserve``, hold its cost in the same step."""
+        cfg = self.config
+        self._check_max_output(max_output_tokens)
+        ttl = self._ttl(ttl_ms) if reserve else 0
+        base_tokens = self._count(prompt)
+        requirement = from_signals(signals, cfg.routing, cfg.catalog)
+        score = 0.0
+        if requirement is None:
+            scored = difficulty.score(prompt.messages or (), base_tokens)
+            score = scored.score
+            requirement = from_difficulty(scored.score, scored.reasons, cfg.routing, cfg.catalog)
+        priced = self._eligible(signals, base_tokens, max_output_tokens)
+        capable = [p for p in priced if p.model.tier_rank >= requirement.rank]
+        if not capable:
+            raise InvalidRequest(
+                f"no model of tier {requirement.tier} or above has the capabilities and context window for this "
+                f"request ({base_tokens} input tokens, max_output_tokens={max_output_tokens}, "
+                f"needs={sorted(signals.needs) or 'none'})"
+            )
+        # Cheaper tiers, best first, for a soft pool to downgrade to.
+        downgrades = sorted(
+            (p for p in priced if p.model.tier_rank < requirement.rank),
+            key=lambda p: (-p.model.tier_rank, p.cost),
+        )
+        pools = self._pools(scope)
+        margin = self._margin(pools)
+        high = scope.priority == "high"
+        chosen = capable[0]
+        reason = requirement.reason
+        outcome = Outcome.ADMITTED
+        reservation: ReserveOutcome | None = None
+        if reserve and idempotency_key:
+            replay = await self._replay(scope, pools, [chosen, *downgrades], idempotency_key, high)
+            if replay is not None:
+                attempt, reservation = replay
+                return RouteDecision(
+                    chosen=attempt,
+                    fallbacks=tuple(p for p in capable if p is not attempt)[: cfg.routing.fallbacks],
+                    requirement=requirement,
+                    reason=f"{requirement.reason}; replay of idempotency key",
+                    difficulty=score,
+                    outcome=Outcome.ADMITTED if attempt is chosen else Outcome.DOWNGRADED,
+                    reservation=reservation,
+                )
+        refused: BudgetExceeded | None = None
+        for attempt in [chosen, *downgrades]:
+            hold = apply_margin(attempt.cost, margin)
+            if refused is not None and hold > refused.refusal.remaining:
+                continue  # cannot fit the soft pool that already refused
+            try:
+                if reserve:
+                    reservation = await self.store.reserve(
+                        self._hold_request(scope, pools, attempt, hold, ttl, idempotency_key, signals.task_type)
+                    )
+                else:
+                    await self._check_fits(pools, hold, high)
+            except BudgetExceeded as exc:
+                if exc.refusal.policy != Policy.SOFT:
+                    raise
+                refused = refused or exc
+                continue
+            if attempt is not chosen:
+                outcome = Outcome.DOWNGRADED
+                reason = (
+                    f"{requirement.reason}; downgraded to {attempt.model.name} ({attempt.model.tier}): "
+                    f"soft budget {refused.refusal.pool_id if refused else ''} could not hold {chosen.model.name}"
+                )
+                chosen = attempt
+            break
+        else:
+            assert refused is not None
+            raise refused
+        if outcome == Outcome.ADMITTED and reservation is not None and any(p.warning for p in reservation.pools):
+            outcome = Outcome.WARNED
+        fallbacks = tuple(p for p in capable if p is not chosen)[: cfg.routing.fallbacks]
+        return RouteDecision(
+            chosen=chosen,
+            fallbacks=fallbacks,
+            requirement=requirement,
+            reason=reason,
+            difficulty=score,
+            outcome=outcome,
+            reservation=reservation,
+        )
+
+    # -- Reserve / Commit / Release / Extend ------------------------------------------
+
+    async def reserve(
+        self,
+        scope: Scope,
+        model_name: str,
+        prompt: Prompt,
+        *,
+        task_type: str = "",
+        max_output_tokens: int = 0,
+        idempotency_key: str = "",
+        ttl_ms: int = 0,
+    ) -> ReserveResult:
+        """Hold the estimated cost of a call to ``model_name`` on every pool of ``scope``.
+
+        Soft pools refuse here like hard ones: only Route can choose another model.
+        """
+        model = self.config.catalog.model(model_name)
+        self._check_max_output(max_output_tokens)
+        if max_output_tokens > model.max_output_tokens:
+            raise InvalidRequest(
+                f"max_output_tokens={max_output_tokens} exceeds {model.name}'s limit of {model.max_output_tokens}"
+            )
+        ttl = self._ttl(ttl_ms)
+        base_tokens = self._count(prompt)
+        input_tokens = model.input_tokens(base_tokens)
+        output_tokens = self.outputs.estimate(task_type, model.name, max_output_tokens)
+        if input_tokens + (max_output_tokens or output_tokens) > model.context_window:
+            raise InvalidRequest(
+                f"{input_tokens} input tokens plus {max_output_tokens or output_tokens} output tokens exceed "
+                f"{model.name}'s context window of {model.context_window}"
+            )
+        priced = Priced(model, input_tokens, output_tokens, model.price.cost(
+            input_tokens=input_tokens, output_tokens=output_tokens))
+        pools = self._pools(scope)
+        hold = apply_margin(priced.cost, self._margin(pools))
+        outcome = await self.store.reserve(
+            self._hold_request(scope, pools, priced, hold, ttl, idempotency_key, task_type)
+        )
+        return ReserveResult(priced, outcome)
+
+    async def commit(self, reservation_id: str, usage: Usage) -> CommitOutcome:
+        """Charge what the provider reported; the rest of the hold is released."""
+        self._check_reservation_id(reservation_id)
+        self._check_usage(usage)
+        hold = await self.store.get(reservation_id)
+        model = self.config.catalog.models.get(hold.model)
+        if model is None:
+            raise InvalidRequest(f"model {hold.model!r} of this reservation is no longer in the catalog")
+        cost = model.price.cost(
+            input_tokens=usage.input_tokens,
+            cached_input_tokens=usage.cached_input_tokens,
+            output_tokens=usage.output_tokens,
+            reasoning_tokens=usage.reasoning_tokens,
+        )
+        tokens = usage.input_tokens + usage.output_tokens + usage.reasoning_tokens
+        fingerprint = (
+            f"{usage.input_tokens}/{usage.cached_input_tokens}/{usage.output_tokens}/{usage.reasoning_tokens}"
+        )
+        outcome = await self.store.commit(CommitRequest(reservation_id, cost, tokens, fingerprint))
+        if not outcome.replayed:
+            self._learn(hold, usage, cost)
+        return outcome
+
+    async def release(self, reservation_id: str) -> ReleaseOutcome:
+        """End a reservation without charging."""
+        self._check_reservation_id(reservation_id)
+        return await self.store.release(reservation_id)
+
+    async def extend(self, reservation_id: str, ttl_ms: int) -> Hold:
+        """Push a reservation's expiry to now + ttl."""
+        self._check_reservation_id(reservation_id)
+        return await self.store.extend(reservation_id, self._ttl(ttl_ms))
+
+    async def budget(self, scope: Scope) -> list[PoolSnapshot]:
+        """Every pool of a scope as a request of its priority sees it."""
+        pools = self._pools(scope)
+        return await self.store.snapshot(pools, high_priority=scope.priority == "high")
+
+    # -- internals --------------------------------------------------------------------
+
+    def _count(self, prompt: Prompt) -> int:
+        limits = self.config.limits
+        if prompt.messages is None:
+            tokens = prompt.input_tokens
+            if tokens is None:
+                raise InvalidRequest("prompt is required: send messages or input_tokens")
+            if not 0 <= tokens <= limits.max_tokens:
+                raise InvalidRequest(f"prompt.input_tokens must be between 0 and {limits.max_tokens}, got {tokens}")
+            return tokens
+        messages = prompt.messages
+        if not messages:
+            raise InvalidRequest("prompt.messages is empty: send at least one message, or input_tokens")
+        if len(messages) > limits.max_messages:
+            raise InvalidRequest(f"{len(messages)} messages exceed the limit of {limits.max_messages}")
+        chars = sum(len(content) for _, content in messages)
+        if chars > limits.max_text_chars:
+            raise InvalidRequest(f"{chars} characters of message text exceed the limit of {limits.max_text_chars}")
+        for role, _ in messages:
+            if role not in _ROLES:
+                raise InvalidRequest(f"message role {role[:20]!r} is not one of: {', '.join(_ROLES)}")
+        return self.counter.count_messages(messages)
+
+    def _eligible(self, signals: Signals, base_tokens: int, max_output_tokens: int) -> list[Priced]:
+        task_type = signals.task_type
+        return eligible(
+            self.config.catalog,
+            needs=signals.needs,
+            base_input_tokens=base_tokens,
+            max_output_tokens=max_output_tokens,
+            output_estimate=lambda m: self.outputs.estimate(task_type, m.name, max_output_tokens),
+        )
+
+    def _pools(self, scope: Scope) -> list[PoolRef]:
+        budgets = self.config.budgets
+        refs = []
+        request = budgets.templates.get(Level.REQUEST)
+        if request is not None:
+            refs.append(PoolRef(f"request:{scope.org}", Level.REQUEST, request))
+        refs.extend(PoolRef(pool_id, level, spec) for pool_id, level, spec in budgets.pools_for(scope))
+        return refs
+
+    def _margin(self, pools: Sequence[PoolRef]) -> int:
+        # One hold covers every pool, so it takes the most cautious margin among them.
+        margins = [p.spec.margin_bp for p in pools if p.spec.margin_bp is not None]
+        return max([self.config.estimation.margin_bp, *margins]) if margins else self.config.estimation.margin_bp
+
+    def _hold_request(
+        self,
+        scope: Scope,
+        pools: list[PoolRef],
+        priced: Priced,
+        amount: int,
+        ttl: int,
+        idempotency_key: str,
+        task_type: str,
+    ) -> HoldRequest:
+        return HoldRequest(
+            reservation_id=self._new_reservation_id(scope.org, idempotency_key),
+            pools=tuple(pools),
+            amount=amount,
+            tokens=priced.input_tokens + priced.output_tokens,
+            ttl_ms=ttl,
+            high_priority=scope.priority == "high",
+            model=priced.model.name,
+            task_type=task_type,
+        )
+
+    async def _check_fits(self, pools: list[PoolRef], amount: int, high: bool) -> None:
+        """Route without reserving: refuse as admission would, from a snapshot."""
+        snapshots = {s.pool_id: s for s in await self.store.snapshot(pools, high_priority=high)}
+        for ref in pools:
+            if ref.spec.policy is Policy.WARN:
+                continue
+            snap = snapshots.get(ref.pool_id)
+            remaining = snap.remaining if snap else ref.spec.usable_cap(high_priority=high)
+            if amount > remaining:
+                raise BudgetExceeded(Refusal(
+                    ref.pool_id, str(ref.level), str(ref.spec.policy), "cost", amount, remaining,
+                    snap.resets_at_ms if snap else None,
+                ))
+
+    async def _replay(
+        self, scope: Scope, pools: list[PoolRef], attempts: list[Priced], idempotency_key: str, high: bool
+    ) -> tuple[Priced, ReserveOutcome] | None:
+        """A Route retried with the same key returns its first reservation, downgrade included."""
+        try:
+            hold = await self.store.get(self._new_reservation_id(scope.org, idempotency_key))
+        except ReservationNotFound:
+            return None
+        for attempt in attempts:
+            if attempt.model.name == hold.model:
+                snapshots = await self.store.snapshot(pools, high_priority=high)
+                return attempt, ReserveOutcome(hold, tuple(snapshots), replayed=True)
+        raise IdempotencyConflict(
+            f"idempotency key already reserved {hold.model}, which this request would not route to; "
+            "use a new key for a new call"
+        )
+
+    @staticmethod
+    def _new_reservation_id(org: str, idempotency_key: str) -> str:
+        # The org travels inside the id: Commit and Release find the tenant (and, on a
+        # shared store, its key slot) from the id alone, and a key reused by another
+        # org can never collide with this one.
+        if idempotency_key:
+            if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+                raise InvalidRequest("idempotency_key must be 1-128 printable ASCII characters without spaces")
+            token = hashlib.blake2b(f"{org}\0{idempotency_key}".encode(), digest_size=12).hexdigest()
+        else:
+            token = secrets.token_hex(12)
+        return f"{token}.{org}"
+
+    @staticmethod
+    def _check_reservation_id(reservation_id: str) -> None:
+        if not _RESERVATION_ID.fullmatch(reservation_id):
+            shown = reservation_id[:60]
+            raise InvalidRequest(f"{shown!r} is not a reservation id: pass the reservation_id that Reserve returned")
+
+    def _check_usage(self, usage: Usage) -> None:
+        limit = self.config.limits.max_tokens
+        for name in ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"):
+            value = getattr(usage, name)
+            if not 0 <= value <= limit:
+                raise InvalidRequest(f"usage.{name} must be between 0 and {limit}, got {value}")
+        if usage.cached_input_tokens > usage.input_tokens:
+            raise InvalidRequest("usage.cached_input_tokens cannot exceed usage.input_tokens (which includes them)")
+
+    def _check_max_output(self, max_output_tokens: int) -> None:
+        if not 0 <= max_output_tokens <= self.config.limits.max_tokens:
+            raise InvalidRequest(
+                f"max_output_tokens must be between 0 and {self.config.limits.max_tokens}, got {max_output_tokens}"
+            )
+
+    def _ttl(self, ttl_ms: int) -> int:
+        cfg = self.config.reservations
+        if ttl_ms == 0:
+            return cfg.ttl_ms
+        if not 0 < ttl_ms <= cfg.max_ttl_ms:
+            raise InvalidRequest(f"ttl_ms must be between 1 and {cfg.max_ttl_ms} (0 for the default), got {ttl_ms}")
+        return ttl_ms
+
+    def _learn(self, hold: Hold, usage: Usage, cost: int) -> None:
+        self.outputs.observe(hold.task_type, hold.model, usage.output_tokens + usage.reasoning_tokens)
+        estimated = hold.amount * 10_000 // self.config.estimation.margin_bp
+        self.outputs.record_error(hold.task_type, hold.model, estimated, cost)
+

@@ -1,0 +1,1 @@
+"""Routing: task-signal rules, difficulty scoring and model selection."""

@@ -1,0 +1,303 @@
+"""gRPC handlers: protobuf in, domain call, protobuf out. No business logic here.
+
+Every domain error maps to one status code in ``_STATUS``; nothing reaches a
+client as UNKNOWN. A budget refusal carries a ``tollgate.v1.BudgetExceeded`` both
+in the standard ``grpc-status-details-bin`` (a ``google.rpc.Status``) and in the
+``tollgate-budget-exceeded-bin`` trailer, which a client can decode with nothing
+but protobuf.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import status_pb2
+from tollgate_client.v1 import tollgate_pb2 as pb
+from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
+
+from .catalog import Capability
+from .config import Policy
+from .core import Outcome, Prompt, Tollgate, Usage
+from .errors import (
+    BudgetExceeded,
+    IdempotencyConflict,
+    InvalidRequest,
+    ReservationEnded,
+    ReservationNotFound,
+    StoreUnavailable,
+    TollgateError,
+)
+from .ledger import PoolSnapshot, ReserveOutcome
+from .routing.rules import Signals
+from .routing.select import Priced
+from .scope import Level, Priority, Scope
+
+__all__ = ["BUDGET_EXCEEDED_TRAILER", "TollgateServicer"]
+
+log = logging.getLogger("tollgate.service")
+
+BUDGET_EXCEEDED_TRAILER = "tollgate-budget-exceeded-bin"
+
+_STATUS: dict[type[TollgateError], grpc.StatusCode] = {
+    InvalidRequest: grpc.StatusCode.INVALID_ARGUMENT,
+    BudgetExceeded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ReservationNotFound: grpc.StatusCode.NOT_FOUND,
+    ReservationEnded: grpc.StatusCode.FAILED_PRECONDITION,
+    IdempotencyConflict: grpc.StatusCode.FAILED_PRECONDITION,
+    StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+}
+
+_LEVEL = {
+    Level.REQUEST: pb.POOL_LEVEL_REQUEST,
+    Level.SESSION: pb.POOL_LEVEL_SESSION,
+    Level.USER: pb.POOL_LEVEL_USER,
+    Level.TEAM: pb.POOL_LEVEL_TEAM,
+    Level.ORG: pb.POOL_LEVEL_ORG,
+}
+_POLICY = {Policy.HARD: pb.POLICY_HARD, Policy.SOFT: pb.POLICY_SOFT, Policy.WARN: pb.POLICY_WARN}
+_OUTCOME = {
+    Outcome.ADMITTED: pb.POLICY_OUTCOME_ADMITTED,
+    Outcome.DOWNGRADED: pb.POLICY_OUTCOME_DOWNGRADED,
+    Outcome.WARNED: pb.POLICY_OUTCOME_WARNED,
+}
+_SOURCE = {"rule": pb.DECISION_SOURCE_RULE, "difficulty": pb.DECISION_SOURCE_DIFFICULTY}
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
+
+
+def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
+    """Turn domain errors into their status; anything unexpected into INTERNAL, logged."""
+
+    @functools.wraps(handler)
+    async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        try:
+            return await handler(self, request, context)
+        except TollgateError as exc:
+            await _abort(context, exc)
+        except (ValueError, OverflowError) as exc:
+            # Protobuf conversion of out-of-range values ends up here.
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {exc}")
+        except grpc.aio.AbortError:
+            raise
+        except Exception:
+            log.exception("unexpected error in %s", handler.__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the sidecar log has the details")
+        raise AssertionError("unreachable: abort raises")
+
+    return wrapper
+
+
+async def _abort(context: grpc.aio.ServicerContext, exc: TollgateError) -> None:
+    code = next((c for cls, c in _STATUS.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
+    message = str(exc)
+    if isinstance(exc, BudgetExceeded):
+        r = exc.refusal
+        detail = pb.BudgetExceeded(
+            pool_id=r.pool_id,
+            level=_LEVEL.get(Level(r.level), pb.POOL_LEVEL_UNSPECIFIED),
+            policy=_POLICY[Policy(r.policy)],
+            requested_nanos=r.requested,
+            remaining_nanos=max(r.remaining, 0),
+            limit=r.limit,
+        )
+        if r.resets_at_ms is not None:
+            detail.resets_at.CopyFrom(_timestamp(r.resets_at_ms))
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status = status_pb2.Status(code=code.value[0], message=message, details=[packed])
+        await context.abort(
+            code,
+            message,
+            trailing_metadata=(
+                ("grpc-status-details-bin", status.SerializeToString()),
+                (BUDGET_EXCEEDED_TRAILER, detail.SerializeToString()),
+            ),
+        )
+    await context.abort(code, message)
+
+
+class TollgateServicer(pb_grpc.TollgateServiceServicer):
+    """The TollgateService handlers over one ``Tollgate``."""
+
+    def __init__(self, gate: Tollgate) -> None:
+        self.gate = gate
+
+    @_translated
+    async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
+        s = request.signals
+        needs = frozenset(
+            cap
+            for cap, wanted in (
+                (Capability.TOOLS, s.needs_tools),
+                (Capability.VISION, s.needs_vision),
+                (Capability.JSON, s.needs_json),
+            )
+            if wanted
+        )
+        decision = await self.gate.route(
+            _scope(request.scope if request.HasField("scope") else None),
+            _prompt(request.prompt),
+            Signals(task_type=s.task_type, agent_mode=s.agent_mode, min_tier=s.min_tier, needs=needs),
+            max_output_tokens=request.max_output_tokens,
+            reserve=request.reserve,
+            idempotency_key=request.reservation.idempotency_key,
+            ttl_ms=request.reservation.ttl_ms,
+        )
+        response = pb.RouteResponse(
+            decision=pb.Decision(
+                chosen=_candidate(decision.chosen),
+                fallbacks=[_candidate(p) for p in decision.fallbacks],
+                reason=decision.reason,
+                source=_SOURCE[decision.requirement.source],
+                required_tier=decision.requirement.tier,
+                difficulty=decision.difficulty,
+                estimated_input_tokens=decision.chosen.input_tokens,
+                estimated_output_tokens=decision.chosen.output_tokens,
+                outcome=_OUTCOME[decision.outcome],
+            )
+        )
+        if decision.reservation is not None:
+            response.reservation.CopyFrom(_reservation(decision.reservation))
+        return response
+
+    @_translated
+    async def Reserve(self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext) -> pb.ReserveResponse:
+        result = await self.gate.reserve(
+            _scope(request.scope if request.HasField("scope") else None),
+            request.model,
+            _prompt(request.prompt),
+            task_type=request.task_type,
+            max_output_tokens=request.max_output_tokens,
+            idempotency_key=request.reservation.idempotency_key,
+            ttl_ms=request.reservation.ttl_ms,
+        )
+        return pb.ReserveResponse(
+            reservation=_reservation(result.reservation),
+            estimated_input_tokens=result.estimate.input_tokens,
+            estimated_output_tokens=result.estimate.output_tokens,
+            estimated_cost_nanos=result.estimate.cost,
+        )
+
+    @_translated
+    async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
+        u = request.usage
+        outcome = await self.gate.commit(
+            request.reservation_id,
+            Usage(
+                input_tokens=u.input_tokens,
+                cached_input_tokens=u.cached_input_tokens,
+                output_tokens=u.output_tokens,
+                reasoning_tokens=u.reasoning_tokens,
+            ),
+        )
+        return pb.CommitResponse(
+            reservation_id=outcome.hold.reservation_id,
+            charged_nanos=outcome.hold.charged,
+            overshoot_nanos=outcome.hold.overshoot,
+            released_nanos=outcome.released,
+            pools=[_pool(p) for p in outcome.pools],
+            replayed=outcome.replayed,
+        )
+
+    @_translated
+    async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
+        outcome = await self.gate.release(request.reservation_id)
+        return pb.ReleaseResponse(
+            reservation_id=outcome.hold.reservation_id,
+            released_nanos=outcome.hold.amount,
+            pools=[_pool(p) for p in outcome.pools],
+            replayed=outcome.replayed,
+        )
+
+    @_translated
+    async def Extend(self, request: pb.ExtendRequest, context: grpc.aio.ServicerContext) -> pb.ExtendResponse:
+        hold = await self.gate.extend(request.reservation_id, request.ttl_ms)
+        return pb.ExtendResponse(reservation_id=hold.reservation_id, expires_at=_timestamp(hold.expires_ms))
+
+    @_translated
+    async def GetBudget(
+        self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetBudgetResponse:
+        pools = await self.gate.budget(_scope(request.scope if request.HasField("scope") else None))
+        return pb.GetBudgetResponse(pools=[_pool(p) for p in pools])
+
+
+# -- conversions ------------------------------------------------------------------------------
+
+
+def _scope(scope: pb.Scope | None) -> Scope:
+    if scope is None:
+        raise InvalidRequest("scope is required: set scope.org_id to the organisation that pays")
+    if scope.priority == pb.PRIORITY_HIGH:
+        priority = Priority.HIGH
+    elif scope.priority in (pb.PRIORITY_UNSPECIFIED, pb.PRIORITY_NORMAL):
+        priority = Priority.NORMAL
+    else:
+        raise InvalidRequest(f"scope.priority {scope.priority} is not a known Priority value")
+    return Scope(
+        org=scope.org_id,
+        team=scope.team_id,
+        user=scope.user_id,
+        session=scope.session_id,
+        tags=dict(scope.tags),
+        priority=priority,
+    )
+
+
+def _prompt(prompt: pb.Prompt) -> Prompt:
+    which = prompt.WhichOneof("input")
+    if which == "messages":
+        return Prompt(messages=tuple((m.role, m.content) for m in prompt.messages.items))
+    if which == "input_tokens":
+        return Prompt(input_tokens=prompt.input_tokens)
+    raise InvalidRequest("prompt is required: set prompt.messages or prompt.input_tokens")
+
+
+def _timestamp(ms: int) -> Timestamp:
+    return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
+
+
+def _candidate(priced: Priced) -> pb.Candidate:
+    m = priced.model
+    return pb.Candidate(model=m.name, provider=m.provider, tier=m.tier, estimated_cost_nanos=priced.cost)
+
+
+def _pool(snap: PoolSnapshot) -> pb.PoolState:
+    out = pb.PoolState(
+        pool_id=snap.pool_id,
+        level=_LEVEL[snap.level],
+        policy=_POLICY[snap.spec.policy],
+        cap_nanos=snap.spec.cap,
+        usable_cap_nanos=snap.usable_cap,
+        spent_nanos=snap.spent,
+        held_nanos=snap.held,
+        remaining_nanos=snap.remaining,
+        calls=snap.calls,
+        max_calls=snap.spec.max_calls,
+        tokens=snap.tokens,
+        max_tokens=snap.spec.max_tokens,
+        warning=snap.warning,
+    )
+    if snap.resets_at_ms is not None:
+        out.resets_at.CopyFrom(_timestamp(snap.resets_at_ms))
+    return out
+
+
+def _reservation(outcome: ReserveOutcome) -> pb.Reservation:
+    hold = outcome.hold
+    return pb.Reservation(
+        reservation_id=hold.reservation_id,
+        model=hold.model,
+        held_nanos=hold.amount,
+        expires_at=_timestamp(hold.expires_ms),
+        pools=[_pool(p) for p in outcome.pools],
+        replayed=outcome.replayed,
+    )
