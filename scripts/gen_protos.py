@@ -23,7 +23,8 @@ PROTO_ROOT = ROOT / "proto"
 OUT = ROOT / "clients" / "python" / "tollgate_client" / "v1"
 
 
-def main() -> int:
+def generate() -> dict[str, str]:
+    """The generated files, by name, as they belong in ``OUT``."""
     protos = sorted(PROTO_ROOT.glob("tollgate/v1/*.proto"))
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
@@ -40,12 +41,27 @@ def main() -> int:
             check=True,
         )
         generated = Path(tmp) / "tollgate" / "v1"
-        for stale in OUT.glob("*_pb2*.py*"):
-            stale.unlink()
-        for path in sorted(generated.iterdir()):
-            text = path.read_text()
-            text = text.replace("from tollgate.v1 import ", "from . import ")
-            (OUT / path.name).write_text(text)
+        return {
+            path.name: path.read_text().replace("from tollgate.v1 import ", "from . import ")
+            for path in sorted(generated.iterdir())
+        }
+
+
+def main() -> int:
+    files = generate()
+    if "--check" in sys.argv[1:]:
+        stale = sorted(
+            name for name, text in files.items() if not (OUT / name).exists() or (OUT / name).read_text() != text
+        )
+        if stale:
+            print(f"generated code is out of date ({', '.join(stale)}): run `make proto`", file=sys.stderr)
+            return 1
+        print("generated code is up to date")
+        return 0
+    for stale in OUT.glob("*_pb2*.py*"):
+        stale.unlink()
+    for name, text in files.items():
+        (OUT / name).write_text(text)
     init = OUT / "__init__.py"
     if not init.exists():
         init.write_text('"""Generated protobuf and gRPC modules for tollgate.v1."""\n')

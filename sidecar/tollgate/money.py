@@ -53,10 +53,18 @@ def parse_usd(value: object) -> int:
     return int(nanos)
 
 
-def format_usd(nanos: int) -> str:
-    """Render nano-dollars for people, e.g. ``$1.234567``, without rounding away cents."""
+def format_usd(nanos: int, places: int = 9) -> str:
+    """Render nano-dollars for people, e.g. ``$1.234567``.
+
+    With ``places`` < 9 the figure is rounded half up for display; money itself is
+    never rounded this way.
+    """
     sign = "-" if nanos < 0 else ""
-    whole, frac = divmod(abs(nanos), NANOS_PER_USD)
+    magnitude = abs(nanos)
+    if places < 9:
+        step = 10 ** (9 - places)
+        magnitude = (magnitude + step // 2) // step * step
+    whole, frac = divmod(magnitude, NANOS_PER_USD)
     text = f"{frac:09d}".rstrip("0")
     if len(text) < 2:
         text = text.ljust(2, "0")

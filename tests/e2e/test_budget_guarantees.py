@@ -62,7 +62,12 @@ async def test_200_concurrent_reserves_admit_exactly_37(tmp_path: Path) -> None:
 
 
 async def test_sigkill_mid_burst_loses_nothing_and_charges_nothing_twice(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "tollgate.yaml")
+    def edit(data: dict[str, Any]) -> None:
+        # Holds admitted just before the kill, whose answers never reached the client, are
+        # ended by the TTL: keep it short so the test sees that happen.
+        data["reservations"] = {"ttl": "3s", "sweep_interval": "100ms"}
+
+    config = write_config(tmp_path / "tollgate.yaml", edit)
     sidecar = SidecarProcess(tmp_path, config=config).start()
     acked_reserves: dict[str, int] = {}
     acked_commits: dict[str, tuple[pb.Usage, int]] = {}
@@ -110,8 +115,16 @@ async def test_sigkill_mid_burst_loses_nothing_and_charges_nothing_twice(tmp_pat
                     assert exc.code() == grpc.StatusCode.FAILED_PRECONDITION, exc.details()
             budget = await stub.GetBudget(pb.GetBudgetRequest(scope=scope))
             org = next(p for p in budget.pools if p.pool_id == "org:crash")
-            assert org.held_nanos == 0
+            # At most one unacknowledged hold per client was in flight at the kill.
+            assert org.held_nanos <= 16 * max(acked_reserves.values())
             assert org.spent_nanos >= sum(charged for _, charged in acked_commits.values())
+            for _ in range(100):
+                budget = await stub.GetBudget(pb.GetBudgetRequest(scope=scope))
+                org = next(p for p in budget.pools if p.pool_id == "org:crash")
+                if org.held_nanos == 0:
+                    break
+                await asyncio.sleep(0.1)
+            assert org.held_nanos == 0, "holds orphaned by the kill must expire by TTL"
     finally:
         restarted.stop()
     result = audit(config, sidecar.db)
