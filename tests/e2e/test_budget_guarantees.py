@@ -17,12 +17,12 @@ from typing import Any
 
 import grpc
 import pytest
+from tollgate.config import load_config
+from tollgate.money import apply_margin
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
 from tests.sidecar_process import SidecarProcess, audit, write_config
-from tollgate.config import load_config
-from tollgate.money import apply_margin
 
 pytestmark = pytest.mark.slow
 
@@ -73,6 +73,7 @@ async def test_sigkill_mid_burst_loses_nothing_and_charges_nothing_twice(tmp_pat
     acked_commits: dict[str, tuple[pb.Usage, int]] = {}
     scope = pb.Scope(org_id="crash", team_id="t", user_id="u1")
     stop = asyncio.Event()
+    enough = asyncio.Event()
 
     async def worker(stub: pb_grpc.TollgateServiceStub, n: int) -> None:
         rng = random.Random(n)
@@ -85,14 +86,15 @@ async def test_sigkill_mid_burst_loses_nothing_and_charges_nothing_twice(tmp_pat
                     usage = pb.Usage(input_tokens=rng.randint(10, 2_000), output_tokens=rng.randint(1, 600))
                     c = await stub.Commit(pb.CommitRequest(reservation_id=r.reservation.reservation_id, usage=usage))
                     acked_commits[r.reservation.reservation_id] = (usage, c.charged_nanos)
+                    if len(acked_commits) >= 300:
+                        enough.set()
             except grpc.aio.AioRpcError:
                 return  # the sidecar is gone
 
     async with grpc.aio.insecure_channel(sidecar.target) as channel:
         stub = pb_grpc.TollgateServiceStub(channel)
         tasks = [asyncio.create_task(worker(stub, n)) for n in range(16)]
-        while len(acked_commits) < 300:
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(enough.wait(), 60)
         sidecar.kill()
         stop.set()
         await asyncio.gather(*tasks)
@@ -150,7 +152,8 @@ async def test_agent_workload_spends_the_cap_before_refusal(tmp_path: Path) -> N
             calls = overshoot = 0
             while refused is None:
                 task = rng.choices(task_types, weights)[0]
-                history.append(pb.Message(role="user", content=f"step {calls}: " + "context line. " * rng.randint(5, 60)))
+                text = f"step {calls}: " + "context line. " * rng.randint(5, 60)
+                history.append(pb.Message(role="user", content=text))
                 if len(history) > 24:  # the agent compacts its context now and then
                     history = history[:1] + history[-8:]
                 try:

@@ -93,7 +93,8 @@ async def test_difficulty_routes_hard_requests_up(stub: pb_grpc.TollgateServiceS
 
 async def test_capabilities_and_context_window_constrain_the_choice(stub: pb_grpc.TollgateServiceStub) -> None:
     json_route = await stub.Route(pb.RouteRequest(
-        scope=SCOPE, prompt=msgs("Return the user as JSON"), signals=pb.TaskSignals(task_type="format", needs_json=True)))
+        scope=SCOPE, prompt=msgs("Return the user as JSON"),
+        signals=pb.TaskSignals(task_type="format", needs_json=True)))
     models = [json_route.decision.chosen, *json_route.decision.fallbacks]
     assert all(m.model in ("gemini-2.0-flash", "gpt-4o-mini", "gpt-4o") for m in models)
     big = await stub.Route(pb.RouteRequest(
@@ -207,7 +208,8 @@ BAD_REQUESTS = [
      C.INVALID_ARGUMENT, "idempotency_key"),
     ("malformed reservation id", "Commit", pb.CommitRequest(reservation_id="../../etc"),
      C.INVALID_ARGUMENT, "not a reservation id"),
-    ("unknown reservation", "Commit", pb.CommitRequest(reservation_id="0" * 24 + ".acme"), C.NOT_FOUND, "no reservation"),
+    ("unknown reservation", "Commit", pb.CommitRequest(reservation_id="0" * 24 + ".acme"),
+     C.NOT_FOUND, "no reservation"),
     ("unknown reservation release", "Release", pb.ReleaseRequest(reservation_id="1" * 24 + ".acme"),
      C.NOT_FOUND, "no reservation"),
 ]

@@ -1,0 +1,80 @@
+"""Python client of the Tollgate sidecar.
+
+Before each LLM call, ask the sidecar which model to use and hold the call's
+estimated cost against the caller's budgets; after it, commit what the provider
+reported::
+
+    from tollgate_client import AsyncClient, Scope, usage_from_openai
+
+    async with AsyncClient() as tollgate:
+        decision = await tollgate.route(Scope(org="acme", user="alice"), messages=messages, reserve=True)
+        async with tollgate.reservation(decision) as held:
+            response = await openai.chat.completions.create(model=decision.model, messages=messages)
+            await held.commit(usage_from_openai(response))
+
+Money is an ``int`` of nano-dollars throughout; ``format_usd`` renders it.
+"""
+
+from ._client import DEFAULT_TARGET, AsyncClient, Client
+from ._errors import (
+    BUDGET_EXCEEDED_TRAILER,
+    BudgetExceededError,
+    InvalidRequestError,
+    ReservationEndedError,
+    ReservationNotFoundError,
+    TollgateClientError,
+    UnavailableError,
+)
+from ._money import NANOS_PER_USD, format_usd
+from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
+from ._types import (
+    Candidate,
+    CommitResult,
+    Decision,
+    ExtendResult,
+    MessageLike,
+    PoolState,
+    Priority,
+    ReleaseResult,
+    Reservation,
+    ReserveOptions,
+    ReserveResult,
+    RouteOptions,
+    Scope,
+    Usage,
+)
+from ._usage import usage_from_anthropic, usage_from_openai
+
+__all__ = [
+    "BUDGET_EXCEEDED_TRAILER",
+    "DEFAULT_TARGET",
+    "NANOS_PER_USD",
+    "AsyncClient",
+    "AsyncHeldReservation",
+    "BudgetExceededError",
+    "Candidate",
+    "Client",
+    "CommitResult",
+    "Decision",
+    "ExtendResult",
+    "HeldReservation",
+    "InvalidRequestError",
+    "MessageLike",
+    "PoolState",
+    "Priority",
+    "ReleaseResult",
+    "Reservation",
+    "ReservationEndedError",
+    "ReservationNotFoundError",
+    "ReservationSource",
+    "ReserveOptions",
+    "ReserveResult",
+    "RouteOptions",
+    "Scope",
+    "TollgateClientError",
+    "UnavailableError",
+    "Usage",
+    "format_usd",
+    "usage_from_anthropic",
+    "usage_from_openai",
+]

@@ -1,0 +1,237 @@
+"""The asyncio and the blocking client. Both only execute the calls that ``_wire`` builds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import TypeVar, Unpack
+
+import grpc
+import grpc.aio
+
+from . import _wire
+from ._errors import from_rpc_error
+from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
+from ._types import (
+    CommitResult,
+    Decision,
+    ExtendResult,
+    PoolState,
+    ReleaseResult,
+    ReserveOptions,
+    ReserveResult,
+    RouteOptions,
+    Scope,
+    Usage,
+)
+from .v1.tollgate_pb2_grpc import TollgateServiceStub
+
+__all__ = ["DEFAULT_TARGET", "AsyncClient", "Client"]
+
+T = TypeVar("T")
+
+DEFAULT_TARGET = "127.0.0.1:50551"
+"""Where the sidecar listens unless configured otherwise."""
+
+Metadata = Sequence[tuple[str, str | bytes]]
+
+# The sidecar runs next to the application; a proxy taken from http_proxy in the
+# environment would at best add a hop and at worst not reach loopback at all.
+_CHANNEL_OPTIONS = (("grpc.enable_http_proxy", 0),)
+
+
+class _Settings:
+    """Connection settings common to both clients."""
+
+    __slots__ = ("_metadata", "_target", "_timeout")
+
+    def __init__(self, target: str, timeout: float, metadata: Metadata) -> None:
+        if not target:
+            raise ValueError('target must be "host:port" or "unix:///path/to.sock"')
+        if timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        self._target = target
+        self._timeout = timeout
+        self._metadata = tuple(metadata)
+
+    @property
+    def target(self) -> str:
+        """The sidecar's address: ``"host:port"`` or ``"unix:///path/to.sock"``."""
+        return self._target
+
+    @property
+    def timeout(self) -> float:
+        """The deadline of every call, in seconds."""
+        return self._timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._target!r}, timeout={self._timeout})"
+
+
+class AsyncClient(_Settings):
+    """Client of the Tollgate sidecar for asyncio applications.
+
+    ``target`` is ``"host:port"`` or ``"unix:///path/to.sock"``; ``timeout`` is
+    the deadline of each call in seconds; ``metadata`` is sent with every call
+    (for example an authorization header a proxy in front of the sidecar
+    checks). The channel is opened on first use, inside the running event
+    loop, so the client may be created anywhere. Close it with ``close()`` or
+    use it as ``async with AsyncClient() as client:``.
+
+    Failed calls raise a ``TollgateClientError`` subclass.
+    """
+
+    __slots__ = ("_channel", "_closed", "_stub")
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = ()) -> None:
+        super().__init__(target, timeout, metadata)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: TollgateServiceStub | None = None
+        self._closed = False
+
+    async def route(self, scope: Scope, **options: Unpack[RouteOptions]) -> Decision:
+        """Pick the cheapest capable model for a call and, with ``reserve=True``, hold its cost.
+
+        Keyword arguments are described by ``RouteOptions``; exactly one of
+        ``messages`` and ``input_tokens`` is required.
+        """
+        return await self._run(_wire.route(scope, **options))
+
+    async def reserve(self, scope: Scope, model: str, **options: Unpack[ReserveOptions]) -> ReserveResult:
+        """Hold the estimated cost of a call to ``model`` against every pool in ``scope``, all or none.
+
+        Keyword arguments are described by ``ReserveOptions``; exactly one of
+        ``messages`` and ``input_tokens`` is required.
+        """
+        return await self._run(_wire.reserve(scope, model, **options))
+
+    async def commit(self, reservation_id: str, usage: Usage) -> CommitResult:
+        """Report what the provider call used; the hold is reconciled and the rest released."""
+        return await self._run(_wire.commit(reservation_id, usage))
+
+    async def release(self, reservation_id: str) -> ReleaseResult:
+        """End a reservation without charging, when no billable call happened."""
+        return await self._run(_wire.release(reservation_id))
+
+    async def extend(self, reservation_id: str, ttl_ms: int = 0) -> ExtendResult:
+        """Push a reservation's expiry out to ``ttl_ms`` from now (0 = the sidecar's default)."""
+        return await self._run(_wire.extend(reservation_id, ttl_ms))
+
+    async def get_budget(self, scope: Scope) -> tuple[PoolState, ...]:
+        """The current state of every budget pool in ``scope``, broadest level last."""
+        return await self._run(_wire.get_budget(scope))
+
+    def reservation(self, source: ReservationSource) -> AsyncHeldReservation:
+        """Hold a reservation for an ``async with`` block, releasing it unless committed.
+
+        ``source`` is a ``route(..., reserve=True)`` decision, a ``reserve``
+        result or a ``Reservation``.
+        """
+        return AsyncHeldReservation(self, source)
+
+    async def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        self._closed = True
+        channel, self._channel, self._stub = self._channel, None, None
+        if channel is not None:
+            await channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _run(self, call: _wire.Call[T]) -> T:
+        if self._stub is None:
+            if self._closed:
+                raise RuntimeError("this AsyncClient is closed")
+            self._channel = grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
+            self._stub = TollgateServiceStub(self._channel)
+        method = getattr(self._stub, call.method)
+        try:
+            response = await method(call.request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        return call.convert(response)
+
+
+class Client(_Settings):
+    """Blocking client of the Tollgate sidecar, with the same methods as ``AsyncClient``.
+
+    ``target`` is ``"host:port"`` or ``"unix:///path/to.sock"``; ``timeout`` is
+    the deadline of each call in seconds; ``metadata`` is sent with every call.
+    Close it with ``close()`` or use it as ``with Client() as client:``. The
+    client is safe to share between threads.
+
+    Failed calls raise a ``TollgateClientError`` subclass.
+    """
+
+    __slots__ = ("_channel", "_stub")
+
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = ()) -> None:
+        super().__init__(target, timeout, metadata)
+        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._stub = TollgateServiceStub(self._channel)
+
+    def route(self, scope: Scope, **options: Unpack[RouteOptions]) -> Decision:
+        """Pick the cheapest capable model for a call and, with ``reserve=True``, hold its cost.
+
+        Keyword arguments are described by ``RouteOptions``; exactly one of
+        ``messages`` and ``input_tokens`` is required.
+        """
+        return self._run(_wire.route(scope, **options))
+
+    def reserve(self, scope: Scope, model: str, **options: Unpack[ReserveOptions]) -> ReserveResult:
+        """Hold the estimated cost of a call to ``model`` against every pool in ``scope``, all or none.
+
+        Keyword arguments are described by ``ReserveOptions``; exactly one of
+        ``messages`` and ``input_tokens`` is required.
+        """
+        return self._run(_wire.reserve(scope, model, **options))
+
+    def commit(self, reservation_id: str, usage: Usage) -> CommitResult:
+        """Report what the provider call used; the hold is reconciled and the rest released."""
+        return self._run(_wire.commit(reservation_id, usage))
+
+    def release(self, reservation_id: str) -> ReleaseResult:
+        """End a reservation without charging, when no billable call happened."""
+        return self._run(_wire.release(reservation_id))
+
+    def extend(self, reservation_id: str, ttl_ms: int = 0) -> ExtendResult:
+        """Push a reservation's expiry out to ``ttl_ms`` from now (0 = the sidecar's default)."""
+        return self._run(_wire.extend(reservation_id, ttl_ms))
+
+    def get_budget(self, scope: Scope) -> tuple[PoolState, ...]:
+        """The current state of every budget pool in ``scope``, broadest level last."""
+        return self._run(_wire.get_budget(scope))
+
+    def reservation(self, source: ReservationSource) -> HeldReservation:
+        """Hold a reservation for a ``with`` block, releasing it unless committed.
+
+        ``source`` is a ``route(..., reserve=True)`` decision, a ``reserve``
+        result or a ``Reservation``.
+        """
+        return HeldReservation(self, source)
+
+    def close(self) -> None:
+        """Close the channel; calls in flight are cancelled."""
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _run(self, call: _wire.Call[T]) -> T:
+        method = getattr(self._stub, call.method)
+        try:
+            response = method(call.request, timeout=self._timeout, metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from error
+        return call.convert(response)
