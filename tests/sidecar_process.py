@@ -15,7 +15,6 @@ from typing import Any
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from tollgate.config import default_config_text
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tollgate.estimate import TokenCounter
 from tollgate.routing.difficulty import Difficulty, score
 

@@ -1,0 +1,105 @@
+"""Config validation: the shipped config is valid, and every error names file, key and problem."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tollgate.config import Policy, WindowKind, default_config_text, load_config, parse_config
+from tollgate.errors import ConfigError
+from tollgate.scope import Level
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_config_is_valid_and_realistic() -> None:
+    config = load_config(None)
+    assert config.catalog.tiers == ("cheap", "medium", "frontier")
+    assert {m.tier for m in config.catalog.models.values()} == {"cheap", "medium", "frontier"}
+    assert config.estimation.margin_bp == 13_000
+    assert config.budgets.templates[Level.ORG].window.kind is WindowKind.FIXED
+    assert config.routing.task_types["extract"] == "cheap"
+    assert config.routing.task_types["debugging"] == "frontier"
+
+
+def test_readme_budget_example_parses() -> None:
+    block = re.search(r"```yaml\n(budgets:.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block is not None
+    data = yaml.safe_load(default_config_text())
+    data["budgets"] = yaml.safe_load(block.group(1))["budgets"]
+    config = parse_config(yaml.safe_dump(data))
+    alice = config.budgets.overrides["user:acme/alice"]
+    assert alice.window.kind is WindowKind.TOKEN_BUCKET and alice.window.duration_ms == 3_600_000
+    assert alice.policy is Policy.SOFT  # inherited from the user template
+    assert alice.cap == 50_000_000_000
+
+
+def _with(edit: str, value: object) -> str:
+    data = yaml.safe_load(default_config_text())
+    node = data
+    *path, last = edit.split(".")
+    for key in path:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return yaml.safe_dump(data)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("budgets.templates.user.cap", "5$", "budgets.templates.user.cap: '5$' is not a USD amount"),
+        ("budgets.templates.user.cap", 0.1, "budgets.templates.user.cap: expected a USD amount as a string"),
+        ("budgets.templates.user.policy", "strict", "budgets.templates.user.policy: 'strict' is not one of"),
+        ("budgets.templates.user.window", {"kind": "fixed", "period": "fortnight"}, "window.period"),
+        ("budgets.templates.user.window", {"kind": "fixed", "period": "day", "tz": "Mars/Olympus"},
+         "unknown time zone"),
+        ("budgets.templates.user.window", {"kind": "sliding", "duration": "soon"}, "expected a duration"),
+        ("budgets.templates.user.colour", "red", "budgets.templates.user.colour: unknown key"),
+        ("budgets.templates.galaxy", {"cap": "1"}, "budgets.templates.galaxy: unknown scope level"),
+        ("budgets.overrides", {"user:alice": {"cap": "1"}}, "override keys are pool ids"),
+        ("budgets.templates.user.warn_at", 1.5, "warn_at: 1.5 is out of range"),
+        ("models.gpt-4o.price", {"input": "2.50"}, "models.gpt-4o.price: needs input and output prices"),
+        ("models.gpt-4o.tier", "ultra", "models.gpt-4o.tier: 'ultra' is not one of"),
+        ("models.gpt-4o.context_window", -1, "context_window: -1 is out of range"),
+        ("routing.task_types.extract", "premium", "routing.task_types.extract"),
+        ("estimation.margin", 0.9, "estimation.margin"),
+        ("reservations.ttl", "2h", "ttl: the default ttl must not exceed max_ttl"),
+        ("store.kind", "postgres", "store.kind"),
+    ],
+)
+def test_errors_name_file_key_and_problem(tmp_path: Path, key: str, value: object, message: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(_with(key, value))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: "), text
+    assert message in text, text
+
+
+def test_unreadable_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "broken.yaml").write_text("models: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "broken.yaml")
+
+
+def test_check_command(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text(default_config_text())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_with("budgets.templates.org.cap", "lots"))
+    env = {"PYTHONPATH": str(ROOT / "sidecar")}
+    ok = subprocess.run([sys.executable, "-m", "tollgate.cli", "check", str(good)], capture_output=True, text=True,
+                        env=env)
+    assert ok.returncode == 0 and "OK" in ok.stdout and "claude-opus-4-1" in ok.stdout
+    fail = subprocess.run([sys.executable, "-m", "tollgate.cli", "check", str(bad)], capture_output=True, text=True,
+                          env=env)
+    assert fail.returncode == 2
+    assert f"{bad}: budgets.templates.org.cap: 'lots' is not a USD amount" in fail.stderr
