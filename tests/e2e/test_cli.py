@@ -77,9 +77,10 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero(tmp_path: Path) -> None:
     for t in threads:
         t.join(10)
     assert code == 0, sidecar.logs()
-    # Calls either completed or were refused as UNAVAILABLE once the server stopped accepting;
-    # none failed half-way with another status.
-    assert set(results) <= {"ok", "UNAVAILABLE"}, set(results)
+    # Calls completed, or (racing the shutdown) were cancelled before being accepted, or were
+    # refused as UNAVAILABLE once the listener closed; no other failure, and the ledger balances.
+    assert set(results) <= {"ok", "UNAVAILABLE", "CANCELLED"}, set(results)
+    assert results.count("ok") >= 100
     assert '"stopped"' in sidecar.logs()
     result = audit(config, sidecar.db)
     assert result.returncode == 0, result.stdout
