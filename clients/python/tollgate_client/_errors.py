@@ -57,7 +57,7 @@ class BudgetExceededError(TollgateClientError):
     """A budget pool in the scope cannot admit the call (RESOURCE_EXHAUSTED).
 
     The fields say which pool refused and by how much: ``pool_id`` (e.g.
-    ``"user:alice"``), ``level``, ``policy``, ``limit`` (``"cost"``, ``"calls"`` or
+    ``"user:acme/alice"``), ``level``, ``policy``, ``limit`` (``"cost"``, ``"calls"`` or
     ``"tokens"``), ``requested_nanos`` and ``remaining_nanos`` (in the unit of the
     limit: nano-dollars for cost, else calls or tokens) and ``resets_at`` (when
     the pool's window resets; ``None`` if it never does). They are empty when
