@@ -131,7 +131,7 @@ class Tollgate:
             raise InvalidRequest(
                 f"no model of tier {requirement.tier} or above has the capabilities and context window for this "
                 f"request ({base_tokens} input tokens, max_output_tokens={max_output_tokens}, "
-                f"needs={sorted(signals.needs) or 'none'})"
+                f"needs={sorted(str(c) for c in signals.needs) or 'none'})"
             )
         # Cheaper tiers, best first, for a soft pool to downgrade to.
         downgrades = sorted(
