@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tollgate.estimate import TokenCounter
 from tollgate.routing.difficulty import Difficulty, score
 
@@ -31,7 +33,7 @@ PYTHON_TRACE = """Traceback (most recent call last):
     by_user[order["user_id"]] += order["total"]
 KeyError: 'user_id'"""
 
-JAVA_TRACE = """Exception in thread "main" java.lang.NullPointerException: Cannot invoke "String.length()" because "name" is null
+JAVA_TRACE = """Exception in thread "main" java.lang.NullPointerException: Cannot invoke "String.length()"
     at com.acme.billing.InvoiceFormatter.pad(InvoiceFormatter.java:41)
     at com.acme.billing.InvoiceFormatter.format(InvoiceFormatter.java:27)
     at com.acme.billing.InvoiceJob.run(InvoiceJob.java:112)
@@ -51,6 +53,18 @@ NODE_TRACE = """TypeError: Cannot read properties of undefined (reading 'map')
     at renderRows (/app/src/components/OrderTable.js:23:31)
     at OrderTable (/app/src/components/OrderTable.js:11:10)
     at processChild (/app/node_modules/react-dom/cjs/react-dom-server.node.development.js:3353:14)"""
+
+DOTNET_TRACE = """System.NullReferenceException: Object reference not set to an instance of an object.
+   at Shop.Cart.Total(IEnumerable`1 items) in C:\\src\\Shop\\Cart.cs:line 42
+   at Shop.Program.Main(String[] args) in C:\\src\\Shop\\Program.cs:line 12"""
+
+RUST_PANIC = """thread 'main' panicked at src/main.rs:14:22:
+called `Option::unwrap()` on a `None` value
+note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace"""
+
+RUBY_TRACE = """app/models/user.rb:12:in `full_name': undefined method `upcase' for nil:NilClass (NoMethodError)
+\tfrom app/controllers/users_controller.rb:8:in `show'
+\tfrom app/controllers/application_controller.rb:31:in `around_action'"""
 
 SIMPLE_PROMPTS: list[Messages] = [
     _user("What's the capital of France?"),
@@ -140,6 +154,15 @@ HARD_PROMPTS: list[Messages] = [
         "failure handling and the migration strategy, and how the architecture should evolve."
     ),
     _user(
+        "```python\nclass Cart:\n    def __init__(self, items):\n        self.items = items\n\n"
+        "    def total(self):\n        return sum(i.price * i.qty for i in self.items)\n```\n\n"
+        "Traceback (most recent call last):\n  File \"shop/cart.py\", line 6, in total\n"
+        "    return sum(i.price * i.qty for i in self.items)\n"
+        "  File \"shop/cart.py\", line 6, in <genexpr>\n"
+        "    return sum(i.price * i.qty for i in self.items)\n"
+        "AttributeError: 'dict' object has no attribute 'price'"
+    ),
+    _user(
         "The orders page breaks after the API change, here's the component:\n\n```jsx\n"
         "export function OrderTable({ data }) {\n  const rows = renderRows(data.orders);\n"
         "  return <table>{rows}</table>;\n}\n\nfunction renderRows(orders) {\n"
@@ -163,8 +186,35 @@ def test_hard_prompts_go_to_the_frontier_tier(messages: Messages) -> None:
     assert _score(messages).score >= FRONTIER
 
 
+ALL_TRACES = [PYTHON_TRACE, JAVA_TRACE, GO_TRACE, NODE_TRACE, DOTNET_TRACE, RUST_PANIC, RUBY_TRACE]
+
+
+@pytest.mark.parametrize("trace", ALL_TRACES)
+def test_stack_traces_of_each_runtime_are_recognised(trace: str) -> None:
+    as_tool_result = [*_user("Run the failing test."), ("tool", trace)]
+    assert "stack_trace" in _score(as_tool_result).reasons
+    pasted = _user(f"Why is this happening?\n\n{trace}")
+    assert "stack_trace" in _score(pasted).reasons
+
+
+def test_prose_mentioning_errors_is_not_a_stack_trace() -> None:
+    prose = _user(
+        "Our team at the agency looked at the error budget, and at the end of the quarter we decided "
+        "that the file format is fine.\n    at least that is what we wrote in the notes."
+    )
+    assert "stack_trace" not in _score(prose).reasons
+
+
+def test_code_without_fences_is_recognised() -> None:
+    snippet = (
+        "Rename the variable in this:\n\nimport os\n\ndef home():\n    path = os.environ['HOME']\n"
+        "    return path\n\nclass Config:\n    pass\n"
+    )
+    assert "code" in _score(_user(snippet)).reasons
+
+
 @pytest.mark.parametrize("messages", SIMPLE_PROMPTS + MEDIUM_PROMPTS + HARD_PROMPTS)
-@pytest.mark.parametrize("trace", [PYTHON_TRACE, JAVA_TRACE, GO_TRACE, NODE_TRACE])
+@pytest.mark.parametrize("trace", ALL_TRACES)
 def test_adding_a_stack_trace_never_lowers_the_score(messages: Messages, trace: str) -> None:
     before = _score(messages).score
     role, text = messages[-1]
@@ -267,3 +317,25 @@ def test_score_is_in_unit_interval_at_the_extremes() -> None:
     assert top.score > 0.99
     bottom = score([("user", "Translate, summarize, extract, classify, fix the typo, convert, list the items")], 0)
     assert 0.0 <= bottom.score < 0.05
+
+
+# Pieces that exercise every expression's special paths when mixed with random text.
+FRAGMENTS = ["\n", "    at ", "```", "?", "Error:", 'File "', ".java:1", "why", " = 1", "\\frac", "∑", "in detail"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["system", "developer", "user", "assistant", "tool", ""]),
+            st.lists(st.text(max_size=30) | st.sampled_from(FRAGMENTS), max_size=20).map("".join),
+        ),
+        max_size=6,
+    ),
+    st.integers(-10, 10_000_000),
+)
+def test_any_request_scores_in_the_unit_interval(messages: Messages, input_tokens: int) -> None:
+    result = score(messages, input_tokens)
+    assert 0.0 <= result.score <= 1.0
+    assert len(result.reasons) <= 3
+    assert score(messages, input_tokens) == result

@@ -4,65 +4,73 @@ Used when no task-signal rule decides the tier. The default thresholds send
 scores below 0.35 to the cheap tier, 0.35–0.70 to the medium tier and 0.70 and
 above to the frontier tier.
 
-The score is ``sigmoid(BIAS + Σ weight × feature)``, each feature in [0, 1]:
+The score is ``sigmoid(BIAS + Σ weight × value)``:
 
 ==================  ======  ==============================================================
-feature (reason)    weight  meaning, and why the weight
+feature (reason)    weight  value, and why the weight
 ==================  ======  ==============================================================
-(bias)              -2.2    a request with no signal at all scores 0.10: most traffic is
-                            simple, and the cheap tier answers it as well.
-``long_context``    +1.5    input tokens, log-scaled: 0 at ≤ 128, 1 at ≥ 64k. Long inputs
-                            need attention over more material, but length alone (a long
+(bias)              -2.0    a request with no signal scores 0.12: most traffic is simple,
+                            and the cheap tier answers it as well.
+``long_context``    +1.5    input tokens, log-scaled: 0 at ≤ 128, 1 at ≥ 64k. Long input
+                            needs attention over more material, but length alone (a long
                             document to summarise) should reach the medium tier at most.
-``code``            +1.3    code fences and code-like lines (definitions, imports, lines
-                            ending in ``;``, ``{`` or ``}``), saturating at a fence or six
-                            lines. Code raises the bar, yet converting a snippet is not hard.
-``stack_trace``     +2.1    a stack trace (Python, Java/Kotlin, JS/TS, Go, Rust, C#, Ruby
-                            frames and headers), or a weaker 0.4 for an ``XxxError:`` line.
-                            Someone pasting a trace is debugging: with code it must reach the
-                            frontier tier on its own, hence the largest single weight.
-``many_turns``      +0.6    user and assistant turns beyond two, saturating at 16: a long
+``code``            +1.3    1 for a code fence, else code-like lines (definitions, imports,
+                            closing braces, call statements) / 6, at most 1. Code raises the
+                            bar, yet converting a snippet is not frontier work.
+``stack_trace``     +2.1    0.4 + frames / 3, at most 1, counting frames and headers of
+                            Python, JVM, JS/TS, .NET, Go, Rust and Ruby traces; 0.4 for a
+                            bare ``XxxError:`` line. A pasted trace means debugging: with
+                            code it must reach the frontier tier on its own, hence the
+                            largest single weight.
+``many_turns``      +0.6    (user and assistant turns − 2) / 14, at most 1: a long
                             conversation carries state the model must track.
-``tool_results``    +0.7    ``tool`` messages, saturating at five: an agent mid-task.
-``reasoning``       +1.0    design, architecture, proofs, trade-offs, concurrency, security,
-                            algorithms, debugging vocabulary in the last user message. Each
-                            keyword has its own weight (``why`` counts less than
-                            ``race condition``); their sum is capped at 3.2 and scaled here.
-``open_task``       +1.0    open-ended generation or explanation (write, implement,
-                            explain, in detail, compare...), capped at 1.8: it needs a
-                            capable model but not usually the best one.
-``simple_task``     -1.0    translate, summarise, extract, classify, fix a typo, convert...
-                            capped at -2.0: these are the cheap tier's work even on long input.
-``math``            +1.2    equations, LaTeX, math vocabulary, many numbers in the ask.
-``multi_question``  +0.6    several question marks in the ask, saturating at four: each
-                            question is a separate thing to get right.
+``tool_results``    +0.7    ``tool`` messages / 5, at most 1: an agent in the middle of a task.
+``reasoning``       +1.0    sum of reasoning keywords' own weights (design, architecture,
+                            prove, trade-off, race condition, security, algorithm, debug...;
+                            ``why`` counts 0.5, ``race condition`` 1.3), at most 3.2.
+``open_task``       +1.0    sum of open-ended generation keywords' weights (write,
+                            implement, explain, in detail, compare...), at most 2.2: enough
+                            for the medium tier, never the frontier tier by itself.
+``simple_task``     +1.0    sum of simple-task keywords' (negative) weights (translate,
+                            summarise, extract, classify, fix typos, convert...), at least
+                            −2.0: the cheap tier's work even on long input.
+``math``            +1.2    math keywords' weights + 0.35 per equation-like span, LaTeX
+                            command or math symbol + up to 0.5 for many numbers, at most 1.
+``multi_question``  +0.6    (question marks − 1) / 3, at most 1: each question is another
+                            thing to get right.
 ==================  ======  ==============================================================
 
-The keyword features sum per-keyword weights (each keyword once) and put that
-sum into the table's weight of 1.0, so a keyword's own weight is its direct
-contribution to the logit.
+Keywords, math and questions are read from the *ask*: the head and tail
+(``ASK_CHARS`` each) of the last user message, where the question sits around
+any pasted material. Each keyword counts once however often it appears. Code
+and stack traces are read from the last ``TAIL_CHARS`` characters of non-system
+messages, newest first: a system prompt is the same on every request of an app,
+and its JSON schemas look like code. Turns and roles are counted over all
+messages.
 
-Bounded cost whatever the request size: keywords, math and questions are read
-from the head and tail of the last user message (where the ask usually is,
-around pasted material); code and stack traces from the last ``TAIL_CHARS``
-characters of non-system messages, newest first (a system prompt is the same on
-every request of an app and its JSON schemas look like code); turns and roles
-are counted over all messages. Every regular expression is precompiled and
-linear-time.
+The scan runs on every routed request, so its cost is bounded and small:
+keywords go through one ``str.translate`` and a set intersection instead of a
+regular expression per word; math through a byte translation and substring
+counts; code lines and trace frames through expressions that only start at line
+breaks (a literal prefix the regex engine skips to quickly) and stop once their
+feature saturates; bare error lines through one literal search, only when no
+frame was found. Every expression is linear-time, so even adversarial text costs
+well under a millisecond.
 
-``reasons`` names up to three features whose contribution (weight × value) was
-largest in magnitude and at least ``REASON_MIN``; it is empty when nothing stood
-out and the bias alone decided.
+``reasons`` names up to three features whose contribution (weight × value)
+was largest in magnitude and at least ``REASON_MIN``; it is empty when nothing
+stood out and the bias alone decided.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["BIAS", "TAIL_CHARS", "WEIGHTS", "Difficulty", "score"]
+__all__ = ["ASK_CHARS", "BIAS", "REASON_MIN", "TAIL_CHARS", "WEIGHTS", "Difficulty", "score"]
 
 BIAS = -2.0
 
@@ -78,12 +86,12 @@ WEIGHTS: dict[str, float] = {
     "math": 1.2,
     "multi_question": 0.6,
 }
-"""Logit weight of each feature; the keyword features carry their own per-keyword weights."""
+"""Logit weight of each feature; keyword features carry their own per-keyword weights."""
 
 TAIL_CHARS = 8_000
 """Characters of recent conversation scanned for code and stack traces."""
 
-ASK_CHARS = 2_000
+ASK_CHARS = 1_000
 """Characters read from each end of the last user message for keywords, math and questions."""
 
 REASON_MIN = 0.3
@@ -93,9 +101,9 @@ _LENGTH_FLOOR = 128
 _LENGTH_CEILING = 65_536
 _LOG_LENGTH_SPAN = math.log(_LENGTH_CEILING / _LENGTH_FLOOR)
 
-_REASONING_CAP = 3.2
-_OPEN_TASK_CAP = 2.2
-_SIMPLE_TASK_CAP = -2.0
+_CAPS = {"reasoning": (0.0, 3.2), "open_task": (0.0, 2.2), "simple_task": (-2.0, 0.0), "math": (0.0, 1.0)}
+_CODE_LINES_FOR_FULL = 6
+_FRAMES_FOR_FULL = 2
 
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _TURN_ROLES = frozenset({"user", "assistant"})
@@ -109,95 +117,130 @@ class Difficulty:
     reasons: tuple[str, ...]
 
 
-# (feature, weight, pattern) for every keyword; each is matched on whole words
-# of the lower-cased ask, and counted once however often it appears.
+# (feature, weight, terms): "|"-separated words, or phrases (with spaces) matched at
+# a word start, so "race condition" also finds "race conditions". A trailing space
+# ends a phrase at a word boundary. One match per row counts, however many terms hit.
 _KEYWORDS: tuple[tuple[str, float, str], ...] = (
-    ("reasoning", 1.6, r"prove|proof"),
-    ("reasoning", 1.1, r"design(?:ing)?|redesign"),
-    ("reasoning", 1.3, r"architect(?:ure|ural|ing)?"),
-    ("reasoning", 0.8, r"refactor(?:ing)?"),
-    ("reasoning", 0.8, r"optimi[sz](?:e|ing|ation)"),
-    ("reasoning", 1.3, r"trade-?offs?"),
-    ("reasoning", 0.8, r"pros and cons"),
-    ("reasoning", 0.5, r"why"),
-    ("reasoning", 0.9, r"debug(?:ging)?"),
-    ("reasoning", 1.3, r"race conditions?"),
-    ("reasoning", 1.0, r"concurren(?:cy|t)|thread[- ]safe(?:ty)?|deadlocks?|lock-free"),
-    ("reasoning", 0.9, r"security|vulnerab\w*|exploit\w*"),
-    ("reasoning", 0.8, r"algorithms?"),
-    ("reasoning", 0.8, r"complexity|big-o|optimal(?:ity)?"),
-    ("reasoning", 0.8, r"scalab\w*|distributed|fault[- ]toleran\w*|high availability"),
-    ("reasoning", 0.6, r"consisten(?:cy|t)|invariants?"),
-    ("reasoning", 1.0, r"root cause"),
-    ("reasoning", 0.6, r"memory leak|leaks?"),
-    ("reasoning", 0.5, r"edge cases?|corner cases?"),
-    ("reasoning", 0.5, r"bugs?|crash(?:es|ing)?|fail(?:s|ing|ure)?|exceptions?|errors?"),
-    ("reasoning", 0.5, r"what(?:'s| is) wrong|not working|doesn'?t work|investigate"),
-    ("reasoning", 0.6, r"migrat(?:e|ion|ing)|strateg(?:y|ies)|roadmap"),
-    ("reasoning", 0.5, r"best (?:approach|way)|how would you|should i"),
-    ("reasoning", 0.6, r"rigorous(?:ly)?|formal(?:ly)?|derive|theorem|lemma"),
-    ("open_task", 1.0, r"write|draft"),
-    ("open_task", 1.2, r"implement(?:ation|ing)?"),
-    ("open_task", 0.8, r"create|build|generate"),
-    ("open_task", 1.0, r"explain|describe|elaborate"),
-    ("open_task", 0.9, r"in detail|in depth|detailed|thorough(?:ly)?|comprehensive"),
-    ("open_task", 1.0, r"compare|comparison|difference between|contrast"),
-    ("open_task", 0.5, r"recommend(?:ation)?|advise"),
-    ("open_task", 0.6, r"functions?|methods?|class|scripts?|programs?|endpoints?|modules?"),
-    ("open_task", 0.6, r"quer(?:y|ies)|components?|regex|schema|dockerfile|pipeline|api"),
-    ("open_task", 0.5, r"unit tests?|tests? for|step by step|walk me through|how (?:does|do|can)"),
-    ("open_task", 0.7, r"essay|article|blog post|report|proposal"),
-    ("simple_task", -1.2, r"translat(?:e|ion)|into (?:english|french|german|spanish|japanese|chinese)"),
-    ("simple_task", -1.2, r"summari[sz](?:e|ing)|summary|tl;?dr"),
-    ("simple_task", -1.4, r"extract|pull out"),
-    ("simple_task", -1.4, r"classify|categori[sz]e|sentiment|(?:label|tag) (?:this|these|each|the)"),
-    ("simple_task", -1.2, r"typos?|spelling|grammar|proofread"),
-    ("simple_task", -0.8, r"reformat|format (?:this|these|the|it|as)|convert|rephrase|paraphrase|reword|shorten"),
-    ("simple_task", -0.6, r"list (?:all|the|every|\d+|three|five|ten)|bullet points|one word|one sentence|yes or no|true or false"),
-    ("simple_task", -0.4, r"capital of|who (?:is|was)|when (?:is|was|did)|what time|how many"),
-    ("math", 0.8, r"equations?|integral|derivative|solve for|probability|matrix|eigen\w*|polynomial"),
+    ("reasoning", 1.6, "prove|proves|proving|proof|proofs"),
+    ("reasoning", 1.1, "design|designs|designing|redesign"),
+    ("reasoning", 1.3, "architecture|architectures|architectural|architect|architecting"),
+    ("reasoning", 0.8, "refactor|refactoring|refactored"),
+    ("reasoning", 0.8, "optimize|optimise|optimizing|optimising|optimization|optimisation|optimized"),
+    ("reasoning", 1.3, "trade-off|trade-offs|tradeoff|tradeoffs|trade offs"),
+    ("reasoning", 0.8, "pros and cons"),
+    ("reasoning", 0.5, "why"),
+    ("reasoning", 0.9, "debug|debugging|debugger"),
+    ("reasoning", 1.3, "race condition|data race"),
+    ("reasoning", 1.0, "concurrency|concurrent|concurrently|thread-safe|thread-safety|thread safe|thread safety"
+     "|deadlock|deadlocks|lock-free|mutex|mutexes"),
+    ("reasoning", 0.9, "security|vulnerability|vulnerabilities|vulnerable|exploit|exploits|exploitable"
+     "|injection|xss|csrf"),
+    ("reasoning", 0.8, "algorithm|algorithms|algorithmic"),
+    ("reasoning", 0.8, "complexity|big-o|optimal|optimality|asymptotic"),
+    ("reasoning", 0.8, "scalable|scalability|scaling|distributed|fault tolerance|fault tolerant"
+     "|high availability"),
+    ("reasoning", 0.6, "consistency|consistent|invariant|invariants|idempotent|idempotency"),
+    ("reasoning", 1.0, "root cause"),
+    ("reasoning", 0.6, "leak|leaks|leaking"),
+    ("reasoning", 0.5, "edge case|corner case"),
+    ("reasoning", 0.5, "bug|bugs|crash|crashes|crashing|crashed|fail|fails|failing|failure|failures"
+     "|exception|exceptions|error|errors|broken|breaks"),
+    ("reasoning", 0.5, "what's wrong|what is wrong|not working|doesn't work|does not work|investigate|diagnose"),
+    ("reasoning", 0.6, "migrate|migration|migrating|strategy|strategies|roadmap"),
+    ("reasoning", 0.5, "best approach|best way|how would you|should i |should we "),
+    ("reasoning", 0.6, "rigorous|rigorously|formally|derive|derivation|theorem|lemma|induction"),
+    ("open_task", 1.0, "write|writing|draft"),
+    ("open_task", 1.2, "implement|implementation|implementing"),
+    ("open_task", 0.8, "create|build|generate"),
+    ("open_task", 1.0, "explain|explanation|describe|elaborate"),
+    ("open_task", 0.9, "detailed|thorough|thoroughly|comprehensive|in-depth|in detail|in depth"),
+    ("open_task", 1.0, "compare|comparison|contrast|versus|difference between|differences between"),
+    ("open_task", 0.5, "recommend|recommendation|advise"),
+    ("open_task", 0.6, "function|functions|method|methods|class|classes|script|scripts|program|endpoint"
+     "|endpoints|module"),
+    ("open_task", 0.6, "query|queries|component|components|regex|schema|dockerfile|pipeline|api"),
+    ("open_task", 0.5, "unit test|tests for|test for|step by step|walk me through|how does|how do|how can"),
+    ("open_task", 0.7, "essay|article|report|proposal|blog post"),
+    ("simple_task", -1.2, "translate|translation|translating"),
+    ("simple_task", -1.2, "summarize|summarise|summary|summarizing|summarising|tldr|tl dr"),
+    ("simple_task", -1.4, "extract|extracting|pull out"),
+    ("simple_task", -1.4, "classify|categorize|categorise|sentiment|label this|label each|tag this|tag each"),
+    ("simple_task", -1.2, "typo|typos|spelling|grammar|proofread"),
+    ("simple_task", -0.8, "reformat|convert|rephrase|paraphrase|reword|shorten|format this|format as"
+     "|format the"),
+    ("simple_task", -0.6, "list all|list the|bullet points|one word|one sentence|yes or no|true or false"),
+    ("simple_task", -0.4, "capital of|who is|who was|when did|when was|how many|what time"),
+    ("math", 0.8, "equation|equations|integral|derivative|probability|matrix|eigenvalue|eigenvalues"
+     "|eigenvector|polynomial|solve for"),
 )
 
-_KEYWORD_RE = re.compile(
-    r"\b(?:" + "|".join(f"(?P<k{i}>{pattern})" for i, (_, _, pattern) in enumerate(_KEYWORDS)) + r")\b"
-)
-_KEYWORD_BY_GROUP: dict[str, tuple[str, float]] = {
-    f"k{i}": (feature, weight) for i, (feature, weight, _) in enumerate(_KEYWORDS)
-}
+_Entry = tuple[int, str, float, str]  # (row, feature, weight, phrase or "")
 
-# Frames and headers of the stack traces of common runtimes.
-_TRACE_RE = re.compile(
-    r"Traceback \(most recent call last\)"  # Python header
-    r"|^[ \t]*File \"[^\"\n]+\", line \d+"  # Python frame
-    r"|^[ \t]*at [\w$.<>/]+\([\w$]+\.(?:java|kt|scala|groovy|clj):\d+\)"  # JVM frame
-    r"|^[ \t]*at [\w$.<>/]+\((?:Native Method|Unknown Source)\)"  # JVM frame without source
-    r"|^[ \t]*at (?:[^\s(]+ )?\(?[^\s()]+\.(?:[cm]?js|tsx?|jsx):\d+:\d+"  # JS/TS frame
-    r"|^[ \t]*at [^\n]+ in [^\n]+:line \d+"  # .NET frame
-    r"|^Exception in thread \"|^Caused by: "  # JVM headers
-    r"|^panic: |goroutine \d+ \[[a-z ]+\]:|\.go:\d+ \+0x[0-9a-f]+"  # Go
-    r"|thread '[^'\n]*' panicked at"  # Rust
-    r"|^[ \t]*from [^\s:]+\.rb:\d+:in "  # Ruby
-    r"|^[ \t]*\d+: 0x[0-9a-f]+ - ",  # Rust backtrace frame
-    re.MULTILINE,
-)
-_ERROR_LINE_RE = re.compile(r"\b[A-Z]\w*(?:Error|Exception)\b(?::|\s+at\b)")
 
+def _keyword_table() -> dict[str, tuple[_Entry, ...]]:
+    """Index every term by its first word, so one set intersection finds all candidates."""
+    table: dict[str, list[_Entry]] = {}
+    for row, (feature, weight, terms) in enumerate(_KEYWORDS):
+        for term in terms.split("|"):
+            first = term.split()[0]
+            phrase = " " + term if " " in term else ""
+            table.setdefault(first, []).append((row, feature, weight, phrase))
+    return {word: tuple(entries) for word, entries in table.items()}
+
+
+_KEYWORD_TABLE = _keyword_table()
+_KEYWORD_WORDS = frozenset(_KEYWORD_TABLE)
+
+# Punctuation splits words, except the apostrophes and hyphens inside "what's" and "trade-off".
+_WORD_BREAKS = str.maketrans(
+    {c: " " for c in string.punctuation if c not in "'-"} | {"\u2019": "'", "\u201c": " ", "\u201d": " "}
+)
+
+# Bytes of the ask mapped to classes: digit -> 0, letter -> a, operator -> +, space and
+# minus kept, anything else (including every byte of non-ASCII text) -> ".". Equations
+# then show up as short runs such as "0+0" or "a + 0" that a substring count finds.
+_MATH_CLASSES = bytes(
+    ord("0") if chr(b).isdigit() and b < 128
+    else ord("a") if chr(b).isalpha() and b < 128
+    else ord("+") if chr(b) in "+*^=<>"
+    else b if chr(b) in " -"
+    else ord(".")
+    for b in range(256)
+)
+_EQUATION_SHAPES = (b"0+0", b"0 + 0", b"0 - 0", b"a+0", b"a + 0", b"a + a")
+_DIGITS_ONLY = bytes(b if 48 <= b <= 57 else 32 for b in range(256))
+_LATEX = (b"\\frac", b"\\sum", b"\\int", b"\\sqrt", b"\\prod", b"\\lim", b"\\partial")
+# UTF-8 lead bytes of U+2200–U+22FF, the Mathematical Operators block (∑ ∫ √ ≤ ≠ ...).
+_MATH_OPERATOR_PREFIXES = (b"\xe2\x88", b"\xe2\x89", b"\xe2\x8a", b"\xe2\x8b")
+
+# Frames and headers of common runtimes' stack traces. Every alternative starts at a
+# line break and opens with a literal, so a line that is not a frame costs a few
+# character tests; every repetition is bounded or possessive, so a long line costs
+# at most a few hundred steps.
+_TRACE_LINE_RE = re.compile(
+    r"\n(?:"
+    r"[ \t]++(?:"
+    r"at (?:[^\s(]{1,300}+\((?:Native Method|Unknown Source|[^)\n]{0,300}+\) in )"  # JVM native, .NET
+    r"|[^\n]{0,300}?\.(?:java|kt|scala|groovy|clj|[cm]?js|tsx?|jsx):\d)"  # JVM, JS/TS
+    r"|File \"[^\"\n]{1,500}+\", line \d"  # Python
+    r"|from [^\s:]{1,300}\.rb:\d"  # Ruby
+    r"|[\w./\\:-]{1,300}\.go:\d+ \+0x"  # Go
+    r")"
+    r"|Traceback \(most recent call last\)|Exception in thread \"|Caused by: |panic: "
+    r"|goroutine \d+ \[|thread '[^'\n]{0,100}+' panicked at "
+    r")"
+)
+# "KeyError:", "java.lang.NullPointerException:", "TypeError: x is not a function".
+_ERROR_RE = re.compile(r"(?:Error|Exception)(?::|\s+at\b)")
+
+# Lines that look like code in common languages; the lookahead rejects blank and
+# punctuation-led lines with one test before trying the alternatives.
 _CODE_LINE_RE = re.compile(
-    r"^[ \t]*(?:def |class |import |from [\w.]+ import |function\b|const |let |var |return\b|public |private "
-    r"|protected |static |#include|fn |func |package |async |await |if ?\(|for ?\(|while ?\(|try ?[:{]|except\b"
-    r"|catch ?\(|SELECT |INSERT |UPDATE |CREATE TABLE|@\w+)"
-    r"|[;{}][ \t]*$",
-    re.MULTILINE,
+    r"\n[ \t]*+(?=[\w#}@])(?:def |class |import |from [\w.]{1,100}+ import |function[ (]|const |let |var "
+    r"|return[ ;\n]|public |private |protected |static |#include|fn |func |package |if \(|for \(|while \("
+    r"|try[ :{]|except[ :]|catch \(|\}|@\w|SELECT |INSERT |UPDATE |CREATE |[\w.]{1,100}+ := "
+    r"|[\w.\[\]]{1,100}+ = |[\w.]{1,100}+\([^)\n]{0,300}+\);)"
 )
-
-_EQUATION_RE = re.compile(
-    r"\d\s*[-+*/^=<>]\s*\(?\d"  # 3 + 4, 2^10, x = 5 after a digit
-    r"|\b[a-z]\s*(?:\^|\*\*)\s*\d"  # x^2, n**3
-    r"|\b[a-z]\s*[=<>]\s*[-\d(a-z]"  # x = ..., n > 0
-    r"|\\(?:frac|sum|int|sqrt|prod|lim|partial|cdot|leq|geq)\b"  # LaTeX
-    r"|[∑∫√≤≥≠∂∞π]"
-)
-_NUMBER_RE = re.compile(r"\d+(?:[.,]\d+)?")
 
 
 def _sigmoid(x: float) -> float:
@@ -205,7 +248,7 @@ def _sigmoid(x: float) -> float:
 
 
 def _ask_of(messages: Sequence[tuple[str, str]]) -> str:
-    """The head and tail of the last user message (the last message when no user spoke)."""
+    """The head and tail of the last user message (of the last message when no user spoke)."""
     text = ""
     for role, content in reversed(messages):
         if role == "user":
@@ -215,13 +258,12 @@ def _ask_of(messages: Sequence[tuple[str, str]]) -> str:
         if messages:
             text = messages[-1][1]
     if len(text) > 2 * ASK_CHARS:
-        # Pasted material sits in the middle; the question is at either end.
         return text[:ASK_CHARS] + "\n" + text[-ASK_CHARS:]
     return text
 
 
 def _recent_text(messages: Sequence[tuple[str, str]]) -> str:
-    """Up to ``TAIL_CHARS`` of the newest non-system content, in conversation order."""
+    """Up to ``TAIL_CHARS`` of the newest non-system content, in order, each part after a line break."""
     parts: list[str] = []
     budget = TAIL_CHARS
     for role, content in reversed(messages):
@@ -232,16 +274,82 @@ def _recent_text(messages: Sequence[tuple[str, str]]) -> str:
         budget -= len(part)
         if budget <= 0:
             break
+    if not parts:
+        return ""
+    parts.append("")
     parts.reverse()
     return "\n".join(parts)
 
 
+def _code_value(recent: str) -> float:
+    if "```" in recent:
+        return 1.0
+    lines = 0
+    for _ in _CODE_LINE_RE.finditer(recent):
+        lines += 1
+        if lines == _CODE_LINES_FOR_FULL:
+            break
+    return lines / _CODE_LINES_FOR_FULL
+
+
+def _trace_value(recent: str) -> float:
+    frames = 0
+    for _ in _TRACE_LINE_RE.finditer(recent):
+        frames += 1
+        if frames == _FRAMES_FOR_FULL:
+            return 1.0
+    if frames:
+        return 0.4 + frames / 3
+    # A bare error line without frames is a weaker sign of debugging.
+    return 0.4 if _ERROR_RE.search(recent) else 0.0
+
+
+def _keyword_sums(ask: str) -> dict[str, float]:
+    """Per-feature sums of the weights of the keywords found in ``ask``."""
+    words = ask.lower().translate(_WORD_BREAKS).split()
+    hits = _KEYWORD_WORDS.intersection(words)
+    sums: dict[str, float] = {}
+    if not hits:
+        return sums
+    padded = ""
+    seen: set[int] = set()
+    # Sorted so the float sums, and so the score, are the same in every process.
+    for word in sorted(hits):
+        for row, feature, weight, phrase in _KEYWORD_TABLE[word]:
+            if row in seen:
+                continue
+            if phrase:
+                if not padded:
+                    padded = " " + " ".join(words) + " "
+                if phrase not in padded:
+                    continue
+            seen.add(row)
+            sums[feature] = sums.get(feature, 0.0) + weight
+    return sums
+
+
+def _math_markers(ask: str) -> float:
+    """Equation-like spans, LaTeX commands and operator symbols scaled, plus many numbers."""
+    raw = ask.encode("utf-8", "surrogatepass")
+    shapes = raw.translate(_MATH_CLASSES)
+    markers = 0
+    # Each presence test is one pass that usually fails, sparing the counts behind it.
+    if b"+" in shapes or b" - " in shapes:
+        markers += sum(shapes.count(shape) for shape in _EQUATION_SHAPES)
+    if b"\\" in raw:
+        markers += sum(raw.count(command) for command in _LATEX)
+    if b"\xe2" in raw:
+        markers += sum(raw.count(prefix) for prefix in _MATH_OPERATOR_PREFIXES)
+    numbers = len(raw.translate(_DIGITS_ONLY).split()) if b"0" in shapes else 0
+    return 0.35 * markers + min(0.5, max(0, numbers - 6) / 20)
+
+
 def score(messages: Sequence[tuple[str, str]], input_tokens: int) -> Difficulty:
     """Score a chat request of ``(role, content)`` pairs whose input is ``input_tokens`` long."""
-    features: dict[str, float] = {}
+    values: dict[str, float] = {}
 
     if input_tokens > _LENGTH_FLOOR:
-        features["long_context"] = min(1.0, math.log(input_tokens / _LENGTH_FLOOR) / _LOG_LENGTH_SPAN)
+        values["long_context"] = min(1.0, math.log(input_tokens / _LENGTH_FLOOR) / _LOG_LENGTH_SPAN)
 
     turns = 0
     tools = 0
@@ -251,53 +359,29 @@ def score(messages: Sequence[tuple[str, str]], input_tokens: int) -> Difficulty:
         elif role == "tool":
             tools += 1
     if turns > 2:
-        features["many_turns"] = min(1.0, (turns - 2) / 14)
+        values["many_turns"] = min(1.0, (turns - 2) / 14)
     if tools:
-        features["tool_results"] = min(1.0, tools / 5)
+        values["tool_results"] = min(1.0, tools / 5)
 
     recent = _recent_text(messages)
     if recent:
-        fences = recent.count("```") // 2
-        code_lines = len(_CODE_LINE_RE.findall(recent))
-        if fences or code_lines:
-            features["code"] = min(1.0, fences + code_lines / 6)
-        frames = len(_TRACE_RE.findall(recent))
-        if frames:
-            features["stack_trace"] = min(1.0, 0.4 + frames / 3)
-        elif _ERROR_LINE_RE.search(recent):
-            features["stack_trace"] = 0.4
+        values["code"] = _code_value(recent)
+        values["stack_trace"] = _trace_value(recent)
 
     ask = _ask_of(messages)
     if ask:
-        lowered = ask.lower()
-        sums = {"reasoning": 0.0, "open_task": 0.0, "simple_task": 0.0, "math": 0.0}
-        seen: set[str] = set()
-        for match in _KEYWORD_RE.finditer(lowered):
-            group = match.lastgroup
-            if group is not None and group not in seen:
-                seen.add(group)
-                feature, weight = _KEYWORD_BY_GROUP[group]
-                sums[feature] += weight
-        if sums["reasoning"]:
-            features["reasoning"] = min(sums["reasoning"], _REASONING_CAP)
-        if sums["open_task"]:
-            features["open_task"] = min(sums["open_task"], _OPEN_TASK_CAP)
-        if sums["simple_task"]:
-            features["simple_task"] = max(sums["simple_task"], _SIMPLE_TASK_CAP)
-
-        equations = len(_EQUATION_RE.findall(ask))
-        numbers = len(_NUMBER_RE.findall(ask))
-        math_value = sums["math"] + 0.35 * equations + max(0, numbers - 6) / 20
-        if math_value:
-            features["math"] = min(1.0, math_value)
-
+        sums = _keyword_sums(ask)
+        sums["math"] = sums.get("math", 0.0) + _math_markers(ask)
+        for feature, total in sums.items():
+            low, high = _CAPS[feature]
+            values[feature] = min(max(total, low), high)
         questions = ask.count("?")
         if questions > 1:
-            features["multi_question"] = min(1.0, (questions - 1) / 3)
+            values["multi_question"] = min(1.0, (questions - 1) / 3)
 
     logit = BIAS
     contributions: list[tuple[float, str]] = []
-    for name, value in features.items():
+    for name, value in values.items():
         contribution = WEIGHTS[name] * value
         logit += contribution
         if abs(contribution) >= REASON_MIN:
