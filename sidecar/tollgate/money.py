@@ -59,15 +59,16 @@ def format_usd(nanos: int, places: int = 9) -> str:
     With ``places`` < 9 the figure is rounded half up for display; money itself is
     never rounded this way.
     """
+    places = min(max(places, 2), 9)
     sign = "-" if nanos < 0 else ""
     magnitude = abs(nanos)
     if places < 9:
         step = 10 ** (9 - places)
         magnitude = (magnitude + step // 2) // step * step
     whole, frac = divmod(magnitude, NANOS_PER_USD)
-    text = f"{frac:09d}".rstrip("0")
-    if len(text) < 2:
-        text = text.ljust(2, "0")
+    text = f"{frac:09d}"
+    # Full precision drops trailing zeros; a display precision keeps its columns aligned.
+    text = text[:places] if places < 9 else text.rstrip("0").ljust(2, "0")
     return f"{sign}${whole:,}.{text}"
 
 
