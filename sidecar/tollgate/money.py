@@ -37,20 +37,8 @@ def parse_usd(value: object) -> int:
     Raises ``ValueError`` if the value is not a finite non-negative decimal or has
     more precision than a nano-dollar.
     """
-    if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
-        # A YAML float (``cap: 0.1``) has already lost exactness; demand a string.
-        raise ValueError(f"expected a USD amount as a string like \"5.00\", got {value!r}")
-    text = str(value).strip().removeprefix("$").replace("_", "")
-    try:
-        amount = Decimal(text)
-    except InvalidOperation:
-        raise ValueError(f"{value!r} is not a USD amount") from None
-    if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{value!r} must be a finite, non-negative USD amount")
-    nanos = amount * NANOS_PER_USD
-    if nanos != nanos.to_integral_value():
-        raise ValueError(f"{value!r} is more precise than a nano-dollar (9 decimal places)")
-    return int(nanos)
+    return _scaled_exactly(value, NANOS_PER_USD, what="USD amount", example="5.00",
+                           precision="a nano-dollar (9 decimal places)")
 
 
 def format_usd(nanos: int, places: int = 9) -> str:
@@ -136,16 +124,23 @@ class Price:
 
 
 def _per_million_to_millinanos(value: object) -> int:
+    return _scaled_exactly(value, _MILLINANOS_PER_TOKEN_PER_USD_PER_MTOK, what="price", example="0.15",
+                           precision="6 decimal places per million tokens")
+
+
+def _scaled_exactly(value: object, scale: int, *, what: str, example: str, precision: str) -> int:
+    """``value × scale`` as an exact integer, or ``ValueError`` saying what to write instead."""
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
-        raise ValueError(f"expected a price as a string like \"0.15\", got {value!r}")
-    text = str(value).strip().removeprefix("$")
+        # A YAML float (``cap: 0.1``) has already lost exactness; demand a string.
+        raise ValueError(f"expected a {what} as a string like \"{example}\", got {value!r}")
+    text = str(value).strip().removeprefix("$").replace("_", "")
     try:
         amount = Decimal(text)
     except InvalidOperation:
-        raise ValueError(f"{value!r} is not a price") from None
+        raise ValueError(f"{value!r} is not a {what}") from None
     if not amount.is_finite() or amount < 0:
-        raise ValueError(f"{value!r} must be a finite, non-negative price")
-    scaled = amount * _MILLINANOS_PER_TOKEN_PER_USD_PER_MTOK
+        raise ValueError(f"{value!r} must be a finite, non-negative {what}")
+    scaled = amount * scale
     if scaled != scaled.to_integral_value():
-        raise ValueError(f"{value!r} is more precise than 6 decimal places per million tokens")
+        raise ValueError(f"{value!r} is more precise than {precision}")
     return int(scaled)
