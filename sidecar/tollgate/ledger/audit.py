@@ -3,8 +3,8 @@
 For each pool: ``held*`` must equal the sums over its open reservations, and
 ``spent``/``calls``/``tokens`` the sums over reservations that ended with a charge
 (committed, or expired under the charge policy) inside the pool's current window.
-A token bucket's debt is replayed from the charges in time order; draining is
-linear and exact, so the replay does not depend on when the store rolled it.
+A token bucket's anchor debt is replayed from the charges in time order; only
+charges move the anchor, so the replay needs nothing but the records.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..config import PoolSpec, WindowKind
 from ..scope import Level
 from .pools import PoolState
 from .types import AuditReport, Hold, HoldState, Mismatch
-from .windows import SLIDING_BUCKETS, bucket_ms, drain, fixed_window
+from .windows import SLIDING_BUCKETS, bucket_debt, bucket_ms, fixed_window
 
 __all__ = ["audit_pools"]
 
@@ -64,14 +64,10 @@ def _recompute(state: PoolState, spec: PoolSpec, holds: list[Hold]) -> dict[str,
     }
     kind = spec.window.kind
     if kind is WindowKind.TOKEN_BUCKET:
-        debt, last = 0, None
+        debt, last = 0, 0
         for hold in sorted(charged, key=lambda h: h.ended_ms):
-            if last is not None:
-                debt = drain(debt, hold.ended_ms - last, spec.cap)
-            debt += hold.charged * spec.window.duration_ms
+            debt = bucket_debt(debt, last, hold.ended_ms, spec.cap, spec.window.duration_ms) + hold.charged
             last = hold.ended_ms
-        if last is not None:
-            debt = drain(debt, state.mark_ms - last, spec.cap)
         expected["spent"] = debt
         return expected
     if kind is WindowKind.FIXED:

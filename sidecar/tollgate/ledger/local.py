@@ -263,7 +263,7 @@ class LocalLedger:
             state.held_calls -= 1
             state.held_tokens -= ended.tokens
             if ended.state in (HoldState.COMMITTED, HoldState.EXPIRED):
-                state.charge(spec or PoolSpec(cap=0), ended.charged, ended.used_tokens)
+                state.charge(spec or PoolSpec(cap=0), ended.charged, ended.used_tokens, now)
             changed.append(state)
         self._apply(changed, ended)
 

@@ -12,7 +12,7 @@ from ..config import Policy, PoolSpec, WindowKind
 from ..errors import Refusal
 from ..scope import Level
 from .types import PoolSnapshot
-from .windows import SLIDING_BUCKETS, bucket_ms, drain, fixed_window
+from .windows import SLIDING_BUCKETS, bucket_debt, bucket_ms, fixed_window
 
 __all__ = ["PoolState", "check_admission"]
 
@@ -22,13 +22,13 @@ class PoolState:
     """The mutable counters of one pool.
 
     ``spent``, ``calls`` and ``tokens`` cover the current window (for a sliding window,
-    the sum of ``buckets``; for a token bucket ``spent`` is the debt scaled by the
-    window's duration). ``held*`` are the sums over open reservations.
+    the sum of ``buckets``; for a token bucket ``spent`` is the anchor debt, see
+    ``windows``). ``held*`` are the sums over open reservations.
     """
 
     pool_id: str
     mark_ms: int = 0
-    """Fixed: start of the current window. Sliding: newest bucket index. Bucket: last drain."""
+    """Fixed: start of the current window. Sliding: newest bucket index. Bucket: time of the anchor."""
     spent: int = 0
     calls: int = 0
     tokens: int = 0
@@ -99,14 +99,12 @@ class PoolState:
                     self.spent -= s
                     self.calls -= c
                     self.tokens -= t
-        elif kind is WindowKind.TOKEN_BUCKET and now_ms > self.mark_ms:
-            self.spent = drain(self.spent, now_ms - self.mark_ms, spec.cap)
-            self.mark_ms = now_ms
 
-    def charge(self, spec: PoolSpec, cost: int, tokens: int) -> None:
+    def charge(self, spec: PoolSpec, cost: int, tokens: int, now_ms: int) -> None:
         """Add one ended call to the current window (the state must be rolled to now)."""
         if spec.window.kind is WindowKind.TOKEN_BUCKET:
-            self.spent += cost * spec.window.duration_ms
+            self.spent = self.spent_nanos(spec, now_ms) + cost
+            self.mark_ms = now_ms
             return
         self.spent += cost
         self.calls += 1
@@ -119,10 +117,10 @@ class PoolState:
 
     # -- reading ------------------------------------------------------------
 
-    def spent_nanos(self, spec: PoolSpec) -> int:
-        """Spend in nano-dollars (a token bucket's debt, rounded up)."""
+    def spent_nanos(self, spec: PoolSpec, now_ms: int) -> int:
+        """Spend in the window at ``now_ms`` (a token bucket's current debt)."""
         if spec.window.kind is WindowKind.TOKEN_BUCKET:
-            return -(-self.spent // spec.window.duration_ms)
+            return bucket_debt(self.spent, self.mark_ms, now_ms, spec.cap, spec.window.duration_ms)
         return self.spent
 
     def resets_at_ms(self, spec: PoolSpec, now_ms: int) -> int | None:
@@ -135,13 +133,14 @@ class PoolState:
             oldest = min(self.buckets, default=self.mark_ms)
             return (oldest + SLIDING_BUCKETS + 1) * width
         if kind is WindowKind.TOKEN_BUCKET:
-            if not self.spent or not spec.cap:
+            debt = self.spent_nanos(spec, now_ms)
+            if not debt or not spec.cap:
                 return None
-            return now_ms + -(-self.spent // spec.cap)
+            return now_ms + -(-debt * spec.window.duration_ms // spec.cap)
         return None
 
     def snapshot(self, level: Level, spec: PoolSpec, now_ms: int, *, high_priority: bool) -> PoolSnapshot:
-        spent = self.spent_nanos(spec)
+        spent = self.spent_nanos(spec, now_ms)
         used = spent + self.held
         warn_line = spec.cap * spec.warn_at_bp // 10_000
         return PoolSnapshot(
@@ -179,7 +178,7 @@ def check_admission(
     usable = spec.usable_cap(high_priority=high_priority)
     spent = held = 0
     if state is not None:
-        spent, held = state.spent_nanos(spec), state.held
+        spent, held = state.spent_nanos(spec, now_ms), state.held
 
     def refuse(limit: str, requested: int, remaining: int) -> Refusal:
         resets = None if state is None else state.resets_at_ms(spec, now_ms)

@@ -4,9 +4,13 @@
   so "$5 a day" resets at local midnight, DST included.
 - **sliding**: the last ``duration`` split into ``SLIDING_BUCKETS`` buckets; the
   window slides one bucket at a time, which bounds state to a few dozen counters.
-- **token bucket**: spend is a debt that drains linearly at ``cap / duration``. The
-  debt is kept scaled by ``duration_ms`` (nano-dollar·ms) so draining is exact
-  integer arithmetic and does not depend on how often it is computed.
+- **token bucket**: spend is a debt that drains at ``cap / duration``. The state is
+  an *anchor*: the debt right after the last charge and its time. Only a charge
+  moves the anchor; reads compute ``anchor debt − drained(now − anchor time)``, so
+  the debt depends on the charges alone, never on how often it was read, and the
+  audit replays it exactly. ``drained`` is integer arithmetic whose every
+  intermediate stays below 2**53, so the Redis store's Lua (double precision)
+  computes the very same figures.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "SLIDING_BUCKETS",
+    "bucket_debt",
     "bucket_ms",
-    "drain",
+    "drained",
     "fixed_window",
 ]
 
@@ -62,8 +67,23 @@ def bucket_ms(duration_ms: int) -> int:
     return max(duration_ms // SLIDING_BUCKETS, 1)
 
 
-def drain(debt_scaled: int, elapsed_ms: int, cap: int) -> int:
-    """A token bucket's scaled debt after ``elapsed_ms`` of draining at ``cap`` per duration."""
-    if elapsed_ms <= 0:
-        return debt_scaled
-    return max(debt_scaled - elapsed_ms * cap, 0)
+_EXACT = 2**53  # the largest range in which a double holds every integer
+
+
+def drained(elapsed_ms: int, cap: int, duration_ms: int) -> int:
+    """How much a token bucket drains in ``elapsed_ms``: ``floor(elapsed × cap / duration)``.
+
+    Computed in chunks of ``floor(2**53 / cap)`` ms so no product leaves the exact
+    range of a double; each chunk rounds down, so the result errs on the cautious
+    side by under one nano-dollar per chunk (a chunk is ~2.5 hours at a $1,000 cap).
+    """
+    if elapsed_ms <= 0 or cap <= 0:
+        return 0
+    chunk = max(_EXACT // cap, 1)
+    full, rest = divmod(elapsed_ms, chunk)
+    return full * (chunk * cap // duration_ms) + rest * cap // duration_ms
+
+
+def bucket_debt(anchor_debt: int, anchor_ms: int, now_ms: int, cap: int, duration_ms: int) -> int:
+    """A token bucket's debt at ``now_ms``, from its anchor."""
+    return max(anchor_debt - drained(now_ms - anchor_ms, cap, duration_ms), 0)
