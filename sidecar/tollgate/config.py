@@ -168,7 +168,17 @@ class StoreConfig:
     """Where the ledger lives."""
 
     kind: str = "sqlite"
+    """``sqlite`` (embedded, one process), ``redis`` (shared by many sidecars) or ``memory``."""
     path: str = "tollgate.db"
+    """SQLite file, for ``sqlite``."""
+    url: str = "redis://127.0.0.1:6379/0"
+    """Redis URL for ``redis``: ``redis://`` or ``rediss://`` (TLS), with ``user:password@`` for ACLs."""
+    cluster: bool = False
+    """Connect to Redis Cluster instead of a single primary."""
+    timeout_ms: int = 250
+    """Bound on every Redis call; past it the call fails closed with UNAVAILABLE."""
+    key_prefix: str = "tg"
+    """Prefix of every Redis key, so several deployments can share one Redis."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,9 +532,26 @@ def _reservations(node: _Node) -> ReservationConfig:
 
 
 def _store(node: _Node) -> StoreConfig:
-    node.only("kind", "path")
-    kind = node.get("kind", "sqlite").str(choices=("sqlite", "memory"))
-    return StoreConfig(kind=kind, path=node.get("path", "tollgate.db").str())
+    node.only("kind", "path", "url", "cluster", "timeout", "key_prefix")
+    d = StoreConfig()
+    kind = node.get("kind", "sqlite").str(choices=("sqlite", "redis", "memory"))
+    url = node.get("url", d.url).str()
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise node.child("url", url).error("expected a redis://, rediss:// or unix:// URL")
+    cluster = node.get("cluster", False).value
+    if not isinstance(cluster, bool):
+        raise node.child("cluster", cluster).error("expected true or false")
+    prefix = node.get("key_prefix", d.key_prefix).str()
+    if not ID_PATTERN.fullmatch(prefix):
+        raise node.child("key_prefix", prefix).error("use letters, digits, '.', '_', '@' or '-'")
+    return StoreConfig(
+        kind=kind,
+        path=node.get("path", d.path).str(),
+        url=url,
+        cluster=cluster,
+        timeout_ms=node.get("timeout").duration_ms() if node.has("timeout") else d.timeout_ms,
+        key_prefix=prefix,
+    )
 
 
 def _server(node: _Node) -> ServerConfig:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invaria
 from tollgate.config import BudgetConfig, ExpiryPolicy, Policy, PoolSpec, Window, WindowKind
 from tollgate.errors import BudgetExceeded, IdempotencyConflict, ReservationEnded, ReservationNotFound
 from tollgate.ledger import (
+    BudgetStore,
     CommitRequest,
     HoldRequest,
     HoldState,
@@ -27,6 +29,7 @@ from tollgate.ledger import (
     SqliteJournal,
     spec_resolver,
 )
+from tollgate.ledger.redis import RedisStore, connect
 from tollgate.scope import Level
 
 DAY = 86_400_000
@@ -75,20 +78,28 @@ SCOPES = [
 class Stores:
     """Opens the same kind of store again on the same backing data (a restart)."""
 
+    redis_url = ""  # set once by the session's Redis fixture
+
     def __init__(self, kind: str, tmp: Path, clock: FakeClock, expiry: ExpiryPolicy = ExpiryPolicy.CHARGE) -> None:
         self.kind = kind
         self.path = tmp / "ledger.db"
         self.clock = clock
         self.expiry = expiry
         self.memory = MemoryJournal()
+        self.prefix = f"t{uuid.uuid4().hex[:12]}"  # each test its own keys on the shared server
 
-    def open(self) -> LocalLedger:
+    def open(self) -> BudgetStore:
+        if self.kind == "redis":
+            return RedisStore(connect(self.redis_url, timeout=2.0), specs=RESOLVE, expiry_policy=self.expiry,
+                              clock=self.clock, prefix=self.prefix, timeout=5.0)
         journal = self.memory if self.kind == "memory" else SqliteJournal(self.path)
         return LocalLedger(journal, specs=RESOLVE, expiry_policy=self.expiry, clock=self.clock)
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
+    if request.param == "redis":
+        Stores.redis_url = request.getfixturevalue("redis_url")
     return Stores(request.param, tmp_path, FakeClock())
 
 
@@ -98,7 +109,7 @@ _ids = itertools.count()
 def hold(pools: tuple[PoolRef, ...], amount: int, *, tokens: int = 100, ttl: int = 60_000, high: bool = False,
          rid: str | None = None) -> HoldRequest:
     return HoldRequest(
-        reservation_id=rid or f"r{next(_ids)}", pools=pools, amount=amount, tokens=tokens, ttl_ms=ttl,
+        reservation_id=rid or f"{next(_ids):024x}.acme", pools=pools, amount=amount, tokens=tokens, ttl_ms=ttl,
         high_priority=high, model="m",
     )
 
@@ -155,7 +166,7 @@ async def test_release_then_commit_is_refused(stores: Stores) -> None:
     with pytest.raises(ReservationEnded):
         await ledger.commit(commit(r.hold.reservation_id, 1))
     with pytest.raises(ReservationNotFound):
-        await ledger.commit(commit("nope", 1))
+        await ledger.commit(commit("f" * 24 + ".acme", 1))
     (org,) = await ledger.snapshot(list(SCOPES[3]))
     assert (org.spent, org.held) == (0, 0)
 
@@ -171,19 +182,20 @@ async def test_overshoot_is_charged_in_full_and_visible(stores: Stores) -> None:
 
 async def test_reserve_replay_by_id(stores: Stores) -> None:
     ledger = stores.open()
-    first = await ledger.reserve(hold(SCOPES[3], 10_000, rid="same"))
-    again = await ledger.reserve(hold(SCOPES[3], 10_000, rid="same"))
+    first = await ledger.reserve(hold(SCOPES[3], 10_000, rid="5" * 24 + ".acme"))
+    again = await ledger.reserve(hold(SCOPES[3], 10_000, rid="5" * 24 + ".acme"))
     assert again.replayed and again.hold == first.hold
     with pytest.raises(IdempotencyConflict):
-        await ledger.reserve(hold(SCOPES[3], 11_000, rid="same"))
+        await ledger.reserve(hold(SCOPES[3], 11_000, rid="5" * 24 + ".acme"))
     (org,) = await ledger.snapshot(list(SCOPES[3]))
     assert org.held == 10_000
 
 
 @pytest.mark.parametrize("policy", [ExpiryPolicy.CHARGE, ExpiryPolicy.RELEASE])
-async def test_expiry_resolves_once_by_policy(tmp_path: Path, policy: ExpiryPolicy) -> None:
-    clock = FakeClock()
-    ledger = Stores("sqlite", tmp_path, clock, policy).open()
+async def test_expiry_resolves_once_by_policy(stores: Stores, policy: ExpiryPolicy) -> None:
+    stores.expiry = policy
+    clock = stores.clock
+    ledger = stores.open()
     r = await ledger.reserve(hold(SCOPES[3], 10_000, ttl=1_000))
     clock.now += 999
     assert await ledger.expire_due() == 0
@@ -292,9 +304,10 @@ async def test_failed_write_changes_nothing(tmp_path: Path) -> None:
     assert (await ledger.audit()).ok
 
 
-async def test_restart_loses_nothing(tmp_path: Path) -> None:
-    clock = FakeClock()
-    stores = Stores("sqlite", tmp_path, clock)
+async def test_restart_loses_nothing(stores: Stores) -> None:
+    if stores.kind == "memory":
+        pytest.skip("a memory store has nothing to restart from")
+    clock = stores.clock
     ledger = stores.open()
     a = await ledger.reserve(hold(SCOPES[0], 10_000))
     b = await ledger.reserve(hold(SCOPES[1], 20_000, ttl=5_000))
@@ -423,7 +436,7 @@ class LedgerMachine(RuleBasedStateMachine):
     def sweep(self) -> None:
         self.run(self.ledger.expire_due())
 
-    @precondition(lambda self: self.kind == "sqlite")  # a memory store has nothing to restart from
+    @precondition(lambda self: self.kind != "memory")  # a memory store has nothing to restart from
     @rule()
     def restart(self) -> None:
         self.run(self.ledger.close())
@@ -453,5 +466,16 @@ class SqliteLedgerMachine(LedgerMachine):
 
 _settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])
+class RedisLedgerMachine(LedgerMachine):
+    kind = "redis"
+
+
+@pytest.fixture
+def _redis_for_machine(redis_url: str) -> None:
+    Stores.redis_url = redis_url
+
+
 TestMemoryLedger = _settings(MemoryLedgerMachine).TestCase
 TestSqliteLedger = _settings(SqliteLedgerMachine).TestCase
+TestRedisLedger = pytest.mark.redis(pytest.mark.usefixtures("_redis_for_machine")(
+    _settings(RedisLedgerMachine).TestCase))

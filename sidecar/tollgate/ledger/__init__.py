@@ -83,6 +83,13 @@ def spec_resolver(budgets: BudgetConfig) -> Callable[[str], tuple[Level, PoolSpe
 def open_store(config: Config, *, clock: Callable[[], int] = wall_clock_ms) -> BudgetStore:
     """The store the config names."""
     specs = spec_resolver(config.budgets)
+    if config.store.kind == "redis":
+        from .redis import RedisStore, connect
+
+        timeout = config.store.timeout_ms / 1000
+        client = connect(config.store.url, cluster=config.store.cluster, timeout=timeout)
+        return RedisStore(client, specs=specs, expiry_policy=config.reservations.expiry_policy,
+                          prefix=config.store.key_prefix, timeout=timeout)
     journal: Journal
     if config.store.kind == "memory":
         journal = MemoryJournal()

@@ -1,0 +1,428 @@
+"""The shared store: the ledger in Redis, for many sidecars spending from the same pools.
+
+Every mutation is one call of ``lua/ledger.lua`` (EVALSHA, reloaded transparently on
+NOSCRIPT), so admission across all pools, commit, release, extend and expiry are
+each one atomic round trip. The script reads Redis's own clock, so sidecars with
+skewed clocks agree on windows and expiry. Every key of an org carries the org as
+its hash tag (``tg:{acme}:…``), so each script touches one slot and runs unchanged
+on Redis Cluster.
+
+Keys, per org: ``p:<pool>`` counters (hash), ``b:<pool>`` sliding-window buckets
+(hash), ``r:<reservation>`` the record (hash), ``d`` open reservations by deadline
+(sorted set, swept by any sidecar: the script re-checks the deadline, so each hold
+expires exactly once), ``rs`` every record by creation time (for the audit).
+Outside any org: ``orgs`` (the orgs to sweep) and ``epoch`` (detects a Redis that
+lost its data).
+
+Faults: every call is bounded by ``timeout`` seconds; a refused connection, a
+timeout or a cluster error becomes ``StoreUnavailable`` (gRPC UNAVAILABLE), and the
+call holds nothing. The sidecar fails closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator, Callable, Sequence
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as redis_errors
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from ..config import ExpiryPolicy, PoolSpec, WindowKind
+from ..errors import (
+    BudgetExceeded,
+    IdempotencyConflict,
+    Refusal,
+    ReservationEnded,
+    ReservationNotFound,
+    StoreUnavailable,
+)
+from ..scope import Level
+from .audit import audit_pools
+from .local import SpecResolver
+from .pools import PoolState, check_admission
+from .types import (
+    AuditReport,
+    CommitOutcome,
+    CommitRequest,
+    Hold,
+    HoldRequest,
+    HoldState,
+    PoolRef,
+    PoolSnapshot,
+    ReleaseOutcome,
+    ReserveOutcome,
+)
+from .windows import bucket_ms, fixed_window
+
+__all__ = ["RedisStore", "connect"]
+
+log = logging.getLogger("tollgate.ledger.redis")
+
+_SCRIPT = resources.files("tollgate.ledger").joinpath("lua/ledger.lua").read_text()
+_STORE_ERRORS = (
+    redis_errors.ConnectionError,
+    redis_errors.TimeoutError,
+    redis_errors.ClusterDownError,
+    redis_errors.TryAgainError,
+    redis_errors.BusyLoadingError,
+    redis_errors.ReadOnlyError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
+RedisClient = aioredis.Redis | RedisCluster
+
+
+def connect(url: str, *, cluster: bool = False, timeout: float = 0.25, max_connections: int = 64) -> RedisClient:
+    """A client for ``redis://`` or ``rediss://`` URLs (user and password in the URL)."""
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        # The store decides what a failure means (fail closed); a client-side retry
+        # would only stretch every call past its bound while Redis is down.
+        "retry": Retry(NoBackoff(), 0),
+        "max_connections": max_connections,
+    }
+    if cluster:
+        return RedisCluster.from_url(url, **options)
+    # A blocking pool queues callers for a free connection (within the call's bound)
+    # instead of failing a burst that exceeds the pool.
+    pool = aioredis.BlockingConnectionPool.from_url(url, timeout=timeout, **options)
+    return aioredis.Redis(connection_pool=pool)
+
+
+@contextlib.asynccontextmanager
+async def _store_errors(bound_s: float) -> AsyncIterator[None]:
+    try:
+        async with asyncio.timeout(bound_s):
+            yield
+    except _STORE_ERRORS as exc:
+        raise StoreUnavailable(f"the Redis budget store did not answer: {exc or type(exc).__name__}") from exc
+    except redis_errors.ResponseError as exc:
+        if "TOLLGATE_SKEW" in str(exc):
+            raise StoreUnavailable(f"clock skew between this sidecar and Redis is over a window: {exc}") from exc
+        raise
+
+
+class RedisStore:
+    """A ``BudgetStore`` in Redis or Redis Cluster. See the module docstring."""
+
+    def __init__(
+        self,
+        client: RedisClient,
+        *,
+        specs: SpecResolver,
+        expiry_policy: ExpiryPolicy = ExpiryPolicy.CHARGE,
+        clock: Callable[[], int] | None = None,
+        local_clock: Callable[[], int] | None = None,
+        prefix: str = "tg",
+        timeout: float = 0.5,
+    ) -> None:
+        """``clock`` overrides Redis's clock (tests only); ``local_clock`` places fixed windows."""
+        from .local import wall_clock_ms
+
+        self._client = client
+        self._script = client.register_script(_SCRIPT)
+        self._specs = specs
+        self._expiry_policy = expiry_policy
+        self._clock = clock
+        self._local_clock = local_clock or clock or wall_clock_ms
+        self._prefix = prefix
+        self._timeout = timeout
+        self._known_orgs: set[str] = set()
+        self._epoch: str | None = None
+        self.expired_total = 0
+        self.epoch_changes = 0
+
+    # -- keys ---------------------------------------------------------------------
+
+    def _org_key(self, org: str, suffix: str) -> str:
+        return f"{self._prefix}:{{{org}}}:{suffix}"
+
+    @staticmethod
+    def _org_of(reservation_id: str) -> str:
+        _, _, org = reservation_id.partition(".")
+        if not org:
+            raise ReservationNotFound(f"no reservation {reservation_id!r}")
+        return org
+
+    def _keys(self, org: str, reservation_id: str, pool_ids: Sequence[str]) -> list[str]:
+        keys = [self._org_key(org, f"r:{reservation_id}"), self._org_key(org, "d"), self._org_key(org, "rs")]
+        for pool_id in pool_ids:
+            keys += [self._org_key(org, f"p:{pool_id}"), self._org_key(org, f"b:{pool_id}")]
+        return keys
+
+    # -- argument and reply encoding ---------------------------------------------------
+
+    def _spec_args(self, refs: Sequence[PoolRef], high_priority: bool) -> list[str | int]:
+        now = self._local_clock()
+        args: list[str | int] = [len(refs)]
+        for ref in refs:
+            spec, window = ref.spec, ref.spec.window
+            w: tuple[int, int, int, int] = (0, 0, 0, 0)
+            if window.kind is WindowKind.FIXED:
+                start, end = fixed_window(now, window.period, window.tz)
+                prev, _ = fixed_window(start - 1, window.period, window.tz)
+                _, after = fixed_window(end, window.period, window.tz)
+                w = (prev, start, end, after)
+            elif window.kind is WindowKind.SLIDING:
+                w = (bucket_ms(window.duration_ms), 0, 0, 0)
+            elif window.kind is WindowKind.TOKEN_BUCKET:
+                w = (window.duration_ms, 0, 0, 0)
+            args += [ref.pool_id, str(spec.policy), spec.cap, spec.usable_cap(high_priority=high_priority),
+                     spec.max_calls, spec.max_tokens, str(window.kind), *w]
+        return args
+
+    def _refs(self, pool_ids: Sequence[str]) -> list[PoolRef]:
+        refs = []
+        for pool_id in pool_ids:
+            resolved = self._specs(pool_id)
+            level, spec = resolved if resolved else (Level(pool_id.partition(":")[0]), PoolSpec(cap=0))
+            refs.append(PoolRef(pool_id, level, spec))
+        return refs
+
+    @staticmethod
+    def _state(pool_id: str, raw: Sequence[int]) -> PoolState:
+        mark, spent, calls, tokens, held, hcalls, htokens, oldest = (int(x) for x in raw[:8])
+        # Only the oldest bucket matters to a snapshot (it says when spend next frees up).
+        buckets = {oldest: [0, 0, 0]} if oldest >= 0 else {}
+        return PoolState(pool_id, mark, spent, calls, tokens, held, hcalls, htokens, buckets)
+
+    def _snapshots(self, refs: Sequence[PoolRef], raw: Sequence[Any], now: int, high: bool) -> tuple[PoolSnapshot, ...]:
+        return tuple(
+            self._state(ref.pool_id, r).snapshot(ref.level, ref.spec, now, high_priority=high)
+            for ref, r in zip(refs, raw, strict=True)
+        )
+
+    @staticmethod
+    def _hold(reservation_id: str, raw: Sequence[Any]) -> Hold:
+        pools, amount, tokens, created, expires, state, charged, used, ended, model, task, fp, cfp = (
+            x.decode() if isinstance(x, bytes) else x for x in raw
+        )
+        return Hold(
+            reservation_id=reservation_id,
+            pool_ids=tuple(pools.split("\n")) if pools else (),
+            amount=int(amount),
+            tokens=int(tokens),
+            created_ms=int(created),
+            expires_ms=int(expires),
+            state=HoldState(state),
+            charged=int(charged),
+            used_tokens=int(used),
+            ended_ms=int(ended),
+            model=model or "",
+            task_type=task or "",
+            fingerprint=fp or "",
+            commit_fingerprint=cfp or "",
+        )
+
+    async def _run(self, keys: list[str], args: list[str | int]) -> list[Any]:
+        async with _store_errors(self._timeout):
+            reply = await self._script(keys=keys, args=args)
+        return [x.decode() if isinstance(x, bytes) else x for x in reply]
+
+    def _now_arg(self) -> str:
+        return "" if self._clock is None else str(self._clock())
+
+    # -- the store interface ---------------------------------------------------------------
+
+    async def reserve(self, request: HoldRequest) -> ReserveOutcome:
+        """Hold on every pool of the request in one script call, or refuse and hold nothing."""
+        org = self._org_of(request.reservation_id)
+        stateless = [r for r in request.pools if r.level is Level.REQUEST]
+        refs = [r for r in request.pools if r.level is not Level.REQUEST]
+        for ref in stateless:
+            refusal = check_admission(ref.pool_id, None, ref.level, ref.spec, amount=request.amount,
+                                      tokens=request.tokens, high_priority=request.high_priority, now_ms=0)
+            if refusal is not None:
+                raise BudgetExceeded(refusal)
+        await self._remember(org)
+        pool_ids = [r.pool_id for r in refs]
+        args = [
+            "reserve", self._now_arg(), *self._spec_args(refs, request.high_priority),
+            request.reservation_id, request.amount, request.tokens, request.ttl_ms, request.model,
+            request.task_type, request.fingerprint, "\n".join(pool_ids),
+        ]
+        reply = await self._run(self._keys(org, request.reservation_id, pool_ids), args)
+        verdict = reply[0]
+        if verdict == "conflict":
+            raise IdempotencyConflict(
+                f"reservation {request.reservation_id} already exists for different figures; "
+                "use a new idempotency key for a new call"
+            )
+        if verdict == "refused":
+            index, limit, requested, remaining, raw, now = reply[1:7]
+            ref = refs[int(index) - 1]
+            snap = self._state(ref.pool_id, raw).snapshot(ref.level, ref.spec, int(now),
+                                                          high_priority=request.high_priority)
+            raise BudgetExceeded(Refusal(ref.pool_id, str(ref.level), str(ref.spec.policy), limit, int(requested),
+                                         int(remaining), snap.resets_at_ms))
+        now, record, states = int(reply[1]), reply[2], reply[3]
+        return ReserveOutcome(
+            self._hold(request.reservation_id, record),
+            self._snapshots(refs, states, now, request.high_priority),
+            replayed=verdict == "replay",
+        )
+
+    async def _end(self, reservation_id: str, action: str, extra: list[str | int]) -> tuple[str, list[Any]]:
+        hold = await self.get(reservation_id)
+        org = self._org_of(reservation_id)
+        refs = self._refs(hold.pool_ids)
+        args = [action, self._now_arg(), *self._spec_args(refs, False), reservation_id, "\n".join(hold.pool_ids),
+                str(self._expiry_policy), *extra]
+        reply = await self._run(self._keys(org, reservation_id, hold.pool_ids), args)
+        verdict = reply[0]
+        if verdict == "missing":
+            raise ReservationNotFound(f"no reservation {reservation_id!r}")
+        if verdict == "pools_changed":  # pragma: no cover - records never change their pools
+            raise StoreUnavailable(f"reservation {reservation_id} changed under us; retry")
+        if verdict == "conflict":
+            raise IdempotencyConflict(
+                f"reservation {reservation_id} was already committed with different usage; nothing was charged again"
+            )
+        if verdict == "ended":
+            ended = self._hold(reservation_id, reply[2])
+            if ended.state is HoldState.EXPIRED:
+                raise ReservationEnded(
+                    f"cannot {action} reservation {reservation_id}: it expired (charged {ended.charged} nano-USD "
+                    "by the expiry policy); Extend long calls before they expire"
+                )
+            raise ReservationEnded(f"cannot {action} reservation {reservation_id}: it was already {ended.state}")
+        return verdict, reply
+
+    async def commit(self, request: CommitRequest) -> CommitOutcome:
+        """Charge the actual cost and release the hold, in one script call."""
+        verdict, reply = await self._end(request.reservation_id, "commit",
+                                         [request.cost, request.tokens, request.fingerprint])
+        hold = self._hold(request.reservation_id, reply[2])
+        refs = self._refs(hold.pool_ids)
+        return CommitOutcome(hold, self._snapshots(refs, reply[3], int(reply[1]), False), replayed=verdict == "replay")
+
+    async def release(self, reservation_id: str) -> ReleaseOutcome:
+        """End a reservation without charging."""
+        verdict, reply = await self._end(reservation_id, "release", [])
+        hold = self._hold(reservation_id, reply[2])
+        refs = self._refs(hold.pool_ids)
+        return ReleaseOutcome(hold, self._snapshots(refs, reply[3], int(reply[1]), False),
+                              replayed=verdict == "replay")
+
+    async def extend(self, reservation_id: str, ttl_ms: int) -> Hold:
+        """Move an open reservation's expiry to now + ttl."""
+        _, reply = await self._end(reservation_id, "extend", [ttl_ms])
+        return self._hold(reservation_id, reply[2])
+
+    async def snapshot(self, pools: Sequence[PoolRef], *, high_priority: bool = False) -> list[PoolSnapshot]:
+        """The pools as a request of this priority sees them now (read only)."""
+        refs = [r for r in pools if r.level is not Level.REQUEST]
+        if not refs:
+            return []
+        org = refs[0].pool_id.partition(":")[2].split("/")[0]
+        args = ["snapshot", self._now_arg(), *self._spec_args(refs, high_priority)]
+        reply = await self._run(self._keys(org, "-", [r.pool_id for r in refs]), args)
+        return list(self._snapshots(refs, reply[2], int(reply[1]), high_priority))
+
+    async def get(self, reservation_id: str) -> Hold:
+        """A reservation record, or ``ReservationNotFound``."""
+        org = self._org_of(reservation_id)
+        async with _store_errors(self._timeout):
+            raw = await self._client.hmget(self._org_key(org, f"r:{reservation_id}"), *_RECORD)
+        if raw[0] is None:
+            raise ReservationNotFound(
+                f"no reservation {reservation_id!r}: use the reservation_id returned by Reserve or Route"
+            )
+        return self._hold(reservation_id, raw)
+
+    async def expire_due(self, *, batch: int = 200) -> int:
+        """Resolve reservations past their deadline; safe to run on every sidecar at once."""
+        await self.check_epoch()
+        expired = 0
+        async with _store_errors(self._timeout):
+            orgs = [o.decode() for o in await self._client.smembers(f"{self._prefix}:orgs")]
+        now = self._local_clock() if self._clock is None else self._clock()
+        for org in orgs:
+            async with _store_errors(self._timeout):
+                due = await self._client.zrangebyscore(self._org_key(org, "d"), "-inf", now, start=0, num=batch)
+            for rid in (d.decode() for d in due):
+                try:
+                    verdict, _ = await self._end(rid, "expire", [])
+                except (ReservationEnded, ReservationNotFound):
+                    continue
+                if verdict == "ok":
+                    expired += 1
+        self.expired_total += expired
+        return expired
+
+    async def audit(self, orgs: Sequence[str] | None = None) -> AuditReport:
+        """Recompute every pool of the given orgs (default: all) from the reservation records."""
+        async with _store_errors(self._timeout * 20):
+            if orgs is None:
+                orgs = [o.decode() for o in await self._client.smembers(f"{self._prefix}:orgs")]
+            records: list[Hold] = []
+            states: dict[str, PoolState] = {}
+            for org in orgs:
+                ids = [i.decode() for i in await self._client.zrange(self._org_key(org, "rs"), 0, -1)]
+                for rid in ids:
+                    records.append(self._hold(rid, await self._client.hmget(self._org_key(org, f"r:{rid}"),
+                                                                            *_RECORD)))
+                pool_ids = {p for h in records for p in h.pool_ids if p.partition(":")[2].split("/")[0] == org}
+                for pool_id in pool_ids:
+                    states[pool_id] = await self._load_state(org, pool_id)
+            now = self._local_clock() if self._clock is None else self._clock()
+        return audit_pools(states, records, self._specs, now)
+
+    async def _load_state(self, org: str, pool_id: str) -> PoolState:
+        raw = await self._client.hmget(self._org_key(org, f"p:{pool_id}"), *_FIELDS)
+        values = [int(x) if x is not None else 0 for x in raw]
+        buckets: dict[int, list[int]] = {}
+        for field, value in (await self._client.hgetall(self._org_key(org, f"b:{pool_id}"))).items():
+            idx, part = field.decode().split(":")
+            buckets.setdefault(int(idx), [0, 0, 0])["sct".index(part)] = int(value)
+        return PoolState(pool_id, *values, buckets=buckets)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
+
+    # -- restarts of Redis itself ------------------------------------------------------------
+
+    async def _remember(self, org: str) -> None:
+        if org in self._known_orgs:
+            return
+        async with _store_errors(self._timeout):
+            await self._client.sadd(f"{self._prefix}:orgs", org)
+        self._known_orgs.add(org)
+
+    async def check_epoch(self) -> bool:
+        """Detect a Redis that restarted without its data; returns True if it did.
+
+        The first sidecar to meet an empty Redis writes a random epoch; a later change
+        means every counter restarted from zero, which a hard cap must not hide.
+        """
+        key = f"{self._prefix}:epoch"
+        async with _store_errors(self._timeout):
+            await self._client.set(key, secrets.token_hex(8), nx=True)
+            current = (await self._client.get(key) or b"").decode()
+        changed = self._epoch is not None and current != self._epoch
+        if changed:
+            self.epoch_changes += 1
+            self._known_orgs.clear()
+            log.error(
+                "Redis lost its data (epoch %s -> %s): every budget counter restarted from zero; "
+                "run Redis with AOF persistence in production",
+                self._epoch, current,
+            )
+        self._epoch = current
+        return changed
+
+
+_RECORD = ("pools", "amount", "tokens", "created", "expires", "state", "charged", "used", "ended", "model", "task",
+           "fp", "cfp")
+_FIELDS = ("mark", "spent", "calls", "tokens", "held", "hcalls", "htokens")
