@@ -99,19 +99,24 @@ def _cmd_budget(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from .ledger import LocalLedger, SqliteJournal, spec_resolver
+    from .ledger import BudgetStore, LocalLedger, SqliteJournal, open_store, spec_resolver
 
     config = load_config(args.config)
-    if not Path(args.db).exists():
-        print(f"{args.db}: no such ledger file", file=sys.stderr)
-        return 2
+    store: BudgetStore
+    if args.db is not None or config.store.kind != "redis":
+        db = args.db or config.store.path
+        if not Path(db).exists():
+            print(f"{db}: no such ledger file", file=sys.stderr)
+            return 2
+        store = LocalLedger(SqliteJournal(db), specs=spec_resolver(config.budgets))
+    else:
+        store = open_store(config)
 
     async def audit() -> int:
-        ledger = LocalLedger(SqliteJournal(args.db), specs=spec_resolver(config.budgets))
         try:
-            report = await ledger.audit()
+            report = await store.audit(args.org)
         finally:
-            await ledger.close()
+            await store.close()
         print(
             f"{report.pools_checked} pools, {report.reservations_checked} reservations checked; "
             f"overshoot {format_usd(report.overshoot_total)} over {report.overshoot_count} commits"
@@ -157,9 +162,10 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--json", action="store_true")
     budget.set_defaults(func=_cmd_budget)
 
-    audit = sub.add_parser("audit", help="recompute every pool of an embedded ledger from its records")
-    audit.add_argument("--db", default=StoreConfig.path)
-    audit.add_argument("--config", help="the config the sidecar runs with (for pool windows)")
+    audit = sub.add_parser("audit", help="recompute every pool from the reservation records; exit 1 on a difference")
+    audit.add_argument("--config", help="the config the sidecar runs with (its store, and the pool windows)")
+    audit.add_argument("--db", help="an embedded ledger file (default: the config's store)")
+    audit.add_argument("--org", action="append", help="only this org (Redis store; repeatable)")
     audit.set_defaults(func=_cmd_audit)
 
     demo = sub.add_parser("demo", help="drive a simulated agent workload against a running sidecar")

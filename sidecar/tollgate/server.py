@@ -22,6 +22,7 @@ from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
 from .config import Config
 from .core import Tollgate
+from .errors import StoreUnavailable
 from .ledger import BudgetStore, open_store
 from .service import TollgateServicer
 
@@ -44,17 +45,49 @@ class Sidecar:
     health: health.HealthServicer
     addresses: list[str] = field(default_factory=list)
     _sweeper: asyncio.Task[None] | None = None
+    _serving: bool | None = None
+
+    async def sweep_once(self) -> None:
+        """Expire due reservations; health follows whether the store answered."""
+        try:
+            expired = await self.store.expire_due()
+        except StoreUnavailable as exc:
+            await self._set_serving(False, str(exc))
+            return
+        except Exception:
+            log.exception("expiry sweep failed; retrying next interval")
+            return
+        await self._set_serving(True, "")
+        if expired:
+            log.info("expired %d reservations", expired)
+
+    async def sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await self.sweep_once()
+
+    async def _set_serving(self, serving: bool, why: str) -> None:
+        if serving == self._serving:
+            return
+        self._serving = serving
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, status)
+        if serving:
+            log.info("budget store reachable: serving")
+        else:
+            log.error("budget store unreachable, failing closed: %s", why)
 
     async def stop(self, grace: float | None = None) -> None:
         """Drain and stop: NOT_SERVING, stop accepting, finish in-flight calls, close the store."""
         grace = self.config.server.grace_period_s if grace is None else grace
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        await self.server.stop(grace)
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        await self.server.stop(grace)
         await self.store.close()
 
 
@@ -92,23 +125,12 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     if sc.unix_socket:
         # Only the pod's own user may connect: the socket is a wallet.
         os.chmod(sc.unix_socket, 0o600)
-    for name in ("", SERVICE_NAME):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     sidecar = Sidecar(config, server, gate, store, health_servicer, addresses)
-    sidecar._sweeper = asyncio.create_task(_sweep(store, config.reservations.sweep_interval_ms / 1000))
+    # Start even when the store is down (a crash loop helps no one): health says
+    # NOT_SERVING until the store answers, and every money RPC fails closed meanwhile.
+    await sidecar.sweep_once()
+    sidecar._sweeper = asyncio.create_task(sidecar.sweep_forever(config.reservations.sweep_interval_ms / 1000))
     return sidecar
-
-
-async def _sweep(store: BudgetStore, interval: float) -> None:
-    while True:
-        await asyncio.sleep(interval)
-        try:
-            expired = await store.expire_due()
-        except Exception:
-            log.exception("expiry sweep failed; retrying next interval")
-            continue
-        if expired:
-            log.info("expired %d reservations", expired)
 
 
 async def _main(config: Config) -> None:

@@ -24,7 +24,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..scope import Level
-from .audit import audit_pools
+from .audit import audit_pools, pool_org
 from .pools import PoolState, check_admission
 from .types import (
     AuditReport,
@@ -208,10 +208,16 @@ class LocalLedger:
             raise ReservationNotFound(f"no reservation {reservation_id!r}")
         return hold
 
-    async def audit(self) -> AuditReport:
-        """Recompute every pool from the reservation records and compare."""
+    async def audit(self, orgs: Sequence[str] | None = None) -> AuditReport:
+        """Recompute every pool (of ``orgs``, default all) from the reservation records and compare."""
         now = self._clock()
-        return audit_pools(self._pools, list(self._journal.records()), self._specs, now)
+        records = list(self._journal.records())
+        pools = self._pools
+        if orgs is not None:
+            wanted = set(orgs)
+            records = [h for h in records if h.reservation_id.partition(".")[2] in wanted]
+            pools = {k: v for k, v in pools.items() if pool_org(k) in wanted}
+        return audit_pools(pools, records, self._specs, now)
 
     async def close(self) -> None:
         """Close the journal."""

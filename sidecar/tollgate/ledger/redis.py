@@ -45,7 +45,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..scope import Level
-from .audit import audit_pools
+from .audit import audit_pools, pool_org
 from .local import SpecResolver
 from .pools import PoolState, check_admission
 from .types import (
@@ -324,7 +324,7 @@ class RedisStore:
         refs = [r for r in pools if r.level is not Level.REQUEST]
         if not refs:
             return []
-        org = refs[0].pool_id.partition(":")[2].split("/")[0]
+        org = pool_org(refs[0].pool_id)
         args = ["snapshot", self._now_arg(), *self._spec_args(refs, high_priority)]
         reply = await self._run(self._keys(org, "-", [r.pool_id for r in refs]), args)
         return list(self._snapshots(refs, reply[2], int(reply[1]), high_priority))
@@ -372,7 +372,7 @@ class RedisStore:
                 for rid in ids:
                     records.append(self._hold(rid, await self._client.hmget(self._org_key(org, f"r:{rid}"),
                                                                             *_RECORD)))
-                pool_ids = {p for h in records for p in h.pool_ids if p.partition(":")[2].split("/")[0] == org}
+                pool_ids = {p for h in records for p in h.pool_ids if pool_org(p) == org}
                 for pool_id in pool_ids:
                     states[pool_id] = await self._load_state(org, pool_id)
             now = self._local_clock() if self._clock is None else self._clock()
