@@ -28,15 +28,15 @@ import time
 from pathlib import Path
 
 import grpc
+
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tollgate.estimate import TokenCounter  # noqa: E402
-
 from tests.sidecar_process import SidecarProcess, free_port, write_config  # noqa: E402
+from tollgate.estimate import TokenCounter  # noqa: E402
 
 ECHO_SERVER = """
 import asyncio, sys, grpc, uvloop

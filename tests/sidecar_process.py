@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from tollgate.config import default_config_text
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +40,8 @@ class SidecarProcess:
     """``tollgate serve`` in a child process, on a free loopback port."""
 
     def __init__(self, tmp: Path, *, config: Path | None = None, db: Path | None = None,
-                 unix_socket: Path | None = None, store: str = "sqlite") -> None:
+                 unix_socket: Path | None = None, store: str | None = "sqlite") -> None:
+        """``store``: ``sqlite`` (on ``db``), ``memory``, or ``None`` for what the config says."""
         self.tmp = tmp
         self.config = config or write_config(tmp / "tollgate.yaml")
         self.db = db or tmp / "ledger.db"
@@ -56,7 +58,10 @@ class SidecarProcess:
     def start(self, timeout: float = 20.0) -> SidecarProcess:
         args = [sys.executable, "-m", "tollgate.cli", "serve", "--config", str(self.config),
                 "--port", str(self.port)]
-        args += ["--db", str(self.db)] if self.store == "sqlite" else ["--store", "memory"]
+        if self.store == "sqlite":
+            args += ["--db", str(self.db)]
+        elif self.store == "memory":
+            args += ["--store", "memory"]
         if self.unix_socket is not None:
             args += ["--unix-socket", str(self.unix_socket)]
         env = dict(os.environ, PYTHONPATH=str(ROOT / "sidecar"))
@@ -117,10 +122,11 @@ class SidecarProcess:
         self.stop()
 
 
-def audit(config: Path, db: Path) -> subprocess.CompletedProcess[str]:
-    """``tollgate audit`` on a ledger file, as an operator would run it."""
+def audit(config: Path, db: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``tollgate audit`` on a ledger file, or on the config's store, as an operator would run it."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "sidecar"))
+    where = ["--db", str(db)] if db is not None else []
     return subprocess.run(
-        [sys.executable, "-m", "tollgate.cli", "audit", "--db", str(db), "--config", str(config)],
+        [sys.executable, "-m", "tollgate.cli", "audit", *where, "--config", str(config)],
         capture_output=True, text=True, env=env, timeout=60,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+
 from tollgate_client import AsyncClient
 
 from .fake_tollgate import FakeTollgate, serve

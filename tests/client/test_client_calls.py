@@ -7,6 +7,7 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
+
 from tollgate_client import (
     AsyncClient,
     Candidate,

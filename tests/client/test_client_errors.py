@@ -8,6 +8,7 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 from google.rpc import status_pb2
+
 from tollgate_client import (
     BUDGET_EXCEEDED_TRAILER,
     AsyncClient,

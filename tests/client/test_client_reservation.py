@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import grpc
 import pytest
+
 from tollgate_client import (
     AsyncClient,
     AsyncHeldReservation,

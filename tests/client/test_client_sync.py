@@ -10,6 +10,7 @@ import asyncio
 
 import grpc
 import pytest
+
 from tollgate_client import (
     BUDGET_EXCEEDED_TRAILER,
     BudgetExceededError,

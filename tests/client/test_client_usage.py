@@ -6,6 +6,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
 from tollgate_client import Scope, Usage, format_usd, usage_from_anthropic, usage_from_openai
 
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import grpc
 import pytest
+
+from tests.sidecar_process import SidecarProcess, audit, write_config
 from tollgate.config import load_config
 from tollgate.money import apply_margin
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
-
-from tests.sidecar_process import SidecarProcess, audit, write_config
 
 pytestmark = pytest.mark.slow
 

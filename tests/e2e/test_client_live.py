@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from tests.sidecar_process import SidecarProcess, write_config
 from tollgate_client import (
     AsyncClient,
     BudgetExceededError,
@@ -15,8 +17,6 @@ from tollgate_client import (
     Usage,
     usage_from_openai,
 )
-
-from tests.sidecar_process import SidecarProcess, write_config
 
 
 def _config(data: dict[str, Any]) -> None:

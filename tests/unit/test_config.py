@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tollgate.config import Policy, WindowKind, default_config_text, load_config, parse_config
 from tollgate.errors import ConfigError
 from tollgate.scope import Level

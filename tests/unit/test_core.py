@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+
 from tollgate.catalog import Capability
 from tollgate.config import Config, Policy, PoolSpec, load_config
 from tollgate.core import Outcome, Prompt, Tollgate, Usage

@@ -7,6 +7,7 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tollgate.money import Price, apply_margin, format_usd, parse_margin, parse_usd
 
 
