@@ -1,8 +1,9 @@
 """Latency of the per-LLM-call path at low load, against a bare gRPC echo in the same run.
 
-Starts two processes on loopback: a Tollgate sidecar (embedded SQLite store, default
-config) and a bare ``grpc.aio`` + uvloop echo server. One call at a time, interleaved
-so both see the same machine conditions, it measures:
+Starts two processes on loopback: a Tollgate sidecar (embedded SQLite store by default;
+``--store redis`` starts a redis-server of its own) and a bare ``grpc.aio`` + uvloop
+echo server. One call at a time, interleaved so both see the same machine
+conditions, it measures:
 
 - ``echo``: one unary RPC carrying the same request bytes as Route (the floor);
 - ``route+reserve``: ``Route(reserve=true)`` with a 10-turn conversation of ~2,000
@@ -13,7 +14,7 @@ so both see the same machine conditions, it measures:
 Prints p50 / p99 in milliseconds and the ratios to the echo. Figures only: this
 machine is shared, so nothing here asserts a speed.
 
-    python benchmarks/bench_rpc.py [--calls 2000]
+    python benchmarks/bench_rpc.py [--calls 2000] [--store sqlite|memory|redis] [--throughput-seconds 10]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import grpc
@@ -35,6 +37,7 @@ from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.redis_server import RedisServer  # noqa: E402
 from tests.sidecar_process import SidecarProcess, free_port, write_config  # noqa: E402
 from tollgate.estimate import TokenCounter  # noqa: E402
 
@@ -80,19 +83,51 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
-def run(calls: int, store: str) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
+def run(calls: int, store: str, seconds: float, concurrency: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         echo_port = free_port()
         echo = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(echo_port)])
-        # Caps high enough that the run never meets them: this measures the path, not refusals.
-        config = write_config(Path(tmp) / "bench.yaml", _roomy_budgets)
-        sidecar = SidecarProcess(Path(tmp), config=config, store=store).start()
-        try:
-            asyncio.run(_measure(sidecar.target, f"127.0.0.1:{echo_port}", calls, store))
-        finally:
-            sidecar.stop()
-            echo.terminate()
-            echo.wait(5)
+        stack.callback(echo.wait, 5)
+        stack.callback(echo.terminate)
+
+        def edit(data: dict) -> None:  # type: ignore[type-arg]
+            # Caps high enough that the run never meets them: this measures the path, not refusals.
+            _roomy_budgets(data)
+            if store == "redis":
+                server = stack.enter_context(RedisServer(Path(tmp) / "redis"))
+                data["store"] = {"kind": "redis", "url": server.url}
+
+        config = write_config(Path(tmp) / "bench.yaml", edit)
+        sidecar = SidecarProcess(Path(tmp), config=config, store=None if store == "redis" else store).start()
+        stack.callback(sidecar.stop)
+        asyncio.run(_measure(sidecar.target, f"127.0.0.1:{echo_port}", calls, store))
+        if seconds > 0:
+            asyncio.run(_throughput(sidecar.target, seconds, concurrency, store))
+
+
+async def _throughput(target: str, seconds: float, concurrency: int, store: str) -> None:
+    """Closed loop: ``concurrency`` clients each doing Route(reserve) then Commit, for ``seconds``."""
+    scope = pb.Scope(org_id="bench", team_id="t", user_id="u", session_id="s")
+    prompt = pb.Prompt(messages=pb.Messages(items=conversation(10)))
+    done = 0
+    stop = time.perf_counter() + seconds
+
+    async def client(stub: pb_grpc.TollgateServiceStub) -> None:
+        nonlocal done
+        while time.perf_counter() < stop:
+            routed = await stub.Route(pb.RouteRequest(scope=scope, prompt=prompt, reserve=True,
+                                                      signals=pb.TaskSignals(task_type="codegen")))
+            await stub.Commit(pb.CommitRequest(reservation_id=routed.reservation.reservation_id,
+                                               usage=pb.Usage(input_tokens=2_000, output_tokens=300)))
+            done += 1
+
+    async with grpc.aio.insecure_channel(target) as ch:
+        stub = pb_grpc.TollgateServiceStub(ch)
+        started = time.perf_counter()
+        await asyncio.gather(*(client(stub) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    print(f"throughput, {store} store, {concurrency} concurrent clients on one channel: "
+          f"{done / elapsed:,.0f} LLM calls/s (Route+Reserve and Commit each; {2 * done / elapsed:,.0f} RPC/s)")
 
 
 async def _measure(target: str, echo_target: str, calls: int, store: str) -> None:
@@ -134,9 +169,12 @@ async def _measure(target: str, echo_target: str, calls: int, store: str) -> Non
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2_000)
-    parser.add_argument("--store", choices=("sqlite", "memory"), default="sqlite")
+    parser.add_argument("--store", choices=("sqlite", "memory", "redis"), default="sqlite")
+    parser.add_argument("--throughput-seconds", type=float, default=0.0,
+                        help="then measure closed-loop throughput for this long (0: skip)")
+    parser.add_argument("--concurrency", type=int, default=32)
     args = parser.parse_args()
-    run(args.calls, args.store)
+    run(args.calls, args.store, args.throughput_seconds, args.concurrency)
 
 
 if __name__ == "__main__":

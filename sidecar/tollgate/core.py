@@ -244,7 +244,7 @@ class Tollgate:
         """Charge what the provider reported; the rest of the hold is released."""
         self._check_reservation_id(reservation_id)
         self._check_usage(usage)
-        hold = await self.store.get(reservation_id)
+        hold = await self.store.describe(reservation_id)
         model = self.config.catalog.models.get(hold.model)
         if model is None:
             raise InvalidRequest(f"model {hold.model!r} of this reservation is no longer in the catalog")

@@ -208,6 +208,10 @@ class LocalLedger:
             raise ReservationNotFound(f"no reservation {reservation_id!r}")
         return hold
 
+    async def describe(self, reservation_id: str) -> Hold:
+        """A reservation's fixed facts (model, task type, pools, amount); here simply its record."""
+        return await self.get(reservation_id)
+
     async def audit(self, orgs: Sequence[str] | None = None) -> AuditReport:
         """Recompute every pool (of ``orgs``, default all) from the reservation records and compare."""
         now = self._clock()

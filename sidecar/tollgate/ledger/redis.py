@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -138,6 +139,9 @@ class RedisStore:
         self._prefix = prefix
         self._timeout = timeout
         self._known_orgs: set[str] = set()
+        # The fixed facts of reservations this sidecar made (or looked up): a per-pod
+        # sidecar usually commits what it reserved, so Commit needs no read first.
+        self._facts: OrderedDict[str, Hold] = OrderedDict()
         self._epoch: str | None = None
         self.expired_total = 0
         self.epoch_changes = 0
@@ -266,14 +270,29 @@ class RedisStore:
             raise BudgetExceeded(Refusal(ref.pool_id, str(ref.level), str(ref.spec.policy), limit, int(requested),
                                          int(remaining), snap.resets_at_ms))
         now, record, states = int(reply[1]), reply[2], reply[3]
+        hold = self._hold(request.reservation_id, record)
+        self._remember_facts(hold)
         return ReserveOutcome(
-            self._hold(request.reservation_id, record),
+            hold,
             self._snapshots(refs, states, now, request.high_priority),
             replayed=verdict == "replay",
         )
 
+    async def describe(self, reservation_id: str) -> Hold:
+        """A reservation's fixed facts (model, task type, pools, amount); its state may be stale."""
+        hold = self._facts.get(reservation_id)
+        if hold is None:
+            hold = await self.get(reservation_id)
+            self._remember_facts(hold)
+        return hold
+
+    def _remember_facts(self, hold: Hold) -> None:
+        self._facts[hold.reservation_id] = hold
+        if len(self._facts) > _FACTS_CACHE:
+            self._facts.popitem(last=False)
+
     async def _end(self, reservation_id: str, action: str, extra: list[str | int]) -> tuple[str, list[Any]]:
-        hold = await self.get(reservation_id)
+        hold = await self.describe(reservation_id)
         org = self._org_of(reservation_id)
         refs = self._refs(hold.pool_ids)
         args = [action, self._now_arg(), *self._spec_args(refs, False), reservation_id, "\n".join(hold.pool_ids),
@@ -423,6 +442,7 @@ class RedisStore:
         return changed
 
 
+_FACTS_CACHE = 100_000
 _RECORD = ("pools", "amount", "tokens", "created", "expires", "state", "charged", "used", "ended", "model", "task",
            "fp", "cfp")
 _FIELDS = ("mark", "spent", "calls", "tokens", "held", "hcalls", "htokens")
