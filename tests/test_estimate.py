@@ -10,6 +10,7 @@ import pytest
 import tiktoken
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tollgate.config import EstimationConfig
 from tollgate.estimate import ENCODING_NAME, ErrorStats, OutputEstimator, TokenCounter, quantile
 

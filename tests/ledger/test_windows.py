@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tollgate.ledger.windows import bucket_debt, drained, fixed_window
 
 
