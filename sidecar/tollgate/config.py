@@ -150,6 +150,8 @@ class ReservationConfig:
     max_ttl_ms: int = 3_600_000
     expiry_policy: ExpiryPolicy = ExpiryPolicy.CHARGE
     sweep_interval_ms: int = 1_000
+    retention_ms: int = 40 * 86_400_000
+    """How long ended reservation records (and their idempotency) are kept on a shared store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +259,24 @@ def parse_config(text: str, *, source: str = "<memory>") -> Config:
         limits=_limits(root.get("limits", {})),
         source=source,
     )
+    longest = max((_window_ms(spec.window) for spec in _all_specs(config.budgets)), default=0)
+    if config.reservations.retention_ms < longest:
+        raise ConfigError(
+            f"retention must outlast the longest pool window ({longest // 86_400_000} days), "
+            "or an audit could not recompute it",
+            key="reservations.retention", file=source,
+        )
     return config
+
+
+def _all_specs(budgets: BudgetConfig) -> list[PoolSpec]:
+    return [*budgets.templates.values(), *budgets.overrides.values()]
+
+
+def _window_ms(window: Window) -> int:
+    if window.kind is WindowKind.FIXED:
+        return {"hour": 3_600_000, "day": 86_400_000, "week": 7 * 86_400_000, "month": 31 * 86_400_000}[window.period]
+    return window.duration_ms
 
 
 class _Node:
@@ -515,7 +534,7 @@ def _estimation(node: _Node) -> EstimationConfig:
 
 
 def _reservations(node: _Node) -> ReservationConfig:
-    node.only("ttl", "max_ttl", "expiry_policy", "sweep_interval")
+    node.only("ttl", "max_ttl", "expiry_policy", "sweep_interval", "retention")
     d = ReservationConfig()
     ttl = node.get("ttl").duration_ms() if node.has("ttl") else d.ttl_ms
     max_ttl = node.get("max_ttl").duration_ms() if node.has("max_ttl") else d.max_ttl_ms
@@ -528,6 +547,7 @@ def _reservations(node: _Node) -> ReservationConfig:
         sweep_interval_ms=(
             node.get("sweep_interval").duration_ms() if node.has("sweep_interval") else d.sweep_interval_ms
         ),
+        retention_ms=node.get("retention").duration_ms() if node.has("retention") else d.retention_ms,
     )
 
 

@@ -90,7 +90,8 @@ def open_store(config: Config, *, clock: Callable[[], int] = wall_clock_ms) -> B
         timeout = config.store.timeout_ms / 1000
         client = connect(config.store.url, cluster=config.store.cluster, timeout=timeout)
         return RedisStore(client, specs=specs, expiry_policy=config.reservations.expiry_policy,
-                          prefix=config.store.key_prefix, timeout=timeout)
+                          prefix=config.store.key_prefix, timeout=timeout,
+                          retention_ms=config.reservations.retention_ms)
     journal: Journal
     if config.store.kind == "memory":
         journal = MemoryJournal()

@@ -69,6 +69,10 @@ def _recompute(state: PoolState, spec: PoolSpec, holds: list[Hold]) -> dict[str,
     }
     kind = spec.window.kind
     if kind is WindowKind.TOKEN_BUCKET:
+        if state.archived[1]:
+            # Charges older than the retention are gone; a replay from the rest cannot
+            # know the debt they left (retention far above the duration makes it zero).
+            return expected
         debt, last = 0, 0
         for hold in sorted(charged, key=lambda h: h.ended_ms):
             debt = bucket_debt(debt, last, hold.ended_ms, spec.cap, spec.window.duration_ms) + hold.charged
@@ -81,7 +85,9 @@ def _recompute(state: PoolState, spec: PoolSpec, holds: list[Hold]) -> dict[str,
     elif kind is WindowKind.SLIDING:
         width = bucket_ms(spec.window.duration_ms)
         charged = [h for h in charged if state.mark_ms - SLIDING_BUCKETS < h.ended_ms // width <= state.mark_ms]
-    expected["spent"] = sum(h.charged for h in charged)
-    expected["calls"] = len(charged)
-    expected["tokens"] = sum(h.used_tokens for h in charged)
+    # Pruned records can only matter to a pool without a window: retention outlasts every window.
+    arch = state.archived if kind is WindowKind.NONE else (0, 0, 0)
+    expected["spent"] = arch[0] + sum(h.charged for h in charged)
+    expected["calls"] = arch[1] + len(charged)
+    expected["tokens"] = arch[2] + sum(h.used_tokens for h in charged)
     return expected

@@ -36,6 +36,8 @@ class PoolState:
     held_calls: int = 0
     held_tokens: int = 0
     buckets: dict[int, list[int]] = field(default_factory=dict)
+    archived: tuple[int, int, int] = (0, 0, 0)
+    """Spend, calls and tokens of records deleted after their retention (Redis store only)."""
 
     def copy(self) -> PoolState:
         return PoolState(

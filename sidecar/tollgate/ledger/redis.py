@@ -10,7 +10,9 @@ on Redis Cluster.
 Keys, per org: ``p:<pool>`` counters (hash), ``b:<pool>`` sliding-window buckets
 (hash), ``r:<reservation>`` the record (hash), ``d`` open reservations by deadline
 (sorted set, swept by any sidecar: the script re-checks the deadline, so each hold
-expires exactly once), ``rs`` every record by creation time (for the audit).
+expires exactly once), ``rs`` every record, scored by creation and then by its end
+(for the audit, and so records older than the retention are deleted: state stays
+bounded while every window can still be recomputed).
 Outside any org: ``orgs`` (the orgs to sweep) and ``epoch`` (detects a Redis that
 lost its data).
 
@@ -106,7 +108,7 @@ async def _store_errors(bound_s: float) -> AsyncIterator[None]:
         async with asyncio.timeout(bound_s):
             yield
     except _STORE_ERRORS as exc:
-        raise StoreUnavailable(f"the Redis budget store did not answer: {exc or type(exc).__name__}") from exc
+        raise StoreUnavailable(f"the Redis budget store did not answer: {str(exc) or type(exc).__name__}") from exc
     except redis_errors.ResponseError as exc:
         if "TOLLGATE_SKEW" in str(exc):
             raise StoreUnavailable(f"clock skew between this sidecar and Redis is over a window: {exc}") from exc
@@ -126,18 +128,26 @@ class RedisStore:
         local_clock: Callable[[], int] | None = None,
         prefix: str = "tg",
         timeout: float = 0.5,
+        retention_ms: int = 40 * 86_400_000,
     ) -> None:
         """``clock`` overrides Redis's clock (tests only); ``local_clock`` places fixed windows."""
         from .local import wall_clock_ms
 
         self._client = client
         self._script = client.register_script(_SCRIPT)
+        self._cluster = client if isinstance(client, RedisCluster) else None
+        # A cluster node's pool fails a caller when it is full instead of queueing it like the
+        # single-node client's blocking pool; this queues calls within their bound instead.
+        self._cluster_gate = (
+            asyncio.Semaphore(client.get_connection_kwargs()["max_connections"]) if self._cluster else None
+        )
         self._specs = specs
         self._expiry_policy = expiry_policy
         self._clock = clock
         self._local_clock = local_clock or clock or wall_clock_ms
         self._prefix = prefix
         self._timeout = timeout
+        self._retention_ms = retention_ms
         self._known_orgs: set[str] = set()
         # The fixed facts of reservations this sidecar made (or looked up): a per-pod
         # sidecar usually commits what it reserved, so Commit needs no read first.
@@ -163,6 +173,20 @@ class RedisStore:
         for pool_id in pool_ids:
             keys += [self._org_key(org, f"p:{pool_id}"), self._org_key(org, f"b:{pool_id}")]
         return keys
+
+    @contextlib.asynccontextmanager
+    async def _call(self, bound_s: float) -> AsyncIterator[None]:
+        """One bounded call to the store (see ``_store_errors``)."""
+        async with _store_errors(bound_s):
+            if self._cluster is None or self._cluster_gate is None:
+                yield
+                return
+            async with self._cluster_gate:
+                # Until it has the slot map, redis-py sends keyed commands to an arbitrary node, and a
+                # burst of the MOVED replies makes it close every connection, other calls' included.
+                # Loading the map first is a no-op once it is loaded.
+                await self._cluster.initialize()
+                yield
 
     # -- argument and reply encoding ---------------------------------------------------
 
@@ -229,7 +253,7 @@ class RedisStore:
         )
 
     async def _run(self, keys: list[str], args: list[str | int]) -> list[Any]:
-        async with _store_errors(self._timeout):
+        async with self._call(self._timeout):
             reply = await self._script(keys=keys, args=args)
         return [x.decode() if isinstance(x, bytes) else x for x in reply]
 
@@ -351,7 +375,7 @@ class RedisStore:
     async def get(self, reservation_id: str) -> Hold:
         """A reservation record, or ``ReservationNotFound``."""
         org = self._org_of(reservation_id)
-        async with _store_errors(self._timeout):
+        async with self._call(self._timeout):
             raw = await self._client.hmget(self._org_key(org, f"r:{reservation_id}"), *_RECORD)
         if raw[0] is None:
             raise ReservationNotFound(
@@ -363,11 +387,11 @@ class RedisStore:
         """Resolve reservations past their deadline; safe to run on every sidecar at once."""
         await self.check_epoch()
         expired = 0
-        async with _store_errors(self._timeout):
+        async with self._call(self._timeout):
             orgs = [o.decode() for o in await self._client.smembers(f"{self._prefix}:orgs")]
         now = self._local_clock() if self._clock is None else self._clock()
         for org in orgs:
-            async with _store_errors(self._timeout):
+            async with self._call(self._timeout):
                 due = await self._client.zrangebyscore(self._org_key(org, "d"), "-inf", now, start=0, num=batch)
             for rid in (d.decode() for d in due):
                 try:
@@ -376,12 +400,19 @@ class RedisStore:
                     continue
                 if verdict == "ok":
                     expired += 1
+            await self._prune(org)
         self.expired_total += expired
         return expired
 
+    async def _prune(self, org: str, *, batch: int = 200) -> int:
+        """Delete records ended longer ago than the retention (folding their charges into the pools)."""
+        args = ["prune", self._now_arg(), 0, self._retention_ms, batch, self._org_key(org, "")]
+        reply = await self._run([self._org_key(org, "rs")], args)
+        return int(reply[2])
+
     async def audit(self, orgs: Sequence[str] | None = None) -> AuditReport:
         """Recompute every pool of the given orgs (default: all) from the reservation records."""
-        async with _store_errors(self._timeout * 20):
+        async with self._call(self._timeout * 20):
             if orgs is None:
                 orgs = [o.decode() for o in await self._client.smembers(f"{self._prefix}:orgs")]
             records: list[Hold] = []
@@ -398,13 +429,15 @@ class RedisStore:
         return audit_pools(states, records, self._specs, now)
 
     async def _load_state(self, org: str, pool_id: str) -> PoolState:
-        raw = await self._client.hmget(self._org_key(org, f"p:{pool_id}"), *_FIELDS)
+        raw = await self._client.hmget(self._org_key(org, f"p:{pool_id}"), *_FIELDS, *_ARCHIVED)
         values = [int(x) if x is not None else 0 for x in raw]
+        archived = (values[-3], values[-2], values[-1])
+        values = values[:-3]
         buckets: dict[int, list[int]] = {}
         for field, value in (await self._client.hgetall(self._org_key(org, f"b:{pool_id}"))).items():
             idx, part = field.decode().split(":")
             buckets.setdefault(int(idx), [0, 0, 0])["sct".index(part)] = int(value)
-        return PoolState(pool_id, *values, buckets=buckets)
+        return PoolState(pool_id, *values, buckets=buckets, archived=archived)
 
     async def close(self) -> None:
         """Close the connection pool."""
@@ -415,7 +448,7 @@ class RedisStore:
     async def _remember(self, org: str) -> None:
         if org in self._known_orgs:
             return
-        async with _store_errors(self._timeout):
+        async with self._call(self._timeout):
             await self._client.sadd(f"{self._prefix}:orgs", org)
         self._known_orgs.add(org)
 
@@ -426,7 +459,7 @@ class RedisStore:
         means every counter restarted from zero, which a hard cap must not hide.
         """
         key = f"{self._prefix}:epoch"
-        async with _store_errors(self._timeout):
+        async with self._call(self._timeout):
             await self._client.set(key, secrets.token_hex(8), nx=True)
             current = (await self._client.get(key) or b"").decode()
         changed = self._epoch is not None and current != self._epoch
@@ -446,3 +479,4 @@ _FACTS_CACHE = 100_000
 _RECORD = ("pools", "amount", "tokens", "created", "expires", "state", "charged", "used", "ended", "model", "task",
            "fp", "cfp")
 _FIELDS = ("mark", "spent", "calls", "tokens", "held", "hcalls", "htokens")
+_ARCHIVED = ("arch_spent", "arch_calls", "arch_tokens")

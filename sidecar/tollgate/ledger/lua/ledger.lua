@@ -175,6 +175,35 @@ if action == 'snapshot' then
   return {'ok', now, states(ps)}
 end
 
+-- prune: delete records that ended over ``retention`` ms ago. Their charges are
+-- folded into each pool's ``arch_*`` counters first, so an audit of a pool without
+-- a window (spent forever) still adds up. KEYS[1] is the records zset.
+if action == 'prune' then
+  local retention, batch, org_prefix = tonumber(ARGV[next_arg]), tonumber(ARGV[next_arg + 1]), ARGV[next_arg + 2]
+  local old = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', fmt(now - retention), 'LIMIT', 0, batch)
+  local pruned = 0
+  for _, id in ipairs(old) do
+    local key = org_prefix .. 'r:' .. id
+    local r = redis.call('HMGET', key, 'state', 'pools', 'charged', 'used')
+    if r[1] and r[1] ~= 'open' then
+      if r[1] == 'committed' or r[1] == 'expired' then
+        for pool in string.gmatch(r[2], '[^\n]+') do
+          local pkey = org_prefix .. 'p:' .. pool
+          redis.call('HINCRBY', pkey, 'arch_spent', r[3])
+          redis.call('HINCRBY', pkey, 'arch_calls', 1)
+          redis.call('HINCRBY', pkey, 'arch_tokens', r[4])
+        end
+      end
+      redis.call('DEL', key)
+      redis.call('ZREM', KEYS[1], id)
+      pruned = pruned + 1
+    elseif not r[1] then
+      redis.call('ZREM', KEYS[1], id)
+    end
+  end
+  return {'ok', now, pruned}
+end
+
 local rkey = KEYS[1]
 local deadlines = KEYS[2]
 
@@ -241,6 +270,8 @@ local function finish(new_state, charged, used, cfp)
   redis.call('HSET', rkey, 'state', new_state, 'charged', fmt(charged), 'used', fmt(used), 'ended', fmt(now),
     'cfp', cfp)
   redis.call('ZREM', deadlines, rid)
+  -- Re-scored by its end, so retention counts from when it ended.
+  redis.call('ZADD', KEYS[3], fmt(now), rid)
   return states(ps)
 end
 
