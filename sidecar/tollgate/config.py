@@ -181,6 +181,8 @@ class StoreConfig:
     """Bound on every Redis call; past it the call fails closed with UNAVAILABLE."""
     key_prefix: str = "tg"
     """Prefix of every Redis key, so several deployments can share one Redis."""
+    fail_open_allowance: int = 0
+    """Nano-dollars this sidecar may admit on its own while Redis is unreachable; 0 = fail closed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -552,7 +554,7 @@ def _reservations(node: _Node) -> ReservationConfig:
 
 
 def _store(node: _Node) -> StoreConfig:
-    node.only("kind", "path", "url", "cluster", "timeout", "key_prefix")
+    node.only("kind", "path", "url", "cluster", "timeout", "key_prefix", "fail_open_allowance")
     d = StoreConfig()
     kind = node.get("kind", "sqlite").str(choices=("sqlite", "redis", "memory"))
     url = node.get("url", d.url).str()
@@ -571,6 +573,7 @@ def _store(node: _Node) -> StoreConfig:
         cluster=cluster,
         timeout_ms=node.get("timeout").duration_ms() if node.has("timeout") else d.timeout_ms,
         key_prefix=prefix,
+        fail_open_allowance=node.get("fail_open_allowance").usd() if node.has("fail_open_allowance") else 0,
     )
 
 

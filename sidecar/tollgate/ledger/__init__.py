@@ -89,9 +89,15 @@ def open_store(config: Config, *, clock: Callable[[], int] = wall_clock_ms) -> B
 
         timeout = config.store.timeout_ms / 1000
         client = connect(config.store.url, cluster=config.store.cluster, timeout=timeout)
-        return RedisStore(client, specs=specs, expiry_policy=config.reservations.expiry_policy,
-                          prefix=config.store.key_prefix, timeout=timeout,
-                          retention_ms=config.reservations.retention_ms)
+        shared = RedisStore(client, specs=specs, expiry_policy=config.reservations.expiry_policy,
+                            prefix=config.store.key_prefix, timeout=timeout,
+                            retention_ms=config.reservations.retention_ms)
+        if config.store.fail_open_allowance:
+            from .failopen import FailOpenStore
+
+            return FailOpenStore(shared, allowance=config.store.fail_open_allowance,
+                                 expiry_policy=config.reservations.expiry_policy, clock=clock)
+        return shared
     journal: Journal
     if config.store.kind == "memory":
         journal = MemoryJournal()

@@ -439,6 +439,22 @@ class RedisStore:
             buckets.setdefault(int(idx), [0, 0, 0])["sct".index(part)] = int(value)
         return PoolState(pool_id, *values, buckets=buckets, archived=archived)
 
+    async def import_ended(self, hold: Hold, refs: Sequence[PoolRef]) -> bool:
+        """Write a reservation admitted and ended without Redis (fail-open) into the pools, once.
+
+        Returns False if it was already imported.
+        """
+        org = self._org_of(hold.reservation_id)
+        await self._remember(org)
+        pool_ids = [r.pool_id for r in refs]
+        args = [
+            "import", self._now_arg(), *self._spec_args(refs, False), hold.reservation_id, hold.amount,
+            hold.tokens, hold.created_ms, hold.charged, hold.used_tokens, str(hold.state), hold.model,
+            hold.task_type, hold.fingerprint, hold.commit_fingerprint, "\n".join(pool_ids),
+        ]
+        reply = await self._run(self._keys(org, hold.reservation_id, pool_ids), args)
+        return bool(reply[0] == "ok")
+
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()

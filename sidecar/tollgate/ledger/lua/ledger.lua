@@ -207,6 +207,29 @@ end
 local rkey = KEYS[1]
 local deadlines = KEYS[2]
 
+-- import: a reservation that a sidecar admitted and ended on its own while Redis
+-- was unreachable (fail-open). The money is already spent, so there is no
+-- admission: the record is written as ended and its charge lands in every pool,
+-- once (a second import of the same id changes nothing).
+if action == 'import' then
+  local rid, amount, tokens, created, charged, used = ARGV[next_arg], ARGV[next_arg + 1], ARGV[next_arg + 2],
+    ARGV[next_arg + 3], tonumber(ARGV[next_arg + 4]), tonumber(ARGV[next_arg + 5])
+  local state, model, task, fp, cfp, pool_ids = ARGV[next_arg + 6], ARGV[next_arg + 7], ARGV[next_arg + 8],
+    ARGV[next_arg + 9], ARGV[next_arg + 10], ARGV[next_arg + 11]
+  if redis.call('EXISTS', rkey) == 1 then return {'replay', now} end
+  local ps, err = pools()
+  if err then return err end
+  for i = 1, n do
+    if state ~= 'released' then charge(ps[i], specs[i], charged, used, now) end
+    save(ps[i])
+  end
+  redis.call('HSET', rkey, 'pools', pool_ids, 'amount', amount, 'tokens', tokens, 'created', created,
+    'expires', created, 'state', state, 'charged', fmt(charged), 'used', fmt(used), 'ended', fmt(now),
+    'model', model, 'task', task, 'fp', fp, 'cfp', cfp)
+  redis.call('ZADD', KEYS[3], fmt(now), rid)
+  return {'ok', now}
+end
+
 if action == 'reserve' then
   local rid, amount, tokens, ttl = ARGV[next_arg], tonumber(ARGV[next_arg + 1]), tonumber(ARGV[next_arg + 2]),
     tonumber(ARGV[next_arg + 3])
