@@ -177,6 +177,10 @@ class StoreConfig:
     """Redis URL for ``redis``: ``redis://`` or ``rediss://`` (TLS), with ``user:password@`` for ACLs."""
     cluster: bool = False
     """Connect to Redis Cluster instead of a single primary."""
+    sentinels: tuple[str, ...] = ()
+    """Redis Sentinel addresses (``host:port``); when set, the primary of ``sentinel_service`` is used."""
+    sentinel_service: str = "mymaster"
+    """The Sentinel service name of the primary."""
     timeout_ms: int = 250
     """Bound on every Redis call; past it the call fails closed with UNAVAILABLE."""
     key_prefix: str = "tg"
@@ -554,7 +558,16 @@ def _reservations(node: _Node) -> ReservationConfig:
 
 
 def _store(node: _Node) -> StoreConfig:
-    node.only("kind", "path", "url", "cluster", "timeout", "key_prefix", "fail_open_allowance")
+    node.only("kind", "path", "url", "cluster", "timeout", "key_prefix", "fail_open_allowance", "sentinels",
+              "sentinel_service")
+    sentinels_node = node.get("sentinels", [])
+    if not isinstance(sentinels_node.value, list):
+        raise sentinels_node.error("expected a list of host:port addresses")
+    sentinels = tuple(sentinels_node.child(str(i), v).str() for i, v in enumerate(sentinels_node.value))
+    for i, address in enumerate(sentinels):
+        host, _, port = address.rpartition(":")
+        if not host or not port.isdigit():
+            raise sentinels_node.child(str(i), address).error("expected host:port")
     d = StoreConfig()
     kind = node.get("kind", "sqlite").str(choices=("sqlite", "redis", "memory"))
     url = node.get("url", d.url).str()
@@ -563,6 +576,8 @@ def _store(node: _Node) -> StoreConfig:
     cluster = node.get("cluster", False).value
     if not isinstance(cluster, bool):
         raise node.child("cluster", cluster).error("expected true or false")
+    if cluster and sentinels:
+        raise node.child("sentinels", None).error("choose Redis Cluster or Sentinel, not both")
     prefix = node.get("key_prefix", d.key_prefix).str()
     if not ID_PATTERN.fullmatch(prefix):
         raise node.child("key_prefix", prefix).error("use letters, digits, '.', '_', '@' or '-'")
@@ -574,6 +589,8 @@ def _store(node: _Node) -> StoreConfig:
         timeout_ms=node.get("timeout").duration_ms() if node.has("timeout") else d.timeout_ms,
         key_prefix=prefix,
         fail_open_allowance=node.get("fail_open_allowance").usd() if node.has("fail_open_allowance") else 0,
+        sentinels=sentinels,
+        sentinel_service=node.get("sentinel_service", d.sentinel_service).str(),
     )
 
 

@@ -70,6 +70,10 @@ def _with(edit: str, value: object) -> str:
         ("estimation.margin", 0.9, "estimation.margin"),
         ("reservations.ttl", "2h", "ttl: the default ttl must not exceed max_ttl"),
         ("store.kind", "postgres", "store.kind"),
+        ("store.url", "http://cache:6379", "store.url: expected a redis://, rediss:// or unix:// URL"),
+        ("store.sentinels", ["cache"], "store.sentinels.0: expected host:port"),
+        ("store.fail_open_allowance", "lots", "store.fail_open_allowance: 'lots' is not a USD amount"),
+        ("reservations.retention", "1d", "reservations.retention: retention must outlast the longest pool window"),
     ],
 )
 def test_errors_name_file_key_and_problem(tmp_path: Path, key: str, value: object, message: str) -> None:

@@ -88,7 +88,8 @@ def open_store(config: Config, *, clock: Callable[[], int] = wall_clock_ms) -> B
         from .redis import RedisStore, connect
 
         timeout = config.store.timeout_ms / 1000
-        client = connect(config.store.url, cluster=config.store.cluster, timeout=timeout)
+        client = connect(config.store.url, cluster=config.store.cluster, sentinels=config.store.sentinels,
+                         service=config.store.sentinel_service, timeout=timeout)
         shared = RedisStore(client, specs=specs, expiry_policy=config.reservations.expiry_policy,
                             prefix=config.store.key_prefix, timeout=timeout,
                             retention_ms=config.reservations.retention_ms)

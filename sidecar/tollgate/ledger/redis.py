@@ -31,11 +31,13 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import Any
+from urllib.parse import urlparse
 
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
 
 from ..config import ExpiryPolicy, PoolSpec, WindowKind
@@ -77,6 +79,7 @@ _STORE_ERRORS = (
     redis_errors.TryAgainError,
     redis_errors.BusyLoadingError,
     redis_errors.ReadOnlyError,
+    MasterNotFoundError,
     OSError,
     asyncio.TimeoutError,
 )
@@ -84,8 +87,21 @@ _STORE_ERRORS = (
 RedisClient = aioredis.Redis | RedisCluster
 
 
-def connect(url: str, *, cluster: bool = False, timeout: float = 0.25, max_connections: int = 64) -> RedisClient:
-    """A client for ``redis://`` or ``rediss://`` URLs (user and password in the URL)."""
+def connect(
+    url: str,
+    *,
+    cluster: bool = False,
+    sentinels: Sequence[str] = (),
+    service: str = "",
+    timeout: float = 0.25,
+    max_connections: int = 64,
+) -> RedisClient:
+    """A client for a ``redis://`` or ``rediss://`` URL (ACL user and password in the URL).
+
+    ``cluster`` connects to Redis Cluster through the URL's node; ``sentinels``
+    (``host:port`` each) find the primary of ``service`` through Redis Sentinel, with
+    the URL giving the credentials and database.
+    """
     options: dict[str, Any] = {
         "socket_timeout": timeout,
         "socket_connect_timeout": timeout,
@@ -96,6 +112,14 @@ def connect(url: str, *, cluster: bool = False, timeout: float = 0.25, max_conne
     }
     if cluster:
         return RedisCluster.from_url(url, **options)
+    if sentinels:
+        parsed = urlparse(url)
+        hosts = [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in sentinels]
+        sentinel = Sentinel(hosts, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
+                            socket_timeout=timeout, socket_connect_timeout=timeout)
+        db = int(parsed.path.lstrip("/") or 0)
+        return sentinel.master_for(service, username=parsed.username, password=parsed.password, db=db,
+                                   ssl=parsed.scheme == "rediss", retry=Retry(NoBackoff(), 0))
     # A blocking pool queues callers for a free connection (within the call's bound)
     # instead of failing a burst that exceeds the pool.
     pool = aioredis.BlockingConnectionPool.from_url(url, timeout=timeout, **options)
