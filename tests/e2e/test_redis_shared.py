@@ -237,3 +237,34 @@ async def test_commit_resent_after_timeout_charges_once(tmp_path: Path, redis_ur
             assert org.spent_nanos == charged and org.held_nanos == 0
     result = audit(config)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+async def test_starts_without_redis_and_serves_once_it_answers(tmp_path: Path) -> None:
+    """No crash loop when Redis is down at start: NOT_SERVING, then SERVING once it answers."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    redis_server = RedisServer(tmp_path / "redis")  # not started yet
+    config = redis_config(tmp_path, redis_server.url)
+    sidecar = SidecarProcess(tmp_path, config=config, store=None)
+    with pytest.raises(TimeoutError):
+        sidecar.start(timeout=2.0)  # never SERVING while Redis is down...
+    try:
+        assert sidecar.proc is not None and sidecar.proc.poll() is None  # ...but running
+        async with grpc.aio.insecure_channel(sidecar.target) as ch:
+            health = health_pb2_grpc.HealthStub(ch)
+            reply = await health.Check(health_pb2.HealthCheckRequest())
+            assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await pb_grpc.TollgateServiceStub(ch).Reserve(RESERVE)
+            assert err.value.code() == C.UNAVAILABLE
+            redis_server.start()
+            for _ in range(100):
+                reply = await health.Check(health_pb2.HealthCheckRequest())
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    break
+                await asyncio.sleep(0.1)
+            assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            assert (await pb_grpc.TollgateServiceStub(ch).Reserve(RESERVE)).reservation.held_nanos > 0
+    finally:
+        sidecar.stop()
+        redis_server.stop()
