@@ -20,12 +20,11 @@ from ..config import ExpiryPolicy
 from ..errors import (
     BudgetExceeded,
     IdempotencyConflict,
-    ReservationEnded,
     ReservationNotFound,
     StoreUnavailable,
 )
 from ..scope import Level
-from .local import wall_clock_ms
+from .local import refuse_ended, wall_clock_ms
 from .pools import check_admission
 from .redis import RedisStore
 from .types import (
@@ -126,7 +125,7 @@ class FailOpenStore:
             if hold.commit_fingerprint != request.fingerprint:
                 raise IdempotencyConflict(f"reservation {hold.reservation_id} was already committed with other usage")
             return CommitOutcome(hold, (), replayed=True)
-        self._refuse_ended(hold, "commit")
+        refuse_ended(hold, "commit")
         ended = replace(hold, state=HoldState.COMMITTED, charged=request.cost, used_tokens=request.tokens,
                         ended_ms=self._clock(), commit_fingerprint=request.fingerprint)
         self.used += ended.charged - hold.amount
@@ -140,7 +139,7 @@ class FailOpenStore:
             return await self.inner.release(reservation_id)
         if hold.state is HoldState.RELEASED:
             return ReleaseOutcome(hold, (), replayed=True)
-        self._refuse_ended(hold, "release")
+        refuse_ended(hold, "release")
         ended = replace(hold, state=HoldState.RELEASED, ended_ms=self._clock())
         self.used -= hold.amount
         self._local[reservation_id] = ended
@@ -151,15 +150,10 @@ class FailOpenStore:
         hold = self._local.get(reservation_id)
         if hold is None:
             return await self.inner.extend(reservation_id, ttl_ms)
-        self._refuse_ended(hold, "extend")
+        refuse_ended(hold, "extend")
         extended = replace(hold, expires_ms=self._clock() + ttl_ms)
         self._local[reservation_id] = extended
         return extended
-
-    @staticmethod
-    def _refuse_ended(hold: Hold, action: str) -> None:
-        if hold.state is not HoldState.OPEN:
-            raise ReservationEnded(f"cannot {action} reservation {hold.reservation_id}: it was already {hold.state}")
 
     async def get(self, reservation_id: str) -> Hold:
         return self._local.get(reservation_id) or await self.inner.get(reservation_id)

@@ -39,10 +39,22 @@ from .types import (
     ReserveOutcome,
 )
 
-__all__ = ["Journal", "LocalLedger", "SpecResolver", "wall_clock_ms"]
+__all__ = ["Journal", "LocalLedger", "SpecResolver", "refuse_ended", "wall_clock_ms"]
 
 SpecResolver = Callable[[str], "tuple[Level, PoolSpec] | None"]
 """Looks up a pool's level and current spec by pool id (``None`` if no longer configured)."""
+
+
+def refuse_ended(hold: Hold, action: str) -> None:
+    """Raise ``ReservationEnded`` saying how ``hold`` ended, unless it is still open."""
+    if hold.state is HoldState.OPEN:
+        return
+    if hold.state is HoldState.EXPIRED:
+        raise ReservationEnded(
+            f"cannot {action} reservation {hold.reservation_id}: it expired "
+            f"(charged {hold.charged} nano-USD by the expiry policy); Extend long calls before they expire"
+        )
+    raise ReservationEnded(f"cannot {action} reservation {hold.reservation_id}: it was already {hold.state}")
 
 
 def wall_clock_ms() -> int:
@@ -159,7 +171,7 @@ class LocalLedger:
                     "nothing was charged again"
                 )
             return CommitOutcome(hold, self._snapshots_by_id(hold.pool_ids, now), replayed=True)
-        self._refuse_ended(hold, "commit")
+        refuse_ended(hold, "commit")
         ended = replace(
             hold,
             state=HoldState.COMMITTED,
@@ -177,7 +189,7 @@ class LocalLedger:
         hold = self._open_or_ended(reservation_id, now)
         if hold.state is HoldState.RELEASED:
             return ReleaseOutcome(hold, self._snapshots_by_id(hold.pool_ids, now), replayed=True)
-        self._refuse_ended(hold, "release")
+        refuse_ended(hold, "release")
         ended = replace(hold, state=HoldState.RELEASED, ended_ms=now)
         self._end(ended, now)
         return ReleaseOutcome(ended, self._snapshots_by_id(ended.pool_ids, now))
@@ -186,7 +198,7 @@ class LocalLedger:
         """Move an open reservation's expiry to ``now + ttl_ms``."""
         now = self._clock()
         hold = self._open_or_ended(reservation_id, now)
-        self._refuse_ended(hold, "extend")
+        refuse_ended(hold, "extend")
         extended = replace(hold, expires_ms=now + ttl_ms)
         self._write([], extended)
         self._open[reservation_id] = extended
@@ -245,17 +257,6 @@ class LocalLedger:
             hold = self._find(reservation_id)
             assert hold is not None
         return hold
-
-    @staticmethod
-    def _refuse_ended(hold: Hold, action: str) -> None:
-        if hold.state is HoldState.OPEN:
-            return
-        if hold.state is HoldState.EXPIRED:
-            raise ReservationEnded(
-                f"cannot {action} reservation {hold.reservation_id}: it expired "
-                f"(charged {hold.charged} nano-USD by the expiry policy); Extend long calls before they expire"
-            )
-        raise ReservationEnded(f"cannot {action} reservation {hold.reservation_id}: it was already {hold.state}")
 
     def _state(self, pool_id: str) -> PoolState:
         state = self._pools.get(pool_id)

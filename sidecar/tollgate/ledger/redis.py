@@ -51,7 +51,7 @@ from ..errors import (
 )
 from ..scope import Level
 from .audit import audit_pools, pool_org
-from .local import SpecResolver
+from .local import SpecResolver, refuse_ended
 from .pools import PoolState, check_admission
 from .types import (
     AuditReport,
@@ -356,13 +356,7 @@ class RedisStore:
                 f"reservation {reservation_id} was already committed with different usage; nothing was charged again"
             )
         if verdict == "ended":
-            ended = self._hold(reservation_id, reply[2])
-            if ended.state is HoldState.EXPIRED:
-                raise ReservationEnded(
-                    f"cannot {action} reservation {reservation_id}: it expired (charged {ended.charged} nano-USD "
-                    "by the expiry policy); Extend long calls before they expire"
-                )
-            raise ReservationEnded(f"cannot {action} reservation {reservation_id}: it was already {ended.state}")
+            refuse_ended(self._hold(reservation_id, reply[2]), action)
         return verdict, reply
 
     async def commit(self, request: CommitRequest) -> CommitOutcome:
