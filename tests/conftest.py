@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,6 +22,18 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
         pytest.fail("redis-server is not installed: `apt-get install -y redis-server` (CI does this itself)")
     with RedisServer(tmp_path_factory.mktemp("redis")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A seed URL of the suite's own 3-master Redis Cluster, started once per session."""
+    from tests.redis_cluster import RedisCluster3, redis_cluster_available
+
+    if not redis_cluster_available():
+        pytest.fail("redis-server and redis-cli are needed for the cluster tests: `apt-get install -y redis-server` "
+                    "(it ships both)")
+    with RedisCluster3(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster.url
 
 
 @pytest.fixture

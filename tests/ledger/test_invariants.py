@@ -1,6 +1,7 @@
 """The ledger invariants of DESIGN.md, held against every store.
 
-The same tests run on the in-memory and the SQLite store; the stateful property
+The same tests run on the in-memory, SQLite, Redis and 3-master Redis Cluster
+stores (the last two on the suite's own servers); the stateful property
 test drives random sequences of reserve / commit / release / extend / expire /
 clock moves / restarts and checks the invariants after every step.
 """
@@ -16,6 +17,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, consumes, invariant, precondition, rule
+from redis.asyncio.cluster import RedisCluster
+
 from tollgate.config import BudgetConfig, ExpiryPolicy, Policy, PoolSpec, Window, WindowKind
 from tollgate.errors import BudgetExceeded, IdempotencyConflict, ReservationEnded, ReservationNotFound
 from tollgate.ledger import (
@@ -79,6 +82,7 @@ class Stores:
     """Opens the same kind of store again on the same backing data (a restart)."""
 
     redis_url = ""  # set once by the session's Redis fixture
+    cluster_url = ""  # set once by the session's Redis Cluster fixture
 
     def __init__(self, kind: str, tmp: Path, clock: FakeClock, expiry: ExpiryPolicy = ExpiryPolicy.CHARGE) -> None:
         self.kind = kind
@@ -92,14 +96,20 @@ class Stores:
         if self.kind == "redis":
             return RedisStore(connect(self.redis_url, timeout=2.0), specs=RESOLVE, expiry_policy=self.expiry,
                               clock=self.clock, prefix=self.prefix, timeout=5.0)
+        if self.kind == "cluster":
+            return RedisStore(connect(self.cluster_url, cluster=True, timeout=2.0), specs=RESOLVE,
+                              expiry_policy=self.expiry, clock=self.clock, prefix=self.prefix, timeout=5.0)
         journal = self.memory if self.kind == "memory" else SqliteJournal(self.path)
         return LocalLedger(journal, specs=RESOLVE, expiry_policy=self.expiry, clock=self.clock)
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("cluster", marks=pytest.mark.redis)])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
     if request.param == "redis":
         Stores.redis_url = request.getfixturevalue("redis_url")
+    if request.param == "cluster":
+        Stores.cluster_url = request.getfixturevalue("redis_cluster_url")
     return Stores(request.param, tmp_path, FakeClock())
 
 
@@ -333,6 +343,43 @@ async def test_concurrent_reserves_admit_exactly_the_cap(stores: Stores) -> None
     assert len(admitted) == 37 and len(refused) == 163
 
 
+@pytest.mark.redis
+async def test_cluster_spreads_orgs_and_keeps_each_in_one_slot(redis_cluster_url: str, tmp_path: Path) -> None:
+    Stores.cluster_url = redis_cluster_url
+    stores = Stores("cluster", tmp_path, FakeClock())
+    ledger = stores.open()
+    orgs = [f"org{i}" for i in range(12)]
+    for org in orgs:
+        pools = refs(f"session:{org}/s1", f"user:{org}/alice", f"team:{org}/search", f"org:{org}")
+        done = await ledger.reserve(hold(pools, 10_000, rid=f"{next(_ids):024x}.{org}"))
+        await ledger.commit(commit(done.hold.reservation_id, 4_000))
+        await ledger.reserve(hold(pools, 20_000, ttl=1_000, rid=f"{next(_ids):024x}.{org}"))
+        await ledger.reserve(hold(pools, 30_000, ttl=DAY, rid=f"{next(_ids):024x}.{org}"))
+    # The sweep and the audit walk every org, so they have to cross nodes.
+    stores.clock.now += 1_000
+    assert await ledger.expire_due() == len(orgs)
+    report = await ledger.audit()
+    assert report.ok, report.mismatches
+    await ledger.close()
+
+    async with RedisCluster.from_url(redis_cluster_url) as cluster:
+        primaries = cluster.get_primaries()
+        assert len(primaries) == 3
+        where: dict[str, set[tuple[str, int]]] = {org: set() for org in orgs}
+        kinds: dict[str, set[str]] = {org: set() for org in orgs}
+        for node in primaries:
+            keys = await cluster.execute_command("KEYS", f"{stores.prefix}:{{*}}:*", target_nodes=node)
+            for key in (k.decode() for k in keys):
+                org, _, suffix = key.split("{", 1)[1].partition("}:")
+                where[org].add((node.name, await cluster.cluster_keyslot(key)))
+                kinds[org].add(suffix.partition(":")[0])
+    for org, places in where.items():
+        assert len(places) == 1, f"{org}'s keys are spread over {places}"
+        assert kinds[org] == {"r", "d", "rs", "p", "b"}, kinds[org]
+    assert len({node for places in where.values() for node, _ in places}) >= 2
+    assert len({slot for places in where.values() for _, slot in places}) == len(orgs)
+
+
 # -- the stateful property test -------------------------------------------------------------------
 
 
@@ -470,12 +517,23 @@ class RedisLedgerMachine(LedgerMachine):
     kind = "redis"
 
 
+class ClusterLedgerMachine(LedgerMachine):
+    kind = "cluster"
+
+
 @pytest.fixture
 def _redis_for_machine(redis_url: str) -> None:
     Stores.redis_url = redis_url
+
+
+@pytest.fixture
+def _cluster_for_machine(redis_cluster_url: str) -> None:
+    Stores.cluster_url = redis_cluster_url
 
 
 TestMemoryLedger = _settings(MemoryLedgerMachine).TestCase
 TestSqliteLedger = _settings(SqliteLedgerMachine).TestCase
 TestRedisLedger = pytest.mark.redis(pytest.mark.usefixtures("_redis_for_machine")(
     _settings(RedisLedgerMachine).TestCase))
+TestClusterLedger = pytest.mark.redis(pytest.mark.usefixtures("_cluster_for_machine")(
+    _settings(ClusterLedgerMachine).TestCase))
