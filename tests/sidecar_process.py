@@ -30,6 +30,8 @@ def free_port() -> int:
 def write_config(path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """The default config, changed by ``edit``, written to ``path``."""
     data = yaml.safe_load(default_config_text())
+    # Many sidecars share a test machine: metrics only where a test asks for them.
+    data["telemetry"] = {"metrics_port": 0}
     if edit is not None:
         edit(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
@@ -40,8 +42,10 @@ class SidecarProcess:
     """``tollgate serve`` in a child process, on a free loopback port."""
 
     def __init__(self, tmp: Path, *, config: Path | None = None, db: Path | None = None,
-                 unix_socket: Path | None = None, store: str | None = "sqlite") -> None:
+                 unix_socket: Path | None = None, store: str | None = "sqlite",
+                 env: dict[str, str] | None = None) -> None:
         """``store``: ``sqlite`` (on ``db``), ``memory``, or ``None`` for what the config says."""
+        self.extra_env = env or {}
         self.tmp = tmp
         self.config = config or write_config(tmp / "tollgate.yaml")
         self.db = db or tmp / "ledger.db"
@@ -64,7 +68,7 @@ class SidecarProcess:
             args += ["--store", "memory"]
         if self.unix_socket is not None:
             args += ["--unix-socket", str(self.unix_socket)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT / "sidecar"))
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "sidecar"), **self.extra_env)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=self.tmp)
         self.wait_ready(timeout)

@@ -34,6 +34,7 @@ __all__ = [
     "RoutingConfig",
     "ServerConfig",
     "StoreConfig",
+    "TelemetryConfig",
     "Window",
     "WindowKind",
     "default_config_text",
@@ -200,6 +201,16 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TelemetryConfig:
+    """Where metrics are served. Traces are configured by the standard ``OTEL_*`` variables."""
+
+    metrics_host: str = "0.0.0.0"
+    """Prometheus scrapes from outside the pod; ``/metrics`` carries figures, never ids."""
+    metrics_port: int = 9464
+    """0 turns the metrics endpoint off."""
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds on request size, so no input can exhaust memory or CPU."""
 
@@ -220,6 +231,7 @@ class Config:
     store: StoreConfig = StoreConfig()
     server: ServerConfig = ServerConfig()
     limits: Limits = Limits()
+    telemetry: TelemetryConfig = TelemetryConfig()
     source: str = "<memory>"
 
 
@@ -251,7 +263,8 @@ def parse_config(text: str, *, source: str = "<memory>") -> Config:
     root = _Node(data, "", source)
     root.require_mapping()
     root.only(
-        "server", "store", "estimation", "reservations", "tiers", "models", "routing", "budgets", "limits"
+        "server", "store", "estimation", "reservations", "tiers", "models", "routing", "budgets", "limits",
+        "telemetry",
     )
     catalog = _catalog(root)
     config = Config(
@@ -263,6 +276,7 @@ def parse_config(text: str, *, source: str = "<memory>") -> Config:
         store=_store(root.get("store", {})),
         server=_server(root.get("server", {})),
         limits=_limits(root.get("limits", {})),
+        telemetry=_telemetry(root.get("telemetry", {})),
         source=source,
     )
     longest = max((_window_ms(spec.window) for spec in _all_specs(config.budgets)), default=0)
@@ -603,6 +617,15 @@ def _server(node: _Node) -> ServerConfig:
         port=node.get("port", d.port).int(maximum=65_535),
         unix_socket=node.get("unix_socket", "").str(),
         grace_period_s=grace,
+    )
+
+
+def _telemetry(node: _Node) -> TelemetryConfig:
+    node.only("metrics_host", "metrics_port")
+    d = TelemetryConfig()
+    return TelemetryConfig(
+        metrics_host=node.get("metrics_host", d.metrics_host).str(),
+        metrics_port=node.get("metrics_port", d.metrics_port).int(maximum=65_535),
     )
 
 

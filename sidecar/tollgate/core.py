@@ -82,6 +82,8 @@ class RouteDecision:
     difficulty: float
     outcome: str
     reservation: ReserveOutcome | None
+    downgraded_by: str = ""
+    """The level of the soft pool that forced a downgrade, if one did."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +161,7 @@ class Tollgate:
                     reservation=reservation,
                 )
         refused: BudgetExceeded | None = None
+        downgraded_by = ""
         for attempt in [chosen, *downgrades]:
             hold = apply_margin(attempt.cost, margin)
             if refused is not None and hold > refused.refusal.remaining:
@@ -177,6 +180,7 @@ class Tollgate:
                 continue
             if attempt is not chosen:
                 outcome = Outcome.DOWNGRADED
+                downgraded_by = refused.refusal.level if refused else ""
                 reason = (
                     f"{requirement.reason}; downgraded to {attempt.model.name} ({attempt.model.tier}): "
                     f"soft budget {refused.refusal.pool_id if refused else ''} could not hold {chosen.model.name}"
@@ -197,6 +201,7 @@ class Tollgate:
             difficulty=score,
             outcome=outcome,
             reservation=reservation,
+            downgraded_by=downgraded_by,
         )
 
     # -- Reserve / Commit / Release / Extend ------------------------------------------
@@ -420,8 +425,11 @@ class Tollgate:
             raise InvalidRequest(f"ttl_ms must be between 1 and {cfg.max_ttl_ms} (0 for the default), got {ttl_ms}")
         return ttl_ms
 
+    def estimated_cost(self, hold: Hold) -> int:
+        """The cost estimated for a reservation, before the margin."""
+        return hold.amount * 10_000 // self.config.estimation.margin_bp
+
     def _learn(self, hold: Hold, usage: Usage, cost: int) -> None:
         self.outputs.observe(hold.task_type, hold.model, usage.output_tokens + usage.reasoning_tokens)
-        estimated = hold.amount * 10_000 // self.config.estimation.margin_bp
-        self.outputs.record_error(hold.task_type, hold.model, estimated, cost)
+        self.outputs.record_error(hold.task_type, hold.model, self.estimated_cost(hold), cost)
 

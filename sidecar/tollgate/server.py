@@ -26,6 +26,7 @@ from .core import Tollgate
 from .errors import StoreUnavailable
 from .ledger import BudgetStore, open_store
 from .service import TollgateServicer
+from .telemetry import Telemetry
 
 __all__ = ["Sidecar", "run", "serve"]
 
@@ -44,6 +45,7 @@ class Sidecar:
     gate: Tollgate
     store: BudgetStore
     health: health.HealthServicer
+    telemetry: Telemetry
     addresses: list[str] = field(default_factory=list)
     _sweeper: asyncio.Task[None] | None = None
     _serving: bool | None = None
@@ -60,6 +62,7 @@ class Sidecar:
             return
         await self._set_serving(True, "")
         if expired:
+            self.telemetry.expired(expired)
             log.info("expired %d reservations", expired)
 
     async def sweep_forever(self, interval: float) -> None:
@@ -90,20 +93,23 @@ class Sidecar:
                 await self._sweeper
         await self.server.stop(grace)
         await self.store.close()
+        self.telemetry.shutdown()
 
 
 async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     """Start a sidecar for ``config`` and return once it is listening."""
     store = store if store is not None else open_store(config)
     gate = Tollgate(config, store)
+    telemetry = Telemetry()
     server = grpc.aio.server(
+        interceptors=[telemetry.interceptor()],
         options=[
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_TollgateServiceServicer_to_server(TollgateServicer(gate), server)
+    pb_grpc.add_TollgateServiceServicer_to_server(TollgateServicer(gate, telemetry), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -126,7 +132,14 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     if sc.unix_socket:
         # Only the pod's own user may connect: the socket is a wallet.
         os.chmod(sc.unix_socket, 0o600)
-    sidecar = Sidecar(config, server, gate, store, health_servicer, addresses)
+    if config.telemetry.metrics_port:
+        try:
+            telemetry.serve_metrics(config.telemetry.metrics_host, config.telemetry.metrics_port)
+        except OSError as exc:
+            # Metrics matter, but not more than budgets: keep serving and say why.
+            log.error("cannot serve metrics on %s:%d: %s", config.telemetry.metrics_host,
+                      config.telemetry.metrics_port, exc)
+    sidecar = Sidecar(config, server, gate, store, health_servicer, telemetry, addresses)
     # Start even when the store is down (a crash loop helps no one): health says
     # NOT_SERVING until the store answers, and every money RPC fails closed meanwhile.
     await sidecar.sweep_once()

@@ -38,6 +38,7 @@ from .ledger import PoolSnapshot, ReserveOutcome
 from .routing.rules import Signals
 from .routing.select import Priced
 from .scope import Level, Priority, Scope
+from .telemetry import Telemetry
 
 __all__ = ["BUDGET_EXCEEDED_TRAILER", "TollgateServicer"]
 
@@ -82,6 +83,8 @@ def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         try:
             return await handler(self, request, context)
         except TollgateError as exc:
+            if isinstance(exc, BudgetExceeded):
+                self.telemetry.refused(exc.refusal)
             await _abort(context, exc)
         except (ValueError, OverflowError) as exc:
             # Protobuf conversion of out-of-range values ends up here.
@@ -128,8 +131,9 @@ async def _abort(context: grpc.aio.ServicerContext, exc: TollgateError) -> None:
 class TollgateServicer(pb_grpc.TollgateServiceServicer):
     """The TollgateService handlers over one ``Tollgate``."""
 
-    def __init__(self, gate: Tollgate) -> None:
+    def __init__(self, gate: Tollgate, telemetry: Telemetry | None = None) -> None:
         self.gate = gate
+        self.telemetry = telemetry or Telemetry(enable_tracing=False)
 
     @_translated
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
@@ -167,6 +171,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         )
         if decision.reservation is not None:
             response.reservation.CopyFrom(_reservation(decision.reservation))
+        self.telemetry.routed(decision, request.max_output_tokens)
         return response
 
     @_translated
@@ -180,6 +185,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
             idempotency_key=request.reservation.idempotency_key,
             ttl_ms=request.reservation.ttl_ms,
         )
+        self.telemetry.reserved(result.reservation)
         return pb.ReserveResponse(
             reservation=_reservation(result.reservation),
             estimated_input_tokens=result.estimate.input_tokens,
@@ -190,15 +196,14 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     @_translated
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
         u = request.usage
-        outcome = await self.gate.commit(
-            request.reservation_id,
-            Usage(
-                input_tokens=u.input_tokens,
-                cached_input_tokens=u.cached_input_tokens,
-                output_tokens=u.output_tokens,
-                reasoning_tokens=u.reasoning_tokens,
-            ),
+        usage = Usage(
+            input_tokens=u.input_tokens,
+            cached_input_tokens=u.cached_input_tokens,
+            output_tokens=u.output_tokens,
+            reasoning_tokens=u.reasoning_tokens,
         )
+        outcome = await self.gate.commit(request.reservation_id, usage)
+        self.telemetry.committed(outcome, self.gate.estimated_cost(outcome.hold), usage)
         return pb.CommitResponse(
             reservation_id=outcome.hold.reservation_id,
             charged_nanos=outcome.hold.charged,
@@ -211,6 +216,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     @_translated
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
         outcome = await self.gate.release(request.reservation_id)
+        self.telemetry.released(outcome)
         return pb.ReleaseResponse(
             reservation_id=outcome.hold.reservation_id,
             released_nanos=outcome.hold.amount,
@@ -221,6 +227,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     @_translated
     async def Extend(self, request: pb.ExtendRequest, context: grpc.aio.ServicerContext) -> pb.ExtendResponse:
         hold = await self.gate.extend(request.reservation_id, request.ttl_ms)
+        self.telemetry.extended(hold)
         return pb.ExtendResponse(reservation_id=hold.reservation_id, expires_at=_timestamp(hold.expires_ms))
 
     @_translated

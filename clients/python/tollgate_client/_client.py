@@ -40,6 +40,12 @@ Metadata = Sequence[tuple[str, str | bytes]]
 _CHANNEL_OPTIONS = (("grpc.enable_http_proxy", 0),)
 
 
+try:  # OpenTelemetry is optional: the client itself needs only grpcio and protobuf.
+    from opentelemetry.propagate import inject as _inject
+except ImportError:  # pragma: no cover - exercised where OpenTelemetry is not installed
+    _inject = None
+
+
 class _Settings:
     """Connection settings common to both clients."""
 
@@ -63,6 +69,13 @@ class _Settings:
     def timeout(self) -> float:
         """The deadline of every call, in seconds."""
         return self._timeout
+
+    def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+        """The configured metadata plus the caller's trace context, when OpenTelemetry is in use."""
+        carrier: dict[str, str] = {}
+        if _inject is not None:
+            _inject(carrier)
+        return self._metadata + tuple(carrier.items()) if carrier else self._metadata
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._target!r}, timeout={self._timeout})"
@@ -152,7 +165,7 @@ class AsyncClient(_Settings):
             self._stub = TollgateServiceStub(self._channel)
         method = getattr(self._stub, call.method)
         try:
-            response = await method(call.request, timeout=self._timeout, metadata=self._metadata)
+            response = await method(call.request, timeout=self._timeout, metadata=self._call_metadata())
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
         return call.convert(response)
@@ -231,7 +244,7 @@ class Client(_Settings):
     def _run(self, call: _wire.Call[T]) -> T:
         method = getattr(self._stub, call.method)
         try:
-            response = method(call.request, timeout=self._timeout, metadata=self._metadata)
+            response = method(call.request, timeout=self._timeout, metadata=self._call_metadata())
         except grpc.RpcError as error:
             raise from_rpc_error(error) from error
         return call.convert(response)

@@ -1,0 +1,362 @@
+"""Traces, metrics and logs: what an SRE and finance see of every call.
+
+- **Traces** (OpenTelemetry, OTLP/gRPC): one span per RPC, continuing the caller's
+  trace from W3C ``traceparent``/``tracestate`` in the gRPC metadata. Attributes follow
+  the GenAI semantic conventions where a name exists (``gen_ai.request.model``,
+  ``gen_ai.provider.name``, ``gen_ai.usage.*``, ``gen_ai.request.max_tokens``) and
+  ``tollgate.*`` otherwise. A Commit span links to its Reserve span. Configured by the
+  standard ``OTEL_*`` variables; off unless an OTLP endpoint is set. Export runs on the
+  SDK's batch thread with a bounded queue: a dead collector costs dropped spans
+  (counted), never RPC latency.
+- **Metrics** (Prometheus, ``/metrics`` on its own port): labels are bounded sets
+  (tier, model, level, policy, method, code); no org, user or session id ever becomes a
+  label.
+- **Logs**: one JSON line per money-changing RPC with its trace and span ids and
+  figures; never prompt text.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import grpc
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from .errors import Refusal
+from .ledger import CommitOutcome, Hold, PoolSnapshot, ReleaseOutcome, ReserveOutcome
+from .money import NANOS_PER_USD
+
+__all__ = ["Metrics", "Telemetry", "tracing_enabled"]
+
+log = logging.getLogger("tollgate.rpc")
+
+_MONEY_METHODS = frozenset({"Reserve", "Commit", "Release", "Extend"})
+_SERVICE_PREFIX = "/tollgate.v1.TollgateService/"
+# Fields the handlers add for the one log line of the RPC they run in.
+_LOG_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("tollgate_log_fields",
+                                                                                   default=None)
+_LINKS_KEPT = 100_000
+
+
+def tracing_enabled(environ: dict[str, str] | None = None) -> bool:
+    """Whether the ``OTEL_*`` environment asks for trace export."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true" or env.get("OTEL_TRACES_EXPORTER", "") == "none":
+        return False
+    return bool(env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+
+
+class Metrics:
+    """Every Prometheus instrument, in a registry of its own."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.decisions = Counter("tollgate_decisions", "Routing decisions", ["tier", "model", "source", "outcome"],
+                                 registry=r)
+        self.holds = Counter("tollgate_held_nanos", "Nano-USD held by admitted reservations", ["level", "model"],
+                             registry=r)
+        self.spend = Counter("tollgate_spend_nanos", "Nano-USD charged by commits", ["level", "model"], registry=r)
+        self.refusals = Counter("tollgate_refusals", "Reservations refused by a budget pool",
+                                ["level", "policy", "limit"], registry=r)
+        self.downgrades = Counter("tollgate_downgrades", "Routes downgraded by a soft pool", ["level"], registry=r)
+        self.overshoot = Counter("tollgate_overshoot", "Commits whose cost exceeded their hold", ["model"], registry=r)
+        self.overshoot_nanos = Counter("tollgate_overshoot_nanos", "Nano-USD charged above the hold", ["model"],
+                                       registry=r)
+        self.estimate_ratio = Histogram(
+            "tollgate_estimation_ratio", "Actual cost / estimated cost (before the margin) per commit", ["model"],
+            buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.3, 1.5, 2.0, 3.0, 5.0), registry=r,
+        )
+        self.expired = Counter("tollgate_expired_reservations", "Reservations ended by their TTL", registry=r)
+        self.open = Gauge("tollgate_open_reservations", "Reservations this sidecar holds open", registry=r)
+        self.store_errors = Counter("tollgate_store_errors", "Calls the budget store did not answer", ["method"],
+                                    registry=r)
+        self.rpc = Histogram(
+            "tollgate_rpc_duration_seconds", "Server-side RPC latency", ["method", "code"],
+            buckets=(0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5), registry=r,
+        )
+        self.spans_dropped = Counter("tollgate_spans_dropped", "Spans the OTLP exporter failed to deliver",
+                                     registry=r)
+
+
+class _CountingExporter(SpanExporter):
+    """Counts what the exporter failed to deliver; the batch processor never blocks a caller."""
+
+    def __init__(self, inner: SpanExporter, dropped: Counter) -> None:
+        self._inner = inner
+        self._dropped = dropped
+
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        try:
+            result = self._inner.export(spans)
+        except Exception:
+            result = SpanExportResult.FAILURE
+        if result is not SpanExportResult.SUCCESS:
+            self._dropped.inc(len(spans))
+        return result
+
+    def shutdown(self) -> None:
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return self._inner.force_flush(timeout_millis)
+
+
+def _resource() -> Resource:
+    attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME", "tollgate")}
+    for env, key in (("POD_NAME", "k8s.pod.name"), ("POD_NAMESPACE", "k8s.namespace.name"),
+                     ("NODE_NAME", "k8s.node.name")):
+        if os.environ.get(env):
+            attrs[key] = os.environ[env]
+    return Resource.create(attrs)
+
+
+def _usd(nanos: int) -> float:
+    # A display figure for trace viewers; the nano-dollar integer beside it is the truth.
+    return nanos / NANOS_PER_USD
+
+
+class Telemetry:
+    """Tracing, metrics and RPC logs for one sidecar process."""
+
+    def __init__(self, *, exporter: SpanExporter | None = None, enable_tracing: bool | None = None) -> None:
+        self.metrics = Metrics()
+        self._provider: TracerProvider | None = None
+        if enable_tracing is None:
+            enable_tracing = tracing_enabled()
+        if enable_tracing or exporter is not None:
+            if exporter is None:
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+                exporter = OTLPSpanExporter()
+            self._provider = TracerProvider(resource=_resource())
+            self._provider.add_span_processor(
+                BatchSpanProcessor(_CountingExporter(exporter, self.metrics.spans_dropped))
+            )
+            self.tracer: trace.Tracer = self._provider.get_tracer("tollgate")
+        else:
+            self.tracer = trace.NoOpTracer()
+        self._reserve_spans: OrderedDict[str, trace.SpanContext] = OrderedDict()
+
+    @property
+    def tracing(self) -> bool:
+        return self._provider is not None
+
+    def serve_metrics(self, host: str, port: int) -> None:
+        """Serve ``/metrics`` on a thread of its own."""
+        start_http_server(port, addr=host, registry=self.metrics.registry)
+
+    def shutdown(self) -> None:
+        """Flush what spans are queued (bounded) and stop the exporter."""
+        if self._provider is not None:
+            self._provider.shutdown()
+
+    # -- the server interceptor ----------------------------------------------------------------
+
+    def interceptor(self) -> grpc.aio.ServerInterceptor:
+        """One span, one latency sample and (for money RPCs) one log line per RPC."""
+        return _Interceptor(self)
+
+    # -- what the handlers report ----------------------------------------------------------------
+
+    def routed(self, decision: Any, max_output_tokens: int) -> None:
+        """A Route decision (``core.RouteDecision``)."""
+        chosen = decision.chosen
+        self.metrics.decisions.labels(chosen.model.tier, chosen.model.name, decision.requirement.source,
+                                      decision.outcome).inc()
+        if decision.downgraded_by:
+            self.metrics.downgrades.labels(decision.downgraded_by).inc()
+        _annotate({
+            "gen_ai.request.model": chosen.model.name,
+            "gen_ai.provider.name": chosen.model.provider,
+            "gen_ai.request.max_tokens": max_output_tokens,
+            "tollgate.tier": chosen.model.tier,
+            "tollgate.required_tier": decision.requirement.tier,
+            "tollgate.routing.source": decision.requirement.source,
+            "tollgate.routing.reason": decision.reason,
+            "tollgate.routing.difficulty": decision.difficulty,
+            "tollgate.routing.fallbacks": [p.model.name for p in decision.fallbacks],
+            "tollgate.estimate.input_tokens": chosen.input_tokens,
+            "tollgate.estimate.output_tokens": chosen.output_tokens,
+            "tollgate.cost.estimated_nanos": chosen.cost,
+            "tollgate.cost.estimated_usd": _usd(chosen.cost),
+            "tollgate.policy.outcome": decision.outcome,
+        }, log_keys=("gen_ai.request.model", "tollgate.tier", "tollgate.policy.outcome"))
+        if decision.reservation is not None:
+            self.reserved(decision.reservation)
+
+    def reserved(self, outcome: ReserveOutcome) -> None:
+        """An admitted (or replayed) reservation."""
+        hold = outcome.hold
+        if not outcome.replayed:
+            for pool in outcome.pools:
+                self.metrics.holds.labels(str(pool.level), hold.model).inc(hold.amount)
+            self.metrics.open.inc()
+        span = trace.get_current_span()
+        if span.get_span_context().is_valid:
+            self._reserve_spans[hold.reservation_id] = span.get_span_context()
+            if len(self._reserve_spans) > _LINKS_KEPT:
+                self._reserve_spans.popitem(last=False)
+        _annotate({
+            "gen_ai.request.model": hold.model,
+            "tollgate.reservation.id": hold.reservation_id,
+            "tollgate.reservation.replayed": outcome.replayed,
+            "tollgate.cost.held_nanos": hold.amount,
+            "tollgate.cost.held_usd": _usd(hold.amount),
+            **_pools(outcome.pools),
+        }, log_keys=("tollgate.reservation.id", "gen_ai.request.model", "tollgate.cost.held_nanos"))
+
+    def committed(self, outcome: CommitOutcome, estimated: int, usage: Any) -> None:
+        """A commit; ``estimated`` is the cost estimated before the margin."""
+        hold = outcome.hold
+        if not outcome.replayed:
+            for pool in outcome.pools:
+                self.metrics.spend.labels(str(pool.level), hold.model).inc(hold.charged)
+            if hold.overshoot:
+                self.metrics.overshoot.labels(hold.model).inc()
+                self.metrics.overshoot_nanos.labels(hold.model).inc(hold.overshoot)
+            if estimated > 0:
+                self.metrics.estimate_ratio.labels(hold.model).observe(hold.charged / estimated)
+            self.metrics.open.dec()
+        self._link(hold.reservation_id)
+        _annotate({
+            "gen_ai.request.model": hold.model,
+            "gen_ai.usage.input_tokens": usage.input_tokens,
+            "gen_ai.usage.output_tokens": usage.output_tokens + usage.reasoning_tokens,
+            "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+            "tollgate.reservation.id": hold.reservation_id,
+            "tollgate.reservation.replayed": outcome.replayed,
+            "tollgate.cost.held_nanos": hold.amount,
+            "tollgate.cost.charged_nanos": hold.charged,
+            "tollgate.cost.charged_usd": _usd(hold.charged),
+            "tollgate.cost.overshoot_nanos": hold.overshoot,
+            "tollgate.cost.overshoot_usd": _usd(hold.overshoot),
+            **_pools(outcome.pools),
+        }, log_keys=("tollgate.reservation.id", "gen_ai.request.model", "tollgate.cost.charged_nanos",
+                     "tollgate.cost.overshoot_nanos"))
+
+    def released(self, outcome: ReleaseOutcome) -> None:
+        hold = outcome.hold
+        if not outcome.replayed:
+            self.metrics.open.dec()
+        self._link(hold.reservation_id)
+        _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.cost.released_nanos": hold.amount,
+                   **_pools(outcome.pools)}, log_keys=("tollgate.reservation.id", "tollgate.cost.released_nanos"))
+
+    def extended(self, hold: Hold) -> None:
+        _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.reservation.expires_ms": hold.expires_ms},
+                  log_keys=("tollgate.reservation.id", "tollgate.reservation.expires_ms"))
+
+    def refused(self, refusal: Refusal) -> None:
+        self.metrics.refusals.labels(refusal.level, refusal.policy, refusal.limit).inc()
+        _annotate({
+            "tollgate.policy.outcome": "refused",
+            "tollgate.refusal.pool_id": refusal.pool_id,
+            "tollgate.refusal.limit": refusal.limit,
+            "tollgate.refusal.requested": refusal.requested,
+            "tollgate.refusal.remaining": refusal.remaining,
+        }, log_keys=("tollgate.policy.outcome", "tollgate.refusal.pool_id"))
+
+    def store_failed(self, method: str) -> None:
+        self.metrics.store_errors.labels(method).inc()
+
+    def expired(self, count: int) -> None:
+        self.metrics.expired.inc(count)
+        self.metrics.open.dec(count)
+
+    def _link(self, reservation_id: str) -> None:
+        reserve = self._reserve_spans.pop(reservation_id, None)
+        span = trace.get_current_span()
+        if reserve is not None and span.is_recording():
+            span.add_link(reserve, {"tollgate.link": "reserve"})
+
+
+def _pools(pools: Sequence[PoolSnapshot]) -> dict[str, Any]:
+    out: dict[str, Any] = {"tollgate.pools": [p.pool_id for p in pools]}
+    for p in pools:
+        out[f"tollgate.pool.{p.level}.id"] = p.pool_id
+        out[f"tollgate.pool.{p.level}.remaining_nanos"] = p.remaining
+        out[f"tollgate.pool.{p.level}.spent_nanos"] = p.spent
+    return out
+
+
+def _annotate(attributes: dict[str, Any], *, log_keys: Sequence[str]) -> None:
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attributes(attributes)
+    fields = _LOG_FIELDS.get()
+    if fields is not None:
+        for key in log_keys:
+            fields[key.rsplit(".", 1)[-1] if key.startswith("tollgate.") else key] = attributes[key]
+
+
+class _Interceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._t = telemetry
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        method_path = details.method
+        if handler is None or handler.unary_unary is None or not method_path.startswith(_SERVICE_PREFIX):
+            return handler
+        method = method_path[len(_SERVICE_PREFIX):]
+        inner = handler.unary_unary
+        t = self._t
+
+        async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            started = time.perf_counter()
+            carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            fields: dict[str, Any] = {}
+            token = _LOG_FIELDS.set(fields)
+            code = grpc.StatusCode.OK
+            with t.tracer.start_as_current_span(
+                f"tollgate.v1.TollgateService/{method}",
+                context=propagate.extract(carrier),
+                kind=SpanKind.SERVER,
+                attributes={"rpc.system": "grpc", "rpc.service": "tollgate.v1.TollgateService", "rpc.method": method},
+                record_exception=False,
+                set_status_on_exception=False,
+            ) as span:
+                try:
+                    return await inner(request, context)
+                except BaseException:
+                    code = context.code() or grpc.StatusCode.UNKNOWN
+                    raise
+                finally:
+                    _LOG_FIELDS.reset(token)
+                    if code is not grpc.StatusCode.OK:
+                        span.set_attribute("rpc.grpc.status_code", code.value[0])
+                        span.set_status(Status(StatusCode.ERROR, code.name))
+                    elapsed = time.perf_counter() - started
+                    t.metrics.rpc.labels(method, code.name).observe(elapsed)
+                    if code is grpc.StatusCode.UNAVAILABLE:
+                        t.store_failed(method)
+                    is_money = method in _MONEY_METHODS or (method == "Route" and getattr(request, "reserve", False))
+                    if is_money and log.isEnabledFor(logging.INFO):
+                        ctx = span.get_span_context()
+                        log.info(method, extra={"fields": {
+                            "rpc": method, "code": code.name, "ms": round(elapsed * 1000, 3),
+                            "trace_id": f"{ctx.trace_id:032x}" if ctx.is_valid else "",
+                            "span_id": f"{ctx.span_id:016x}" if ctx.is_valid else "",
+                            **fields,
+                        }})
+
+        return grpc.unary_unary_rpc_method_handler(
+            traced, request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
