@@ -297,7 +297,7 @@ def _annotate(attributes: dict[str, Any], *, log_keys: Sequence[str]) -> None:
     fields = _LOG_FIELDS.get()
     if fields is not None:
         for key in log_keys:
-            fields[key.rsplit(".", 1)[-1] if key.startswith("tollgate.") else key] = attributes[key]
+            fields[key.removeprefix("tollgate.").replace(".", "_")] = attributes[key]
 
 
 class _Interceptor(grpc.aio.ServerInterceptor):

@@ -88,7 +88,8 @@ async def test_spans_join_the_callers_trace_with_decision_and_cost(tmp_path: Pat
     lines = [json.loads(line) for line in sidecar.logs().splitlines() if line.startswith("{")]
     logged = next(entry for entry in lines if entry.get("rpc") == "Commit")
     assert logged["trace_id"] == f"{app.trace_id:032x}"
-    assert logged["charged_nanos"] == done.charged_nanos and logged["code"] == "OK"
+    assert logged["cost_charged_nanos"] == done.charged_nanos and logged["code"] == "OK"
+    assert logged["reservation_id"] == decision.reservation.reservation_id
     assert "content" not in json.dumps(lines) and "SKU" not in sidecar.logs()  # never prompt text
 
 
