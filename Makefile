@@ -23,10 +23,16 @@ $(VENV)/.dev: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	@scripts/run.sh
 
-test: $(VENV)/.dev
+test: $(VENV)/.dev proto-check
 	$(BIN)/ruff check .
-	$(BIN)/python scripts/gen_protos.py --check
 	$(BIN)/python -m pytest -q
+
+# The contract: generated code current, buf lint clean, no breaking change against main.
+proto-check: $(VENV)/.dev
+	$(BIN)/python scripts/gen_protos.py --check
+	cd proto && ../$(BIN)/buf lint
+	cd proto && if git rev-parse --verify -q main >/dev/null; then \
+		../$(BIN)/buf breaking --against '../.git#branch=main,subdir=proto'; fi
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
