@@ -27,6 +27,7 @@ from ._errors import (
 )
 from ._money import NANOS_PER_USD, format_usd
 from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
+from ._shadow import call_with_shadow, default_judge
 from ._types import (
     Candidate,
     CommitResult,
@@ -41,6 +42,9 @@ from ._types import (
     ReserveResult,
     RouteOptions,
     Scope,
+    Shadow,
+    TaskQuality,
+    TierQuality,
     Usage,
 )
 from ._usage import usage_from_anthropic, usage_from_openai
@@ -71,9 +75,14 @@ __all__ = [
     "ReserveResult",
     "RouteOptions",
     "Scope",
+    "Shadow",
+    "TaskQuality",
+    "TierQuality",
     "TollgateClientError",
     "UnavailableError",
     "Usage",
+    "call_with_shadow",
+    "default_judge",
     "format_usd",
     "usage_from_anthropic",
     "usage_from_openai",

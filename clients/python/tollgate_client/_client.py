@@ -22,6 +22,7 @@ from ._types import (
     ReserveResult,
     RouteOptions,
     Scope,
+    TaskQuality,
     Usage,
 )
 from .v1.tollgate_pb2_grpc import TollgateServiceStub
@@ -134,6 +135,14 @@ class AsyncClient(_Settings):
         """The current state of every budget pool in ``scope``, broadest level last."""
         return await self._run(_wire.get_budget(scope))
 
+    async def feedback(self, reservation_id: str, score: float | bool, source: str = "user") -> tuple[str, str]:
+        """Report how good a call's answer was; returns the (task type, tier) it was counted under."""
+        return await self._run(_wire.feedback(reservation_id, score, source))
+
+    async def get_quality(self) -> tuple[TaskQuality, ...]:
+        """The quality guard's report: per task type, quality by tier, shadow match, minimum tier."""
+        return await self._run(_wire.get_quality())
+
     def reservation(self, source: ReservationSource) -> AsyncHeldReservation:
         """Hold a reservation for an ``async with`` block, releasing it unless committed.
 
@@ -220,6 +229,14 @@ class Client(_Settings):
     def get_budget(self, scope: Scope) -> tuple[PoolState, ...]:
         """The current state of every budget pool in ``scope``, broadest level last."""
         return self._run(_wire.get_budget(scope))
+
+    def feedback(self, reservation_id: str, score: float | bool, source: str = "user") -> tuple[str, str]:
+        """Report how good a call's answer was; returns the (task type, tier) it was counted under."""
+        return self._run(_wire.feedback(reservation_id, score, source))
+
+    def get_quality(self) -> tuple[TaskQuality, ...]:
+        """The quality guard's report: per task type, quality by tier, shadow match, minimum tier."""
+        return self._run(_wire.get_quality())
 
     def reservation(self, source: ReservationSource) -> HeldReservation:
         """Hold a reservation for a ``with`` block, releasing it unless committed.

@@ -146,6 +146,47 @@ class Reservation:
 
 
 @dataclass(frozen=True, slots=True)
+class Shadow:
+    """A sampled request: call ``model`` too, compare the answers, report through ``feedback``.
+
+    ``purpose`` is ``"reference"`` (the model the request would have had without cost
+    routing) or ``"probe"`` (the cheap model, checked while its task type is escalated).
+    ``reservation`` holds the shadow call against the quality pool, not the product's.
+    """
+
+    model: str
+    tier: str
+    purpose: str
+    reservation: Reservation | None
+
+
+@dataclass(frozen=True, slots=True)
+class TierQuality:
+    """Direct feedback on one tier of one task type."""
+
+    tier: str
+    samples: int
+    quality: float
+    quality_low: float
+    quality_high: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskQuality:
+    """The quality guard's view of one task type."""
+
+    task_type: str
+    tiers: tuple[TierQuality, ...]
+    shadow_samples: int
+    shadow_match: float
+    shadow_match_low: float
+    shadow_match_high: float
+    guard_min_tier: str
+    guard_since: datetime | None
+    escalation_cost_nanos: int
+
+
+@dataclass(frozen=True, slots=True)
 class Decision:
     """The answer to ``route``: which model to call, why, and what it should cost.
 
@@ -169,6 +210,8 @@ class Decision:
     outcome: str
     fallbacks: tuple[Candidate, ...]
     reservation: Reservation | None
+    shadow: Shadow | None = None
+    """Set when the request was sampled for a quality comparison (see ``shadow_compare``)."""
 
     @property
     def candidate(self) -> Candidate:

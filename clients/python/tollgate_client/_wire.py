@@ -28,6 +28,9 @@ from ._types import (
     Reservation,
     ReserveResult,
     Scope,
+    Shadow,
+    TaskQuality,
+    TierQuality,
     Usage,
 )
 from .v1 import tollgate_pb2 as pb
@@ -36,7 +39,9 @@ __all__ = [
     "Call",
     "commit",
     "extend",
+    "feedback",
     "get_budget",
+    "get_quality",
     "level_name",
     "policy_name",
     "release",
@@ -156,6 +161,31 @@ def extend(reservation_id: str, ttl_ms: int = 0) -> Call[ExtendResult]:
 def get_budget(scope: Scope) -> Call[tuple[PoolState, ...]]:
     """The GetBudget call."""
     return Call("GetBudget", pb.GetBudgetRequest(scope=_scope(scope)), _budget)
+
+
+_SOURCES = {
+    "user": pb.FEEDBACK_SOURCE_USER,
+    "automated_eval": pb.FEEDBACK_SOURCE_AUTOMATED_EVAL,
+    "shadow_comparison": pb.FEEDBACK_SOURCE_SHADOW_COMPARISON,
+    "human_review": pb.FEEDBACK_SOURCE_HUMAN_REVIEW,
+}
+
+
+def feedback(reservation_id: str, score: float | bool, source: str = "user") -> Call[tuple[str, str]]:
+    """The Feedback call; ``score`` in [0, 1], or a thumbs up (True) / down (False)."""
+    value = float(score)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"score must be between 0 and 1, got {score!r}")
+    if source not in _SOURCES:
+        raise ValueError(f"source must be one of {', '.join(_SOURCES)}, got {source!r}")
+    request = pb.FeedbackRequest(reservation_id=_reservation_id(reservation_id), score=value,
+                                 source=_SOURCES[source])
+    return Call("Feedback", request, lambda r: (r.task_type, r.tier))
+
+
+def get_quality() -> Call[tuple[TaskQuality, ...]]:
+    """The GetQuality call."""
+    return Call("GetQuality", pb.GetQualityRequest(), _quality)
 
 
 def _scope(scope: Scope) -> pb.Scope:
@@ -316,6 +346,29 @@ def _decision(response: pb.RouteResponse) -> Decision:
         outcome=_enum_name(pb.PolicyOutcome, "POLICY_OUTCOME_", d.outcome),
         fallbacks=tuple(_candidate(c) for c in d.fallbacks),
         reservation=_reservation(response.reservation) if response.HasField("reservation") else None,
+        shadow=_shadow(response.shadow) if response.HasField("shadow") else None,
+    )
+
+
+def _shadow(s: pb.Shadow) -> Shadow:
+    return Shadow(model=s.model, tier=s.tier, purpose=s.purpose,
+                  reservation=_reservation(s.reservation) if s.HasField("reservation") else None)
+
+
+def _quality(response: pb.GetQualityResponse) -> tuple[TaskQuality, ...]:
+    return tuple(
+        TaskQuality(
+            task_type=t.task_type,
+            tiers=tuple(TierQuality(q.tier, q.samples, q.quality, q.quality_low, q.quality_high) for q in t.tiers),
+            shadow_samples=t.shadow_samples,
+            shadow_match=t.shadow_match,
+            shadow_match_low=t.shadow_match_low,
+            shadow_match_high=t.shadow_match_high,
+            guard_min_tier=t.guard_min_tier,
+            guard_since=_optional_timestamp(t, "guard_since"),
+            escalation_cost_nanos=t.escalation_cost_nanos,
+        )
+        for t in response.task_types
     )
 
 

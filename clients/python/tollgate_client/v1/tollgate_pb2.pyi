@@ -44,6 +44,14 @@ class Policy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POLICY_HARD: _ClassVar[Policy]
     POLICY_SOFT: _ClassVar[Policy]
     POLICY_WARN: _ClassVar[Policy]
+
+class FeedbackSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_SOURCE_UNSPECIFIED: _ClassVar[FeedbackSource]
+    FEEDBACK_SOURCE_USER: _ClassVar[FeedbackSource]
+    FEEDBACK_SOURCE_AUTOMATED_EVAL: _ClassVar[FeedbackSource]
+    FEEDBACK_SOURCE_SHADOW_COMPARISON: _ClassVar[FeedbackSource]
+    FEEDBACK_SOURCE_HUMAN_REVIEW: _ClassVar[FeedbackSource]
 PRIORITY_UNSPECIFIED: Priority
 PRIORITY_NORMAL: Priority
 PRIORITY_HIGH: Priority
@@ -64,6 +72,11 @@ POLICY_UNSPECIFIED: Policy
 POLICY_HARD: Policy
 POLICY_SOFT: Policy
 POLICY_WARN: Policy
+FEEDBACK_SOURCE_UNSPECIFIED: FeedbackSource
+FEEDBACK_SOURCE_USER: FeedbackSource
+FEEDBACK_SOURCE_AUTOMATED_EVAL: FeedbackSource
+FEEDBACK_SOURCE_SHADOW_COMPARISON: FeedbackSource
+FEEDBACK_SOURCE_HUMAN_REVIEW: FeedbackSource
 
 class Scope(_message.Message):
     __slots__ = ("org_id", "team_id", "user_id", "session_id", "tags", "priority")
@@ -233,12 +246,26 @@ class Reservation(_message.Message):
     def __init__(self, reservation_id: _Optional[str] = ..., model: _Optional[str] = ..., held_nanos: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class RouteResponse(_message.Message):
-    __slots__ = ("decision", "reservation")
+    __slots__ = ("decision", "reservation", "shadow")
     DECISION_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_FIELD_NUMBER: _ClassVar[int]
     decision: Decision
     reservation: Reservation
-    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., reservation: _Optional[_Union[Reservation, _Mapping]] = ...) -> None: ...
+    shadow: Shadow
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., reservation: _Optional[_Union[Reservation, _Mapping]] = ..., shadow: _Optional[_Union[Shadow, _Mapping]] = ...) -> None: ...
+
+class Shadow(_message.Message):
+    __slots__ = ("model", "tier", "purpose", "reservation")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    tier: str
+    purpose: str
+    reservation: Reservation
+    def __init__(self, model: _Optional[str] = ..., tier: _Optional[str] = ..., purpose: _Optional[str] = ..., reservation: _Optional[_Union[Reservation, _Mapping]] = ...) -> None: ...
 
 class ReserveRequest(_message.Message):
     __slots__ = ("scope", "model", "prompt", "task_type", "max_output_tokens", "reservation")
@@ -367,3 +394,67 @@ class BudgetExceeded(_message.Message):
     resets_at: _timestamp_pb2.Timestamp
     limit: str
     def __init__(self, pool_id: _Optional[str] = ..., level: _Optional[_Union[PoolLevel, str]] = ..., policy: _Optional[_Union[Policy, str]] = ..., requested_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[str] = ...) -> None: ...
+
+class FeedbackRequest(_message.Message):
+    __slots__ = ("reservation_id", "score", "source")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    score: float
+    source: FeedbackSource
+    def __init__(self, reservation_id: _Optional[str] = ..., score: _Optional[float] = ..., source: _Optional[_Union[FeedbackSource, str]] = ...) -> None: ...
+
+class FeedbackResponse(_message.Message):
+    __slots__ = ("task_type", "tier")
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    task_type: str
+    tier: str
+    def __init__(self, task_type: _Optional[str] = ..., tier: _Optional[str] = ...) -> None: ...
+
+class GetQualityRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class TierQuality(_message.Message):
+    __slots__ = ("tier", "samples", "quality", "quality_low", "quality_high")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_LOW_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_HIGH_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    samples: int
+    quality: float
+    quality_low: float
+    quality_high: float
+    def __init__(self, tier: _Optional[str] = ..., samples: _Optional[int] = ..., quality: _Optional[float] = ..., quality_low: _Optional[float] = ..., quality_high: _Optional[float] = ...) -> None: ...
+
+class TaskQuality(_message.Message):
+    __slots__ = ("task_type", "tiers", "shadow_samples", "shadow_match", "shadow_match_low", "shadow_match_high", "guard_min_tier", "guard_since", "escalation_cost_nanos")
+    TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TIERS_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MATCH_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MATCH_LOW_FIELD_NUMBER: _ClassVar[int]
+    SHADOW_MATCH_HIGH_FIELD_NUMBER: _ClassVar[int]
+    GUARD_MIN_TIER_FIELD_NUMBER: _ClassVar[int]
+    GUARD_SINCE_FIELD_NUMBER: _ClassVar[int]
+    ESCALATION_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    task_type: str
+    tiers: _containers.RepeatedCompositeFieldContainer[TierQuality]
+    shadow_samples: int
+    shadow_match: float
+    shadow_match_low: float
+    shadow_match_high: float
+    guard_min_tier: str
+    guard_since: _timestamp_pb2.Timestamp
+    escalation_cost_nanos: int
+    def __init__(self, task_type: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[TierQuality, _Mapping]]] = ..., shadow_samples: _Optional[int] = ..., shadow_match: _Optional[float] = ..., shadow_match_low: _Optional[float] = ..., shadow_match_high: _Optional[float] = ..., guard_min_tier: _Optional[str] = ..., guard_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalation_cost_nanos: _Optional[int] = ...) -> None: ...
+
+class GetQualityResponse(_message.Message):
+    __slots__ = ("task_types",)
+    TASK_TYPES_FIELD_NUMBER: _ClassVar[int]
+    task_types: _containers.RepeatedCompositeFieldContainer[TaskQuality]
+    def __init__(self, task_types: _Optional[_Iterable[_Union[TaskQuality, _Mapping]]] = ...) -> None: ...

@@ -66,6 +66,16 @@ class TollgateServiceStub:
                 request_serializer=tollgate_dot_v1_dot_tollgate__pb2.GetBudgetRequest.SerializeToString,
                 response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.GetBudgetResponse.FromString,
                 _registered_method=True)
+        self.Feedback = channel.unary_unary(
+                '/tollgate.v1.TollgateService/Feedback',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.FeedbackRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.FeedbackResponse.FromString,
+                _registered_method=True)
+        self.GetQuality = channel.unary_unary(
+                '/tollgate.v1.TollgateService/GetQuality',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityResponse.FromString,
+                _registered_method=True)
 
 
 class TollgateServiceServicer:
@@ -119,6 +129,21 @@ class TollgateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Feedback(self, request, context):
+        """Reports how good the answer of a reserved call was. Feeds the quality guard,
+        which raises a task type's minimum tier when its cheap tier falls behind.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetQuality(self, request, context):
+        """Quality per task type and tier, and the guard's current minimum tiers.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TollgateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -151,6 +176,16 @@ def add_TollgateServiceServicer_to_server(servicer, server):
                     servicer.GetBudget,
                     request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.GetBudgetRequest.FromString,
                     response_serializer=tollgate_dot_v1_dot_tollgate__pb2.GetBudgetResponse.SerializeToString,
+            ),
+            'Feedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.Feedback,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.FeedbackRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.FeedbackResponse.SerializeToString,
+            ),
+            'GetQuality': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetQuality,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -317,6 +352,60 @@ class TollgateService:
             '/tollgate.v1.TollgateService/GetBudget',
             tollgate_dot_v1_dot_tollgate__pb2.GetBudgetRequest.SerializeToString,
             tollgate_dot_v1_dot_tollgate__pb2.GetBudgetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Feedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.TollgateService/Feedback',
+            tollgate_dot_v1_dot_tollgate__pb2.FeedbackRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.FeedbackResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetQuality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.TollgateService/GetQuality',
+            tollgate_dot_v1_dot_tollgate__pb2.GetQualityRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.GetQualityResponse.FromString,
             options,
             channel_credentials,
             insecure,
