@@ -25,6 +25,8 @@ class Level(StrEnum):
     USER = "user"
     TEAM = "team"
     ORG = "org"
+    QUALITY = "quality"
+    """Not a scope level: the org's pool for shadow calls, kept apart from the product's pools."""
 
 
 class Priority(StrEnum):

@@ -279,6 +279,7 @@ class RouteOptions(TypedDict, total=False):
     - ``reserve``: also reserve for the chosen model, in the same round trip [False]
     - ``idempotency_key``: with ``reserve``, a retry with the same key returns the same reservation [""]
     - ``ttl_ms``: with ``reserve``, the reservation's time to live, 0 for the sidecar's default [0]
+    - ``accept_shadow``: the caller makes shadow calls when sampled (``call_with_shadow``) [False]
     """
 
     messages: Iterable[MessageLike] | None
@@ -293,6 +294,7 @@ class RouteOptions(TypedDict, total=False):
     reserve: bool
     idempotency_key: str
     ttl_ms: int
+    accept_shadow: bool
 
 
 class ReserveOptions(TypedDict, total=False):

@@ -82,6 +82,7 @@ def route(
     reserve: bool = False,
     idempotency_key: str = "",
     ttl_ms: int = 0,
+    accept_shadow: bool = False,
 ) -> Call[Decision]:
     """The Route call; see ``RouteOptions`` for the arguments."""
     request = pb.RouteRequest(
@@ -97,6 +98,7 @@ def route(
         ),
         max_output_tokens=_count("max_output_tokens", max_output_tokens),
         reserve=reserve,
+        accept_shadow=accept_shadow,
     )
     if reserve:
         request.reservation.CopyFrom(_reservation_options(idempotency_key, ttl_ms))

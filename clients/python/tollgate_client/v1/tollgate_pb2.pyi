@@ -140,20 +140,22 @@ class Messages(_message.Message):
     def __init__(self, items: _Optional[_Iterable[_Union[Message, _Mapping]]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
-    __slots__ = ("scope", "prompt", "signals", "max_output_tokens", "reserve", "reservation")
+    __slots__ = ("scope", "prompt", "signals", "max_output_tokens", "reserve", "reservation", "accept_shadow")
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SIGNALS_FIELD_NUMBER: _ClassVar[int]
     MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     RESERVE_FIELD_NUMBER: _ClassVar[int]
     RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    ACCEPT_SHADOW_FIELD_NUMBER: _ClassVar[int]
     scope: Scope
     prompt: Prompt
     signals: TaskSignals
     max_output_tokens: int
     reserve: bool
     reservation: ReservationOptions
-    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., signals: _Optional[_Union[TaskSignals, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., reserve: _Optional[bool] = ..., reservation: _Optional[_Union[ReservationOptions, _Mapping]] = ...) -> None: ...
+    accept_shadow: bool
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., signals: _Optional[_Union[TaskSignals, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., reserve: _Optional[bool] = ..., reservation: _Optional[_Union[ReservationOptions, _Mapping]] = ..., accept_shadow: _Optional[bool] = ...) -> None: ...
 
 class ReservationOptions(_message.Message):
     __slots__ = ("idempotency_key", "ttl_ms")
