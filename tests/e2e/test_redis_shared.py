@@ -34,11 +34,12 @@ C = grpc.StatusCode
 
 
 def redis_config(tmp: Path, url: str, *, ttl: str = "5m", cap_nanos: int | None = None,
-                 name: str = "tollgate.yaml") -> Path:
+                 name: str = "tollgate.yaml", timeout: str = "2s") -> Path:
+    """A Redis-backed config; the store timeout is generous unless a test measures the bound itself."""
     prefix = f"t{uuid.uuid4().hex[:10]}"
 
     def edit(data: dict[str, Any]) -> None:
-        data["store"] = {"kind": "redis", "url": url, "timeout": "250ms", "key_prefix": prefix}
+        data["store"] = {"kind": "redis", "url": url, "timeout": timeout, "key_prefix": prefix}
         data["reservations"] = {"ttl": ttl, "sweep_interval": "100ms"}
         if cap_nanos is not None:
             data["budgets"]["templates"] = {
@@ -155,7 +156,7 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 async def test_redis_outage_fails_closed_fast_and_recovers(tmp_path: Path, own_redis: RedisServer) -> None:
-    config = redis_config(tmp_path, own_redis.url)
+    config = redis_config(tmp_path, own_redis.url, timeout="250ms")
     scope = pb.Scope(org_id="outage")
     with SidecarProcess(tmp_path, config=config, store=None) as sidecar:
         async with grpc.aio.insecure_channel(sidecar.target) as ch:
