@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -17,6 +18,8 @@ from .money import format_usd
 __all__ = ["main"]
 
 DEFAULT_TARGET = "127.0.0.1:50551"
+STORE_URL_ENV = "TOLLGATE_STORE_URL"
+"""When set, replaces ``store.url``: the Redis URL (and its password) comes from a secret, not the config file."""
 
 
 class _JsonFormatter(logging.Formatter):
@@ -52,7 +55,22 @@ def _load(args: argparse.Namespace) -> Config:
         server = dataclasses.replace(server, port=args.port)
     if args.unix_socket is not None:
         server = dataclasses.replace(server, unix_socket=args.unix_socket)
+    if args.health_port is not None:
+        if not 0 <= args.health_port <= 65_535:
+            raise ConfigError(f"{args.health_port} is out of range: must be between 0 and 65535",
+                              key="server.health_port", file="--health-port")
+        server = dataclasses.replace(server, health_port=args.health_port)
+    if server.health_port and server.health_port in (server.port, config.telemetry.metrics_port):
+        which = "the API port" if server.health_port == server.port else "telemetry.metrics_port"
+        raise ConfigError(f"{server.health_port} is {which} too; the health listener needs its own port",
+                          key="server.health_port", file="--health-port / --port")
     store = config.store
+    url = os.environ.get(STORE_URL_ENV, "")
+    if url:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            # Never echo the value: it may carry a password.
+            raise ConfigError("expected a redis://, rediss:// or unix:// URL", key="store.url", file=STORE_URL_ENV)
+        store = dataclasses.replace(store, url=url)
     if args.store is not None:
         store = dataclasses.replace(store, kind=args.store)
     if args.db is not None:
@@ -138,15 +156,71 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(target=args.target, calls=args.calls, seed=args.seed, org=args.org, wait=args.wait)
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .routing.classifier import ClassifierError
+    from .routing.dataset import DatasetError, infer_pair, read_records
+    from .routing.train import train
+
+    try:
+        records = read_records(args.file)
+        weak, strong = infer_pair(records, args.weak, args.strong)
+        holdout = [(path, read_records(path)) for path in args.holdout]
+        progress = None if args.quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
+        result = train(records, weak=weak, strong=strong, seed=args.seed, folds=args.folds, source=args.file,
+                       provenance=args.provenance, progress=progress, holdout=holdout)
+        result.classifier.save(args.out)
+    except (DatasetError, ClassifierError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    m = result.metadata["metrics"]["out_of_fold"]
+    print(f"{args.out}: trained on {len(records)} prompts (weak {weak}, strong {strong}); cheap ok on "
+          f"{m['positive_rate']:.1%}")
+    print(f"out-of-fold: log loss {m['log_loss']:.4f}, Brier {m['brier']:.4f}, accuracy {m['accuracy']:.1%}, "
+          f"AUC {m['auc']}, ECE {m['ece']:.4f}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from .routing.classifier import Classifier, ClassifierError
+    from .routing.dataset import DatasetError, read_records
+    from .routing.evaluate import EvalError, evaluate, parse_price, plot, report_json, report_text
+
+    try:
+        config = load_config(args.config)
+        prices = dict(parse_price(text) for text in args.price)
+        classifier = Classifier.load(args.classifier) if args.classifier else None
+        records = read_records(args.file)
+        report = evaluate(records, strong=args.strong, weak=args.weak, config=config, router=args.router,
+                          prices=prices, classifier=classifier, rules_from=args.rules_from,
+                          output_tokens=args.output_tokens, source=args.file)
+        if args.plot:
+            plot(report, args.plot, title=f"{Path(args.file).name}: {args.router} router")
+    except (DatasetError, ClassifierError, EvalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print(report_text(report, source=args.file))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the sidecar")
+    serve = sub.add_parser(
+        "serve", help="run the sidecar",
+        description=f"Run the sidecar. {STORE_URL_ENV}, when set, replaces store.url (keep Redis credentials in a "
+                    "secret, out of the config file).",
+    )
     serve.add_argument("--config", help="YAML config file (default: the shipped default config)")
-    serve.add_argument("--host", help=f"listen address (default {ServerConfig.host})")
-    serve.add_argument("--port", type=int, help=f"listen port (default {ServerConfig.port}; 0 = Unix socket only)")
+    serve.add_argument("--host", help=f"listen address (default {ServerConfig().host})")
+    serve.add_argument("--port", type=int, help=f"listen port (default {ServerConfig().port}; 0 = Unix socket only)")
     serve.add_argument("--unix-socket", help="also listen on this Unix socket path")
+    serve.add_argument("--health-port", type=int,
+                       help="also serve grpc.health.v1 alone on this port, on server.health_host (default "
+                            f"{ServerConfig().health_host}), for Kubernetes gRPC probes; 0 = off")
     serve.add_argument("--store", choices=("sqlite", "memory"), help="override the configured store")
     serve.add_argument("--db", help="SQLite ledger file (implies --store sqlite)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
@@ -178,6 +252,35 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--org", default="demo")
     demo.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the sidecar to come up")
     demo.set_defaults(func=_cmd_demo)
+
+    train = sub.add_parser("train", help="train a difficulty classifier on labelled routing data (JSONL)")
+    train.add_argument("file", help="JSONL: {id, messages, task_type?, scores: {model: quality 0..1}} per line")
+    train.add_argument("--out", required=True, help="model file to write (.npz)")
+    train.add_argument("--weak", help="the cheap model (default: of the two models scored, the lower mean)")
+    train.add_argument("--strong", help="the strong model (default: of the two models scored, the higher mean)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds")
+    train.add_argument("--folds", type=int, default=5, help="cross-validation folds for calibration and metrics")
+    train.add_argument("--provenance", default="", help="where the data comes from, kept in the model's metadata")
+    train.add_argument("--holdout", action="append", default=[], metavar="FILE.jsonl",
+                       help="held-out data to measure the final model on; its metrics go into the metadata")
+    train.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    train.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("eval", help="evaluate a router on labelled data: APGR, CPT(50%%), CPT(80%%), savings")
+    ev.add_argument("file", help="JSONL as for train")
+    ev.add_argument("--strong", required=True, help="the strong model's name in the scores")
+    ev.add_argument("--weak", required=True, help="the weak model's name in the scores")
+    ev.add_argument("--price", action="append", default=[], metavar="MODEL=IN/OUT",
+                    help="USD per million input/output tokens for a model not in the catalog (repeatable)")
+    ev.add_argument("--router", default="default", choices=("rules", "heuristic", "classifier", "default"))
+    ev.add_argument("--classifier", help="model file for the classifier (default: the config's, else the shipped one)")
+    ev.add_argument("--config", help="config whose catalog, rules and thresholds apply (default: the shipped one)")
+    ev.add_argument("--rules-from", help="rules router: derive per-task-type difficulty from this labelled JSONL")
+    ev.add_argument("--output-tokens", type=int, default=512,
+                    help="output tokens assumed for a model without response text in the record (default 512)")
+    ev.add_argument("--json", action="store_true", help="print the metrics and curves as JSON")
+    ev.add_argument("--plot", metavar="FILE.png", help="write the PGR and cost-quality curves (needs matplotlib)")
+    ev.set_defaults(func=_cmd_eval)
     return parser
 
 

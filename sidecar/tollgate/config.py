@@ -20,6 +20,7 @@ import yaml
 from .catalog import Capability, Catalog, Model
 from .errors import ConfigError
 from .money import Price, parse_margin, parse_usd
+from .quality import QualityConfig
 from .scope import ID_PATTERN, Level, Scope
 
 __all__ = [
@@ -164,6 +165,10 @@ class RoutingConfig:
     difficulty: tuple[tuple[float, str], ...] = ()
     """(minimum score, tier) pairs, highest score first; below all of them the cheapest tier."""
     fallbacks: int = 3
+    classifier: str = "default"
+    """``default`` (the shipped model), ``none`` (the heuristic decides) or the path of a model file."""
+    thresholds: dict[str, tuple[tuple[float, str], ...]] = field(default_factory=dict)
+    """Classifier thresholds like ``difficulty``, per task type or ``default``; absent: ``difficulty``'s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +203,10 @@ class ServerConfig:
     port: int = 50551
     unix_socket: str = ""
     grace_period_s: float = 10.0
+    health_host: str = "0.0.0.0"
+    """Address of the health-only listener (for kubelet gRPC probes, which connect to the pod IP)."""
+    health_port: int = 0
+    """Port of a second listener serving only grpc.health.v1; 0 turns it off."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +241,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     limits: Limits = Limits()
     telemetry: TelemetryConfig = TelemetryConfig()
+    quality: QualityConfig = field(default_factory=QualityConfig)
     source: str = "<memory>"
 
 
@@ -264,12 +274,16 @@ def parse_config(text: str, *, source: str = "<memory>") -> Config:
     root.require_mapping()
     root.only(
         "server", "store", "estimation", "reservations", "tiers", "models", "routing", "budgets", "limits",
-        "telemetry",
+        "telemetry", "quality",
     )
     catalog = _catalog(root)
+    quality, quality_pool = _quality(root.get("quality", {}), catalog)
+    budgets = _budgets(root.get("budgets", {}))
+    # The quality pool is a template like the others, so every store handles it unchanged.
+    budgets = BudgetConfig(templates={**budgets.templates, Level.QUALITY: quality_pool}, overrides=budgets.overrides)
     config = Config(
         catalog=catalog,
-        budgets=_budgets(root.get("budgets", {})),
+        budgets=budgets,
         routing=_routing(root.get("routing", {}), catalog),
         estimation=_estimation(root.get("estimation", {})),
         reservations=_reservations(root.get("reservations", {})),
@@ -277,8 +291,14 @@ def parse_config(text: str, *, source: str = "<memory>") -> Config:
         server=_server(root.get("server", {})),
         limits=_limits(root.get("limits", {})),
         telemetry=_telemetry(root.get("telemetry", {})),
+        quality=quality,
         source=source,
     )
+    if config.server.health_port and config.server.health_port == config.telemetry.metrics_port:
+        raise ConfigError(
+            f"{config.server.health_port} is telemetry.metrics_port too; choose another port for the health listener",
+            key="server.health_port", file=source,
+        )
     longest = max((_window_ms(spec.window) for spec in _all_specs(config.budgets)), default=0)
     if config.reservations.retention_ms < longest:
         raise ConfigError(
@@ -493,8 +513,9 @@ def _budgets(node: _Node) -> BudgetConfig:
     node.only("templates", "overrides")
     templates: dict[Level, PoolSpec] = {}
     for name, tnode in node.get("templates", {}).items():
-        if name not in tuple(Level):
-            raise tnode.error(f"unknown scope level; use one of: {', '.join(Level)}")
+        if name not in tuple(Level) or name == Level.QUALITY:
+            levels = ", ".join(level for level in Level if level is not Level.QUALITY)
+            raise tnode.error(f"unknown scope level; use one of: {levels} (the quality pool is quality.budget)")
         level = Level(name)
         templates[level] = _pool(tnode)
         if level is Level.REQUEST and templates[level].window.kind is not WindowKind.NONE:
@@ -514,27 +535,49 @@ def _budgets(node: _Node) -> BudgetConfig:
 
 
 def _routing(node: _Node, catalog: Catalog) -> RoutingConfig:
-    node.only("task_types", "agent_modes", "difficulty", "fallbacks")
+    node.only("task_types", "agent_modes", "difficulty", "fallbacks", "classifier", "thresholds")
     tiers = catalog.tiers
 
     def tier_map(name: str) -> dict[str, str]:
         return {k: v.str(choices=tiers) for k, v in node.get(name, {}).items()}
 
-    thresholds: list[tuple[float, str]] = []
-    for tier, tnode in node.get("difficulty", {}).items():
-        if tier not in tiers:
-            raise tnode.error(f"unknown tier; tiers are: {', '.join(tiers)}")
-        thresholds.append((tnode.number(minimum=0.0, maximum=1.0), tier))
-    thresholds.sort(reverse=True)
-    ranks = [tiers.index(t) for _, t in thresholds]
-    if ranks != sorted(ranks, reverse=True):
-        raise node.child("difficulty", None).error("a higher tier needs a higher difficulty threshold")
+    def tier_thresholds(tnode: _Node) -> tuple[tuple[float, str], ...]:
+        thresholds: list[tuple[float, str]] = []
+        for tier, vnode in tnode.items():
+            if tier not in tiers:
+                raise vnode.error(f"unknown tier; tiers are: {', '.join(tiers)}")
+            thresholds.append((vnode.number(minimum=0.0, maximum=1.0), tier))
+        thresholds.sort(reverse=True)
+        ranks = [tiers.index(t) for _, t in thresholds]
+        if ranks != sorted(ranks, reverse=True):
+            raise tnode.error("a higher tier needs a higher difficulty threshold")
+        return tuple(thresholds)
+
+    # Per task type (or "default" for every other request): the classifier's knob of cost against quality.
+    by_task = {name: tier_thresholds(tnode) for name, tnode in node.get("thresholds", {}).items()}
     return RoutingConfig(
         task_types=tier_map("task_types"),
         agent_modes=tier_map("agent_modes"),
-        difficulty=tuple(thresholds),
+        difficulty=tier_thresholds(node.get("difficulty", {})),
         fallbacks=node.get("fallbacks", 3).int(maximum=20),
+        classifier=_classifier_ref(node.get("classifier", "default")),
+        thresholds=by_task,
     )
+
+
+def _classifier_ref(node: _Node) -> str:
+    """``default``, ``none``, or a model file's path (relative to the config file's folder)."""
+    value = node.str()
+    if value in ("default", "none"):
+        return value
+    if not value.strip():
+        raise node.error("expected default, none or the path of a model file from `tollgate train`")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and Path(node.source).is_file():
+        path = Path(node.source).resolve().parent / path
+    if not path.is_file():
+        raise node.error(f"no such model file {str(path)!r}; use default, none or a file from `tollgate train`")
+    return str(path)
 
 
 def _estimation(node: _Node) -> EstimationConfig:
@@ -609,15 +652,59 @@ def _store(node: _Node) -> StoreConfig:
 
 
 def _server(node: _Node) -> ServerConfig:
-    node.only("host", "port", "unix_socket", "grace_period")
+    node.only("host", "port", "unix_socket", "grace_period", "health_host", "health_port")
     d = ServerConfig()
     grace = node.get("grace_period").duration_ms() / 1000 if node.has("grace_period") else d.grace_period_s
+    port = node.get("port", d.port).int(maximum=65_535)
+    health_port_node = node.get("health_port", d.health_port)
+    health_port = health_port_node.int(maximum=65_535)
+    if health_port and health_port == port:
+        raise health_port_node.error(
+            f"{health_port} is server.port too; the health listener is a separate server and needs its own port "
+            "(or 0 to turn it off)"
+        )
+    health_host_node = node.get("health_host", d.health_host)
+    health_host = health_host_node.str()
+    if not health_host.strip():
+        raise health_host_node.error("expected a listen address such as 0.0.0.0 (all interfaces) or 127.0.0.1")
     return ServerConfig(
         host=node.get("host", d.host).str(),
-        port=node.get("port", d.port).int(maximum=65_535),
+        port=port,
         unix_socket=node.get("unix_socket", "").str(),
         grace_period_s=grace,
+        health_host=health_host,
+        health_port=health_port,
     )
+
+
+_DEFAULT_QUALITY_POOL = PoolSpec(cap=50_000_000_000, window=Window(WindowKind.FIXED, period="month"),
+                                 policy=Policy.HARD, priority_reserve_bp=0)
+
+
+def _quality(node: _Node, catalog: Catalog) -> tuple[QualityConfig, PoolSpec]:
+    node.only("enabled", "guard", "reference_tier", "tolerance", "min_samples", "shadow_share", "warmup_share",
+              "probe_share", "window_days", "budget")
+    d = QualityConfig()
+
+    def flag(name: str, default: bool) -> bool:
+        value = node.get(name, default).value
+        if not isinstance(value, bool):
+            raise node.child(name, value).error("expected true or false")
+        return value
+
+    reference = node.get("reference_tier", "").str(choices=("", *catalog.tiers))
+    pool = _pool(node.get("budget"), _DEFAULT_QUALITY_POOL) if node.has("budget") else _DEFAULT_QUALITY_POOL
+    return QualityConfig(
+        enabled=flag("enabled", d.enabled),
+        guard=flag("guard", d.guard),
+        reference_tier=reference,
+        tolerance=node.get("tolerance", d.tolerance).number(minimum=0.0, maximum=1.0),
+        min_samples=node.get("min_samples", d.min_samples).int(minimum=5, maximum=100_000),
+        shadow_share=node.get("shadow_share", d.shadow_share).number(minimum=0.0, maximum=1.0),
+        warmup_share=node.get("warmup_share", d.warmup_share).number(minimum=0.0, maximum=1.0),
+        probe_share=node.get("probe_share", d.probe_share).number(minimum=0.0, maximum=1.0),
+        window_days=node.get("window_days", d.window_days).int(minimum=1, maximum=90),
+    ), pool
 
 
 def _telemetry(node: _Node) -> TelemetryConfig:

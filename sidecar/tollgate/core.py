@@ -9,11 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from .config import Config, Policy
-from .errors import BudgetExceeded, IdempotencyConflict, InvalidRequest, Refusal, ReservationNotFound
+from .errors import BudgetExceeded, ConfigError, IdempotencyConflict, InvalidRequest, Refusal, ReservationNotFound
 from .estimate import OutputEstimator, TokenCounter
 from .ledger import (
     BudgetStore,
@@ -26,11 +27,15 @@ from .ledger import (
     ReleaseOutcome,
     ReserveOutcome,
 )
+from .ledger.feedback import MemoryQualityStore
+from .ledger.local import wall_clock_ms
 from .money import apply_margin
+from .quality import QualityGuard, QualityStore, ShadowPlan
 from .routing import difficulty
+from .routing.classifier import ClassifierError, open_classifier, requirement_from_probability
 from .routing.rules import Signals, TierRequirement, from_difficulty, from_signals
 from .routing.select import Priced, eligible
-from .scope import Level, Scope
+from .scope import ID_PATTERN, Level, Scope
 
 __all__ = [
     "Outcome",
@@ -84,6 +89,10 @@ class RouteDecision:
     reservation: ReserveOutcome | None
     downgraded_by: str = ""
     """The level of the soft pool that forced a downgrade, if one did."""
+    shadow: ShadowPlan | None = None
+    """Set when the request was sampled for a quality comparison."""
+    shadow_reservation: ReserveOutcome | None = None
+    """The shadow call's hold on the quality pool."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,11 +106,17 @@ class ReserveResult:
 class Tollgate:
     """Routes requests and moves money through a ``BudgetStore``."""
 
-    def __init__(self, config: Config, store: BudgetStore) -> None:
+    def __init__(self, config: Config, store: BudgetStore, quality_store: QualityStore | None = None,
+                 *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.config = config
         self.store = store
         self.counter = TokenCounter(config.estimation.message_overhead_tokens)
         self.outputs = OutputEstimator(config.estimation)
+        self.quality = QualityGuard(config.quality, config.catalog, quality_store or MemoryQualityStore(), clock)
+        try:
+            self.classifier = open_classifier(config.routing)
+        except ClassifierError as exc:
+            raise ConfigError(str(exc), key="routing.classifier", file=config.source) from None
 
     # -- Route ---------------------------------------------------------------------
 
@@ -115,18 +130,36 @@ class Tollgate:
         reserve: bool = False,
         idempotency_key: str = "",
         ttl_ms: int = 0,
+        accept_shadow: bool = False,
     ) -> RouteDecision:
         """Pick the cheapest capable model; with ``reserve``, hold its cost in the same step."""
         cfg = self.config
+        self._check_signals(signals)
         self._check_max_output(max_output_tokens)
         ttl = self._ttl(ttl_ms) if reserve else 0
         base_tokens = self._count(prompt)
         requirement = from_signals(signals, cfg.routing, cfg.catalog)
         score = 0.0
-        if requirement is None:
+        if requirement is None and self.classifier is not None:
+            p_cheap_ok = self.classifier.predict(prompt.messages or (), base_tokens, signals.task_type)
+            # Reported as difficulty, like the heuristic's score: higher means harder.
+            score = 1.0 - p_cheap_ok
+            requirement = requirement_from_probability(p_cheap_ok, signals.task_type, cfg.routing, cfg.catalog)
+        elif requirement is None:
             scored = difficulty.score(prompt.messages or (), base_tokens)
             score = scored.score
             requirement = from_difficulty(scored.score, scored.reasons, cfg.routing, cfg.catalog)
+        unguarded = requirement
+        guard = self.quality.min_tier(signals.task_type)
+        if guard is not None and cfg.catalog.tier_rank(guard[0]) > requirement.rank:
+            since = datetime.fromtimestamp(guard[1] / 1000, UTC).isoformat(timespec="seconds")
+            requirement = TierRequirement(
+                tier=guard[0],
+                rank=cfg.catalog.tier_rank(guard[0]),
+                reason=f"{requirement.reason}; quality guard: {signals.task_type or '<none>'} needs {guard[0]} "
+                f"since {since}",
+                source=requirement.source,
+            )
         priced = self._eligible(signals, base_tokens, max_output_tokens)
         capable = [p for p in priced if p.model.tier_rank >= requirement.rank]
         if not capable:
@@ -193,6 +226,13 @@ class Tollgate:
         if outcome == Outcome.ADMITTED and reservation is not None and any(p.warning for p in reservation.pools):
             outcome = Outcome.WARNED
         fallbacks = tuple(p for p in capable if p is not chosen)[: cfg.routing.fallbacks]
+        if requirement is not unguarded:
+            unguarded_choice = next((p for p in priced if p.model.tier_rank >= unguarded.rank), None)
+            if unguarded_choice is not None:
+                self.quality.note_escalation_cost(signals.task_type, chosen.cost - unguarded_choice.cost)
+        shadow = shadow_hold = None
+        if accept_shadow:
+            shadow, shadow_hold = await self._shadow(scope, signals.task_type, chosen, priced, ttl, reserve)
         return RouteDecision(
             chosen=chosen,
             fallbacks=fallbacks,
@@ -202,7 +242,53 @@ class Tollgate:
             outcome=outcome,
             reservation=reservation,
             downgraded_by=downgraded_by,
+            shadow=shadow,
+            shadow_reservation=shadow_hold,
         )
+
+    async def _shadow(
+        self, scope: Scope, task_type: str, chosen: Priced, priced: list[Priced], ttl: int, reserve: bool
+    ) -> tuple[ShadowPlan | None, ReserveOutcome | None]:
+        """Sample this decision for a quality comparison, holding the shadow call on the quality pool."""
+        reference_rank = self.config.catalog.tier_rank(self.quality.reference_tier)
+        reference = next((p for p in priced if p.model.tier_rank >= reference_rank), None)
+        cheap = next((p for p in priced if p.model.tier_rank == 0), None)
+        plan = self.quality.plan_shadow(task_type, chosen.model.tier, cheap.model.name if cheap else None,
+                                        reference.model.name if reference else None)
+        if plan is None or not reserve:
+            return plan, None
+        shadow = reference if plan.purpose == "reference" else cheap
+        assert shadow is not None
+        spec = self.config.budgets.templates[Level.QUALITY]
+        pool = PoolRef(f"quality:{scope.org}", Level.QUALITY, spec)
+        request = HoldRequest(
+            reservation_id=self._new_reservation_id(scope.org, ""),
+            pools=(pool,),
+            amount=apply_margin(shadow.cost, self._margin([pool])),
+            tokens=shadow.input_tokens + shadow.output_tokens,
+            ttl_ms=ttl,
+            model=shadow.model.name,
+            task_type=task_type,
+        )
+        try:
+            return plan, await self.store.reserve(request)
+        except BudgetExceeded:
+            # The quality budget is spent: no comparison this time, never the product's money.
+            return None, None
+
+    # -- Feedback ------------------------------------------------------------------------
+
+    async def feedback(self, reservation_id: str, score: float, *, shadow_comparison: bool) -> tuple[str, str]:
+        """Count a quality signal for a reserved call; returns its (task type, tier)."""
+        self._check_reservation_id(reservation_id)
+        if not 0.0 <= score <= 1.0:  # NaN fails this too
+            raise InvalidRequest(f"score must be between 0 and 1, got {score}")
+        hold = await self.store.describe(reservation_id)
+        model = self.config.catalog.models.get(hold.model)
+        if model is None:
+            raise InvalidRequest(f"model {hold.model!r} of this reservation is no longer in the catalog")
+        await self.quality.record(hold.task_type, model.tier, shadow_comparison, score)
+        return hold.task_type, model.tier
 
     # -- Reserve / Commit / Release / Extend ------------------------------------------
 
@@ -410,6 +496,14 @@ class Tollgate:
                 raise InvalidRequest(f"usage.{name} must be between 0 and {limit}, got {value}")
         if usage.cached_input_tokens > usage.input_tokens:
             raise InvalidRequest("usage.cached_input_tokens cannot exceed usage.input_tokens (which includes them)")
+
+    @staticmethod
+    def _check_signals(signals: Signals) -> None:
+        # Task types and modes become keys of learned estimates and quality counts.
+        for name in ("task_type", "agent_mode"):
+            value = getattr(signals, name)
+            if value and not ID_PATTERN.fullmatch(value):
+                raise InvalidRequest(f"signals.{name} {value[:40]!r} must be 1-128 characters from A-Z a-z 0-9 . _ @ -")
 
     def _check_max_output(self, max_output_tokens: int) -> None:
         if not 0 <= max_output_tokens <= self.config.limits.max_tokens:

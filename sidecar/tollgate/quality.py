@@ -5,8 +5,9 @@ as good on most task types and clearly worse on a few. So quality is kept per ta
 type and tier, and the cheap tier is compared with the reference tier (what a
 request would have had without cost routing) on paired *shadow comparisons*:
 
-- A share of cheap-tier decisions is sampled (more while a task type has few
-  samples, so rare types are measured too). The Route response names the reference
+- A share of cheap-tier decisions is sampled: a high share while a task type's
+  verdict is open (too few comparisons, or an interval straddling the floor), a low
+  steady share once it is settled, so rare types are measured too. The Route response names the reference
   model; the application calls it in the background, judges the two answers and
   reports the result through Feedback (``1`` = the cheap answer was as good).
 - Per task type the guard keeps the match rate and its Wilson interval. When the
@@ -179,13 +180,24 @@ class QualityGuard:
         chosen_rank = self.catalog.tier_rank(chosen_tier)
         escalated = self.min_tier(task_type) is not None
         if chosen_rank < ref_rank and reference_model is not None:
-            seen = self._tallies.get((task_type, chosen_tier, SHADOW), Tally()).n
-            share = self.config.shadow_share if seen >= self.config.min_samples else self.config.warmup_share
+            share = self.config.warmup_share if self._undecided(task_type) else self.config.shadow_share
             if self.rng.random() < share:
                 return ShadowPlan(reference_model, self.reference_tier, "reference")
         elif escalated and cheap_model is not None and self.rng.random() < self.config.probe_share:
             return ShadowPlan(cheap_model, self.catalog.models[cheap_model].tier, "probe")
         return None
+
+    def _undecided(self, task_type: str) -> bool:
+        """Too few comparisons, or an interval that straddles the floor: sample more here.
+
+        Sampling harder where the answer is unknown is what lets a rare task type be
+        judged quickly, while settled ones cost only the low steady share.
+        """
+        shadow = self._sum(task_type, SHADOW)
+        if shadow.n < self.config.min_samples:
+            return True
+        low, high = shadow.interval(self.config.z)
+        return low < 1.0 - self.config.tolerance <= high
 
     def note_escalation_cost(self, task_type: str, nanos: int) -> None:
         """Estimated extra cost of one escalated request; flushed to the store on refresh."""

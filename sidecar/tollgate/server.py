@@ -3,6 +3,12 @@
 Shutdown on SIGTERM or SIGINT: health turns NOT_SERVING first (so probes and
 load balancers stop sending), the server stops accepting and gives in-flight calls
 the grace period to finish, then the store is closed and the process exits 0.
+
+With ``server.health_port`` set, a second server on ``server.health_host`` serves
+only grpc.health.v1, from the same servicer: kubelet gRPC probes connect to the pod
+IP, while the API stays on loopback. The ``liveness`` health service is SERVING
+while the process runs, whatever the store says, so a liveness probe on it does not
+restart a sidecar that is waiting for its store (``""`` follows the store).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 from .config import Config
 from .core import Tollgate
 from .errors import StoreUnavailable
-from .ledger import BudgetStore, open_store
+from .ledger import BudgetStore, open_quality_store, open_store
 from .service import TollgateServicer
 from .telemetry import Telemetry
 
@@ -33,6 +39,8 @@ __all__ = ["Sidecar", "run", "serve"]
 log = logging.getLogger("tollgate.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TollgateService"].full_name
+LIVENESS_SERVICE = "liveness"
+"""Health service name that is SERVING while the process runs, for liveness and startup probes."""
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
@@ -47,6 +55,9 @@ class Sidecar:
     health: health.HealthServicer
     telemetry: Telemetry
     addresses: list[str] = field(default_factory=list)
+    health_server: grpc.aio.Server | None = None
+    """The health-only listener (``server.health_port``), sharing ``health``."""
+    health_address: str = ""
     _sweeper: asyncio.Task[None] | None = None
     _serving: bool | None = None
 
@@ -64,6 +75,14 @@ class Sidecar:
         if expired:
             self.telemetry.expired(expired)
             log.info("expired %d reservations", expired)
+        changes = len(self.gate.quality.changes)
+        try:
+            # Every sidecar's feedback, and the overrides any of them decided.
+            await self.gate.quality.refresh()
+        except StoreUnavailable:
+            return
+        for change in self.gate.quality.changes[changes:]:
+            log.warning("quality guard: %s", change)
 
     async def sweep_forever(self, interval: float) -> None:
         while True:
@@ -92,6 +111,9 @@ class Sidecar:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         await self.server.stop(grace)
+        if self.health_server is not None:
+            # Open through the drain, so probes read NOT_SERVING rather than a refused connection.
+            await self.health_server.stop(None)
         await self.store.close()
         self.telemetry.shutdown()
 
@@ -99,7 +121,7 @@ class Sidecar:
 async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     """Start a sidecar for ``config`` and return once it is listening."""
     store = store if store is not None else open_store(config)
-    gate = Tollgate(config, store)
+    gate = Tollgate(config, store, open_quality_store(config))
     telemetry = Telemetry()
     server = grpc.aio.server(
         interceptors=[telemetry.interceptor()],
@@ -128,7 +150,18 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
             os.unlink(sc.unix_socket)
         server.add_insecure_port(f"unix:{sc.unix_socket}")
         addresses.append(f"unix:{sc.unix_socket}")
+    health_server, health_address = None, ""
+    if sc.health_port:
+        # Health only: no TollgateService, no reflection, on an address the kubelet can reach.
+        health_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, health_server)
+        if health_server.add_insecure_port(f"{sc.health_host}:{sc.health_port}") == 0:
+            raise OSError(f"cannot listen for health checks on {sc.health_host}:{sc.health_port}")
+        health_address = f"{sc.health_host}:{sc.health_port}"
+    await health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
+    if health_server is not None:
+        await health_server.start()
     if sc.unix_socket:
         # Only the pod's own user may connect: the socket is a wallet.
         os.chmod(sc.unix_socket, 0o600)
@@ -139,7 +172,8 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
             # Metrics matter, but not more than budgets: keep serving and say why.
             log.error("cannot serve metrics on %s:%d: %s", config.telemetry.metrics_host,
                       config.telemetry.metrics_port, exc)
-    sidecar = Sidecar(config, server, gate, store, health_servicer, telemetry, addresses)
+    sidecar = Sidecar(config, server, gate, store, health_servicer, telemetry, addresses, health_server,
+                      health_address)
     # Start even when the store is down (a crash loop helps no one): health says
     # NOT_SERVING until the store answers, and every money RPC fails closed meanwhile.
     await sidecar.sweep_once()
@@ -150,6 +184,8 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
 async def _main(config: Config) -> None:
     sidecar = await serve(config)
     log.info("tollgate listening on %s (store: %s)", ", ".join(sidecar.addresses), _store_label(config))
+    if sidecar.health_address:
+        log.info("health checks (grpc.health.v1 only) on %s", sidecar.health_address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -161,7 +197,8 @@ async def _main(config: Config) -> None:
 
 
 def _store_label(config: Config) -> str:
-    return config.store.kind if config.store.kind == "memory" else f"sqlite {config.store.path}"
+    # Never the Redis URL: it may carry a password.
+    return f"sqlite {config.store.path}" if config.store.kind == "sqlite" else config.store.kind
 
 
 def run(config: Config) -> None:

@@ -61,6 +61,7 @@ _LEVEL = {
     Level.USER: pb.POOL_LEVEL_USER,
     Level.TEAM: pb.POOL_LEVEL_TEAM,
     Level.ORG: pb.POOL_LEVEL_ORG,
+    Level.QUALITY: pb.POOL_LEVEL_QUALITY,
 }
 _POLICY = {Policy.HARD: pb.POLICY_HARD, Policy.SOFT: pb.POLICY_SOFT, Policy.WARN: pb.POLICY_WARN}
 _OUTCOME = {
@@ -155,6 +156,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
             reserve=request.reserve,
             idempotency_key=request.reservation.idempotency_key,
             ttl_ms=request.reservation.ttl_ms,
+            accept_shadow=request.accept_shadow,
         )
         response = pb.RouteResponse(
             decision=pb.Decision(
@@ -171,6 +173,11 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         )
         if decision.reservation is not None:
             response.reservation.CopyFrom(_reservation(decision.reservation))
+        if decision.shadow is not None:
+            response.shadow.CopyFrom(pb.Shadow(model=decision.shadow.model, tier=decision.shadow.tier,
+                                               purpose=decision.shadow.purpose))
+            if decision.shadow_reservation is not None:
+                response.shadow.reservation.CopyFrom(_reservation(decision.shadow_reservation))
         self.telemetry.routed(decision, request.max_output_tokens)
         return response
 
@@ -229,6 +236,34 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         hold = await self.gate.extend(request.reservation_id, request.ttl_ms)
         self.telemetry.extended(hold)
         return pb.ExtendResponse(reservation_id=hold.reservation_id, expires_at=_timestamp(hold.expires_ms))
+
+    @_translated
+    async def Feedback(self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext) -> pb.FeedbackResponse:
+        if request.source == pb.FEEDBACK_SOURCE_UNSPECIFIED or request.source not in pb.FeedbackSource.values():
+            raise InvalidRequest("source is required: USER, AUTOMATED_EVAL, SHADOW_COMPARISON or HUMAN_REVIEW")
+        task_type, tier = await self.gate.feedback(
+            request.reservation_id, request.score,
+            shadow_comparison=request.source == pb.FEEDBACK_SOURCE_SHADOW_COMPARISON,
+        )
+        return pb.FeedbackResponse(task_type=task_type, tier=tier)
+
+    @_translated
+    async def GetQuality(
+        self, request: pb.GetQualityRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetQualityResponse:
+        z = self.gate.config.quality.z
+        out = pb.GetQualityResponse()
+        for r in await self.gate.quality.report():
+            item = out.task_types.add(task_type=r.task_type, guard_min_tier=r.guard_tier,
+                                      escalation_cost_nanos=r.escalation_cost, shadow_samples=r.shadow.n,
+                                      shadow_match=r.shadow.mean)
+            item.shadow_match_low, item.shadow_match_high = r.shadow.interval(z)
+            if r.guard_since_ms:
+                item.guard_since.CopyFrom(_timestamp(r.guard_since_ms))
+            for tier, tally in sorted(r.tiers.items()):
+                low, high = tally.interval(z)
+                item.tiers.add(tier=tier, samples=tally.n, quality=tally.mean, quality_low=low, quality_high=high)
+        return out
 
     @_translated
     async def GetBudget(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..config import BudgetConfig, Config, PoolSpec
+from ..quality import QualityStore
 from ..scope import Level
 from .local import Journal, LocalLedger, wall_clock_ms
 from .memory import MemoryJournal
@@ -46,6 +47,7 @@ __all__ = [
     "ReleaseOutcome",
     "ReserveOutcome",
     "SqliteJournal",
+    "open_quality_store",
     "open_store",
     "spec_resolver",
 ]
@@ -108,3 +110,19 @@ def open_store(config: Config, *, clock: Callable[[], int] = wall_clock_ms) -> B
             path.parent.mkdir(parents=True, exist_ok=True)
         journal = SqliteJournal(path)
     return LocalLedger(journal, specs=specs, expiry_policy=config.reservations.expiry_policy, clock=clock)
+
+
+def open_quality_store(config: Config) -> QualityStore:
+    """Where the quality guard keeps its counts: beside the ledger, so Redis shares them across sidecars."""
+    from .feedback import MemoryQualityStore, RedisQualityStore, SqliteQualityStore
+
+    if config.store.kind == "redis":
+        from .redis import connect
+
+        timeout = config.store.timeout_ms / 1000
+        client = connect(config.store.url, cluster=config.store.cluster, sentinels=config.store.sentinels,
+                         service=config.store.sentinel_service, timeout=timeout)
+        return RedisQualityStore(client, prefix=config.store.key_prefix, timeout=timeout)
+    if config.store.kind == "sqlite":
+        return SqliteQualityStore(config.store.path)
+    return MemoryQualityStore()

@@ -37,6 +37,7 @@ class PoolLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     POOL_LEVEL_USER: _ClassVar[PoolLevel]
     POOL_LEVEL_TEAM: _ClassVar[PoolLevel]
     POOL_LEVEL_ORG: _ClassVar[PoolLevel]
+    POOL_LEVEL_QUALITY: _ClassVar[PoolLevel]
 
 class Policy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -68,6 +69,7 @@ POOL_LEVEL_SESSION: PoolLevel
 POOL_LEVEL_USER: PoolLevel
 POOL_LEVEL_TEAM: PoolLevel
 POOL_LEVEL_ORG: PoolLevel
+POOL_LEVEL_QUALITY: PoolLevel
 POLICY_UNSPECIFIED: Policy
 POLICY_HARD: Policy
 POLICY_SOFT: Policy

@@ -1,0 +1,25 @@
+// Package tollgate is the Go client of the Tollgate sidecar.
+//
+// Before each LLM call an application asks the sidecar which model to use
+// (Route) and holds the call's estimated cost against every budget pool in
+// its scope (Route with Reserve set, or Reserve). After the provider call it
+// reports what the provider charged (Commit), or gives the hold back when no
+// billable call happened (Release). WithReservation wraps that pattern: the
+// reservation is released unless the function committed it.
+//
+// Money is always an int64 number of nano-dollars (1e-9 USD). Requests and
+// responses are the generated protobuf types of tollgate.v1, re-exported here
+// under the same names (RouteRequest, Reservation, PoolState, ...), so that
+// callers import only this package; InputTokens, Messages and NewMessage build
+// the Prompt oneof.
+//
+// A budget refusal is returned as a *BudgetExceededError; other failures are
+// the gRPC status errors themselves, classified by IsUnavailable, IsNotFound,
+// IsInvalidArgument and IsReservationEnded.
+//
+// The tollgatev1 stubs are generated from proto/tollgate/v1/tollgate.proto,
+// not committed: run `go generate` in this directory (needs protoc,
+// protoc-gen-go and protoc-gen-go-grpc on PATH).
+package tollgate
+
+//go:generate protoc -I ../../proto --go_out=. --go_opt=module=github.com/tollgate/tollgate/clients/go --go_opt=Mtollgate/v1/tollgate.proto=github.com/tollgate/tollgate/clients/go/tollgatev1 --go-grpc_out=. --go-grpc_opt=module=github.com/tollgate/tollgate/clients/go --go-grpc_opt=Mtollgate/v1/tollgate.proto=github.com/tollgate/tollgate/clients/go/tollgatev1 tollgate/v1/tollgate.proto

@@ -1,0 +1,249 @@
+package tollgate_test
+
+// Against a real sidecar: run only when TOLLGATE_TARGET ("host:port") is set,
+// and the Unix-socket variants when TOLLGATE_UNIX_TARGET ("unix:///path") is
+// too. The refusal test needs the sidecar configured with
+//
+//	budgets: {overrides: {"org:tiny": {cap: "0.001", policy: hard}}}
+//
+// as tests/clients/test_go_client.py does.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	tollgate "github.com/tollgate/tollgate/clients/go"
+)
+
+func sidecar(t *testing.T, env string) *tollgate.Client {
+	t.Helper()
+	target := os.Getenv(env)
+	if target == "" {
+		t.Skipf("%s is not set: no sidecar to test against", env)
+	}
+	client, err := tollgate.Dial(context.Background(), target, tollgate.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatalf("Dial(%q): %v", target, err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
+}
+
+// org is a fresh organisation per test, so that tests never share a pool.
+func org(t *testing.T) *tollgate.Scope {
+	name := strings.ReplaceAll(t.Name(), "/", "-")
+	return &tollgate.Scope{OrgId: fmt.Sprintf("go-%s-%d", name, time.Now().UnixNano()), UserId: "alice"}
+}
+
+func pool(t *testing.T, pools []*tollgate.PoolState, id string) *tollgate.PoolState {
+	t.Helper()
+	for _, p := range pools {
+		if p.GetPoolId() == id {
+			return p
+		}
+	}
+	t.Fatalf("no pool %s in %v", id, pools)
+	return nil
+}
+
+// each runs test over TCP and, when TOLLGATE_UNIX_TARGET is set, over the Unix socket.
+func each(t *testing.T, test func(t *testing.T, client *tollgate.Client)) {
+	if os.Getenv("TOLLGATE_TARGET") == "" {
+		t.Skip("TOLLGATE_TARGET is not set: no sidecar to test against")
+	}
+	t.Run("tcp", func(t *testing.T) { test(t, sidecar(t, "TOLLGATE_TARGET")) })
+	t.Run("unix", func(t *testing.T) { test(t, sidecar(t, "TOLLGATE_UNIX_TARGET")) })
+}
+
+func TestIntegrationRouteReserveCommitReplay(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		scope := org(t)
+		route, err := client.Route(ctx, &tollgate.RouteRequest{
+			Scope:   scope,
+			Prompt:  tollgate.Messages(tollgate.NewMessage("user", "Extract every date from: signed 2024-03-01.")),
+			Signals: &tollgate.TaskSignals{TaskType: "extract"},
+			Reserve: true,
+		})
+		if err != nil {
+			t.Fatalf("Route: %v", err)
+		}
+		chosen, held := route.GetDecision().GetChosen(), route.GetReservation()
+		if chosen.GetTier() != "cheap" || held.GetReservationId() == "" || held.GetModel() != chosen.GetModel() ||
+			held.GetHeldNanos() <= 0 || held.GetExpiresAt() == nil {
+			t.Fatalf("Route answered %v", route)
+		}
+		org := pool(t, held.GetPools(), "org:"+scope.GetOrgId())
+		if org.GetHeldNanos() != held.GetHeldNanos() || org.GetLevel() != tollgate.PoolLevelOrg {
+			t.Fatalf("org pool after the hold: %v", org)
+		}
+
+		usage := &tollgate.Usage{InputTokens: 20, OutputTokens: 12}
+		first, err := client.Commit(ctx, held.GetReservationId(), usage)
+		if err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		if first.GetReplayed() || first.GetChargedNanos() <= 0 || first.GetReservationId() != held.GetReservationId() {
+			t.Fatalf("Commit answered %v", first)
+		}
+		again, err := client.Commit(ctx, held.GetReservationId(), usage)
+		if err != nil {
+			t.Fatalf("replayed Commit: %v", err)
+		}
+		if !again.GetReplayed() || again.GetChargedNanos() != first.GetChargedNanos() {
+			t.Fatalf("replayed Commit answered %v after %v", again, first)
+		}
+		_, err = client.Commit(ctx, held.GetReservationId(), &tollgate.Usage{InputTokens: 21, OutputTokens: 12})
+		if !tollgate.IsReservationEnded(err) {
+			t.Fatalf("a repeated commit with other figures: want FAILED_PRECONDITION, got %v", err)
+		}
+
+		pools, err := client.GetBudget(ctx, scope)
+		if err != nil {
+			t.Fatalf("GetBudget: %v", err)
+		}
+		if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetSpentNanos() != first.GetChargedNanos() || p.GetHeldNanos() != 0 {
+			t.Fatalf("org pool after the commit: %v", p)
+		}
+	})
+}
+
+func TestIntegrationBudgetRefusal(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		_, err := client.Reserve(context.Background(), &tollgate.ReserveRequest{
+			Scope:  &tollgate.Scope{OrgId: "tiny"},
+			Model:  "claude-opus-4-1",
+			Prompt: tollgate.InputTokens(5000),
+		})
+		var refused *tollgate.BudgetExceededError
+		if !errors.As(err, &refused) {
+			t.Fatalf("want a *BudgetExceededError, got %T: %v", err, err)
+		}
+		if refused.PoolID != "org:tiny" || refused.Level != tollgate.PoolLevelOrg || refused.Policy != tollgate.PolicyHard ||
+			refused.Limit != "cost" || refused.RequestedNanos <= refused.RemainingNanos || refused.RemainingNanos > 1_000_000 {
+			t.Fatalf("refusal %+v", *refused)
+		}
+		if refused.ResetsAt.IsZero() || !refused.ResetsAt.After(time.Now()) {
+			t.Fatalf("an org pool resets monthly, got ResetsAt %v", refused.ResetsAt)
+		}
+		if !tollgate.IsBudgetExceeded(err) || tollgate.IsUnavailable(err) {
+			t.Fatalf("classified wrongly: %v", err)
+		}
+	})
+}
+
+func TestIntegrationWithReservationReleasesOnError(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		scope := org(t)
+		res, err := client.Reserve(ctx, &tollgate.ReserveRequest{Scope: scope, Model: "gpt-4o", Prompt: tollgate.InputTokens(800)})
+		if err != nil {
+			t.Fatalf("Reserve: %v", err)
+		}
+		id := res.GetReservation().GetReservationId()
+		providerDown := errors.New("provider answered 503")
+		err = client.WithReservation(ctx, res.GetReservation(), func(ctx context.Context, held *tollgate.Held) error {
+			if _, err := held.Extend(ctx, 10*time.Minute); err != nil {
+				return err
+			}
+			return providerDown
+		})
+		if err != providerDown {
+			t.Fatalf("want the function's error back, got %v", err)
+		}
+		again, err := client.Release(ctx, id)
+		if err != nil || !again.GetReplayed() {
+			t.Fatalf("the reservation was not released on the way out: %v %v", again, err)
+		}
+		pools, err := client.GetBudget(ctx, scope)
+		if err != nil {
+			t.Fatalf("GetBudget: %v", err)
+		}
+		if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetHeldNanos() != 0 || p.GetSpentNanos() != 0 {
+			t.Fatalf("org pool after the release: %v", p)
+		}
+		if _, err := client.Commit(ctx, id, &tollgate.Usage{InputTokens: 800}); !tollgate.IsReservationEnded(err) {
+			t.Fatalf("commit after release: want FAILED_PRECONDITION, got %v", err)
+		}
+	})
+}
+
+func TestIntegrationWithReservationCommits(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		scope := org(t)
+		route, err := client.Route(ctx, &tollgate.RouteRequest{
+			Scope: scope, Prompt: tollgate.InputTokens(300), Signals: &tollgate.TaskSignals{TaskType: "classify"}, Reserve: true,
+		})
+		if err != nil {
+			t.Fatalf("Route: %v", err)
+		}
+		var charged int64
+		err = client.WithReservation(ctx, route.GetReservation(), func(ctx context.Context, held *tollgate.Held) error {
+			// ... the provider call with held.Model() goes here ...
+			resp, err := held.Commit(ctx, &tollgate.Usage{InputTokens: 300, OutputTokens: 5})
+			charged = resp.GetChargedNanos()
+			return err
+		})
+		if err != nil || charged <= 0 {
+			t.Fatalf("WithReservation: %v (charged %d)", err, charged)
+		}
+		pools, err := client.GetBudget(ctx, scope)
+		if err != nil {
+			t.Fatalf("GetBudget: %v", err)
+		}
+		if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetSpentNanos() != charged || p.GetHeldNanos() != 0 {
+			t.Fatalf("org pool after the commit: %v", p)
+		}
+	})
+}
+
+func TestIntegrationErrors(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		unknown := "000000000000000000000000." + org(t).GetOrgId()
+		if _, err := client.Commit(ctx, unknown, &tollgate.Usage{InputTokens: 1}); !tollgate.IsNotFound(err) {
+			t.Fatalf("Commit of an unknown id: want NOT_FOUND, got %v", err)
+		}
+		if _, err := client.Release(ctx, "not an id"); !tollgate.IsInvalidArgument(err) {
+			t.Fatalf("Release of a malformed id: want INVALID_ARGUMENT, got %v", err)
+		}
+		_, err := client.Reserve(ctx, &tollgate.ReserveRequest{Scope: &tollgate.Scope{}, Model: "gpt-4o", Prompt: tollgate.InputTokens(1)})
+		if !tollgate.IsInvalidArgument(err) {
+			t.Fatalf("Reserve without org: want INVALID_ARGUMENT, got %v", err)
+		}
+		if _, err := client.GetQuality(ctx); err != nil {
+			t.Fatalf("GetQuality: %v", err)
+		}
+	})
+}
+
+func TestIntegrationReserveIdempotencyKey(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		req := &tollgate.ReserveRequest{
+			Scope: org(t), Model: "gpt-4o-mini", Prompt: tollgate.InputTokens(100),
+			Reservation: &tollgate.ReservationOptions{IdempotencyKey: "job-42-step-1", TtlMs: 60_000},
+		}
+		first, err := client.Reserve(ctx, req)
+		if err != nil {
+			t.Fatalf("Reserve: %v", err)
+		}
+		again, err := client.Reserve(ctx, req)
+		if err != nil {
+			t.Fatalf("retried Reserve: %v", err)
+		}
+		if first.GetReservation().GetReplayed() || !again.GetReservation().GetReplayed() ||
+			again.GetReservation().GetReservationId() != first.GetReservation().GetReservationId() {
+			t.Fatalf("a retried Reserve held again: %v then %v", first.GetReservation(), again.GetReservation())
+		}
+		if _, err := client.Release(ctx, first.GetReservation().GetReservationId()); err != nil {
+			t.Fatalf("Release: %v", err)
+		}
+	})
+}

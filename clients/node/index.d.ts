@@ -1,0 +1,359 @@
+// Type declarations of @tollgate/client.
+//
+// Money is always a `bigint` of nano-dollars (1e-9 USD) in fields whose names
+// end in `Nanos`; token and call counts are `number`s; times are `Date`s;
+// proto enums are lower-case names without their prefix ("user", "hard"), ""
+// when unset.
+
+import type { Metadata, ChannelOptions, status } from "@grpc/grpc-js";
+
+/** The gRPC status codes (grpc-js `status`), to compare with `TollgateError.code`. */
+export declare const Status: typeof status;
+
+/** Where the sidecar listens unless configured otherwise: "127.0.0.1:50551". */
+export declare const DEFAULT_TARGET: string;
+/** The deadline of each call unless configured otherwise: 2000 ms. */
+export declare const DEFAULT_TIMEOUT_MS: number;
+/** Nano-dollars in one US dollar. */
+export declare const NANOS_PER_USD: bigint;
+/** Trailing-metadata key of the serialized `tollgate.v1.BudgetExceeded`: "tollgate-budget-exceeded-bin". */
+export declare const BUDGET_EXCEEDED_TRAILER: string;
+/** The standard trailer with a serialized `google.rpc.Status`: "grpc-status-details-bin". */
+export declare const STATUS_DETAILS_TRAILER: string;
+
+/** Request priority: only "high" may use a pool's priority reserve. */
+export type Priority = "normal" | "high";
+
+/** Who is spending. Each level with an id may have a budget pool in the sidecar. Unknown keys are refused. */
+export interface Scope {
+  /** Organisation id (the tenant). Required. */
+  org: string;
+  /** Team id within the organisation. */
+  team?: string;
+  /** End-user id. */
+  user?: string;
+  /** Session or agent-run id. */
+  session?: string;
+  /** Free-form labels carried into the decision log; they never select pools. */
+  tags?: Record<string, string> | Map<string, string>;
+  /** "normal" (the default) or "high". */
+  priority?: Priority;
+}
+
+/** A chat message's content: a string, or provider-style parts of which the text ones are counted. */
+export type MessageContent = string | null | undefined | ReadonlyArray<string | { text?: string; [key: string]: unknown }>;
+
+/** One chat message: `{ role, content }` (extra keys such as `name` are ignored) or a `[role, content]` pair. */
+export type MessageLike = { role: string; content?: MessageContent; [key: string]: unknown } | readonly [string, MessageContent];
+
+/** A non-negative integer: a number (a safe integer) or a bigint (at most 2^63-1). */
+export type Count = number | bigint;
+
+/** The prompt: exactly one of `messages` and `inputTokens`. */
+export type PromptOptions =
+  | { /** The messages to be sent; the sidecar counts their tokens. */ messages: Iterable<MessageLike>; inputTokens?: null }
+  | { messages?: null; /** Input tokens already counted by the application. */ inputTokens: Count };
+
+/** Options of `route()`. Unknown keys are refused. */
+export type RouteOptions = PromptOptions & {
+  /** Application-defined task type such as "extract" or "planning". */
+  taskType?: string;
+  /** Agent mode such as "code" or "architect". */
+  agentMode?: string;
+  /** Explicit minimum tier name from the sidecar's tier order, e.g. "medium". */
+  minTier?: string;
+  needsTools?: boolean;
+  needsVision?: boolean;
+  needsJson?: boolean;
+  /** The output-token limit passed to the provider; 0 (the default) for none. */
+  maxOutputTokens?: Count;
+  /** Also reserve for the chosen model, in the same round trip. */
+  reserve?: boolean;
+  /** With `reserve`: a retry with the same key returns the same reservation. */
+  idempotencyKey?: string;
+  /** With `reserve`: the reservation's time to live in ms; 0 (the default) for the sidecar's. */
+  ttlMs?: Count;
+};
+
+/** Options of `reserve()`. Unknown keys are refused. */
+export type ReserveOptions = PromptOptions & {
+  /** Task type, used to estimate output tokens from history. */
+  taskType?: string;
+  /** The output-token limit passed to the provider; 0 (the default) for none. */
+  maxOutputTokens?: Count;
+  /** A retry with the same key returns the same reservation. */
+  idempotencyKey?: string;
+  /** The reservation's time to live in ms; 0 (the default) for the sidecar's. */
+  ttlMs?: Count;
+};
+
+/**
+ * Token usage of one provider call, as reported to `commit()`. `inputTokens`
+ * includes the cached ones; `outputTokens` excludes reasoning tokens.
+ */
+export interface Usage {
+  inputTokens: Count;
+  /** The part of `inputTokens` served from the provider's prompt cache. */
+  cachedInputTokens?: Count;
+  outputTokens?: Count;
+  /** Reasoning tokens; billed as output. */
+  reasoningTokens?: Count;
+}
+
+/** What the usage helpers return. */
+export interface ProviderUsage extends Usage {
+  inputTokens: number;
+  cachedInputTokens: number;
+  outputTokens: number;
+  reasoningTokens: number;
+}
+
+/** The state of one budget pool. */
+export interface PoolState {
+  /** "org:ORG", "team:ORG/TEAM", "user:ORG/USER" or "session:ORG/SESSION". */
+  readonly poolId: string;
+  /** "request", "session", "user", "team" or "org". */
+  readonly level: string;
+  /** "hard", "soft" or "warn". */
+  readonly policy: string;
+  readonly capNanos: bigint;
+  /** The part of the cap normal-priority requests may use. */
+  readonly usableCapNanos: bigint;
+  readonly spentNanos: bigint;
+  readonly heldNanos: bigint;
+  /** usableCap - spent - held; may be negative after an overshoot. */
+  readonly remainingNanos: bigint;
+  /** When the current window ends; null for pools without a window. */
+  readonly resetsAt: Date | null;
+  readonly calls: number;
+  /** 0 when not capped. */
+  readonly maxCalls: number;
+  readonly tokens: number;
+  /** 0 when not capped. */
+  readonly maxTokens: number;
+  readonly warning: boolean;
+}
+
+/** Money held against every pool in a scope until committed, released or expired. */
+export interface Reservation {
+  readonly reservationId: string;
+  readonly model: string;
+  /** The estimated cost times the sidecar's margin. */
+  readonly heldNanos: bigint;
+  readonly expiresAt: Date;
+  readonly pools: readonly PoolState[];
+  /** True when this answer repeats an earlier request with the same idempotency key. */
+  readonly replayed: boolean;
+}
+
+/** A model that could serve the request, with its estimated cost before the margin. */
+export interface Candidate {
+  readonly model: string;
+  readonly provider: string;
+  readonly tier: string;
+  readonly estimatedCostNanos: bigint;
+}
+
+/** The answer to `route()`: which model to call, why, and what it should cost. */
+export interface Decision {
+  readonly model: string;
+  readonly provider: string;
+  readonly tier: string;
+  /** Human-readable, e.g. "rule task_type=extract -> cheap". */
+  readonly reason: string;
+  /** "rule" or "difficulty". */
+  readonly source: string;
+  readonly requiredTier: string;
+  /** Heuristic difficulty in [0, 1] (when `source` is "difficulty"). */
+  readonly difficulty: number;
+  readonly estimatedInputTokens: number;
+  readonly estimatedOutputTokens: number;
+  readonly estimatedCostNanos: bigint;
+  /** "admitted", "downgraded" or "warned". */
+  readonly outcome: string;
+  /** Alternatives to try on provider errors, best first. */
+  readonly fallbacks: readonly Candidate[];
+  /** Set when the route asked to reserve. */
+  readonly reservation: Reservation | null;
+}
+
+/** The answer to `reserve()`: the reservation and the estimate it was sized from. */
+export interface ReserveResult {
+  readonly reservation: Reservation;
+  readonly estimatedInputTokens: number;
+  readonly estimatedOutputTokens: number;
+  readonly estimatedCostNanos: bigint;
+}
+
+/** The answer to `commit()`. */
+export interface CommitResult {
+  readonly reservationId: string;
+  /** The actual cost, charged in full to every pool. */
+  readonly chargedNanos: bigint;
+  /** The part of the charge above the hold. */
+  readonly overshootNanos: bigint;
+  /** The part of the hold given back. */
+  readonly releasedNanos: bigint;
+  readonly pools: readonly PoolState[];
+  /** True when this answer repeats an earlier identical commit. */
+  readonly replayed: boolean;
+}
+
+/** The answer to `release()`. */
+export interface ReleaseResult {
+  readonly reservationId: string;
+  readonly releasedNanos: bigint;
+  readonly pools: readonly PoolState[];
+  readonly replayed: boolean;
+}
+
+/** The answer to `extend()`. */
+export interface ExtendResult {
+  readonly reservationId: string;
+  readonly expiresAt: Date;
+}
+
+/** What `withReservation()` accepts: a `route(..., { reserve: true })` decision, a reserve result or a reservation. */
+export type ReservationSource = Decision | ReserveResult | Reservation;
+
+/** Options of `new TollgateClient()`. */
+export interface ClientOptions {
+  /** The deadline of each call in milliseconds (default 2000). */
+  timeoutMs?: number;
+  /** Headers sent with every call, e.g. an authorization header a proxy checks. */
+  metadata?: Metadata | Record<string, string | Buffer | Array<string | Buffer>>;
+  /** The tollgate/v1/tollgate.proto to load instead of the bundled or repository copy. */
+  protoPath?: string;
+  /** Extra grpc-js channel options. */
+  channelOptions?: ChannelOptions;
+}
+
+/**
+ * Client of the Tollgate sidecar. Every method returns a promise; a failed RPC
+ * rejects with a `TollgateError` subclass, and arguments the client can check
+ * itself reject with a `TypeError` or `RangeError` before anything is sent.
+ */
+export declare class TollgateClient {
+  /** @param target "host:port" (default "127.0.0.1:50551") or "unix:///path/to.sock" */
+  constructor(target?: string, options?: ClientOptions);
+  readonly target: string;
+  readonly timeoutMs: number;
+  /** Pick the cheapest capable model for a call and, with `reserve: true`, hold its cost. */
+  route(scope: Scope, options: RouteOptions): Promise<Decision>;
+  /** Hold the estimated cost of a call to `model` against every pool in `scope`, all or none. */
+  reserve(scope: Scope, model: string, options: ReserveOptions): Promise<ReserveResult>;
+  /** Report what the provider call used; the hold is reconciled and the rest released. Idempotent. */
+  commit(reservationId: string, usage: Usage): Promise<CommitResult>;
+  /** End a reservation without charging, when no billable call happened. Idempotent. */
+  release(reservationId: string): Promise<ReleaseResult>;
+  /** Push a reservation's expiry out to `ttlMs` from now (0, the default, for the sidecar's default). */
+  extend(reservationId: string, ttlMs?: Count): Promise<ExtendResult>;
+  /** The current state of every budget pool in `scope`, broadest level last. */
+  getBudget(scope: Scope): Promise<readonly PoolState[]>;
+  /**
+   * Run `fn` with the reservation held and release it unless `fn` committed or
+   * released it. If `fn` throws, the reservation is released and the original
+   * error rethrown (a failed release is attached to it as `releaseError`).
+   * Once `held.commit()` has been called nothing is released, even if the
+   * commit failed. Resolves to what `fn` returned.
+   */
+  withReservation<T>(source: ReservationSource, fn: (held: HeldReservation) => T | Promise<T>): Promise<T>;
+  /** Close the channel; calls in flight are cancelled and later calls reject. */
+  close(): void;
+}
+
+/** A reservation being held inside `withReservation()`. */
+export declare class HeldReservation {
+  private constructor();
+  /** The reservation as it was made. */
+  readonly reservation: Reservation;
+  readonly reservationId: string;
+  readonly model: string;
+  /** When the reservation expires, updated by `extend()`. */
+  readonly expiresAt: Date;
+  /** Whether `commit()` or `release()` has been called, so nothing is released on the way out. */
+  readonly settled: boolean;
+  /** The answer to the commit or release that settled the reservation, once it succeeded. */
+  readonly result: CommitResult | ReleaseResult | null;
+  commit(usage: Usage): Promise<CommitResult>;
+  release(): Promise<ReleaseResult>;
+  extend(ttlMs?: Count): Promise<ExtendResult>;
+}
+
+/** Options of the error constructors. */
+export interface TollgateErrorOptions {
+  metadata?: Metadata | null;
+  cause?: unknown;
+}
+
+/** Root of the errors raised for an RPC the sidecar refused or could not answer. */
+export declare class TollgateError extends Error {
+  constructor(code: number, details?: string, options?: TollgateErrorOptions);
+  /** The numeric gRPC status; compare with `Status.*`. */
+  readonly code: number;
+  /** Its name, e.g. "RESOURCE_EXHAUSTED". */
+  readonly codeName: string;
+  /** The sidecar's message. */
+  readonly details: string;
+  /** The call's trailing metadata, when there was a call. */
+  readonly metadata: Metadata | null;
+}
+
+/** Which pool refused a call, and by how much. */
+export interface BudgetRefusal {
+  /** e.g. "org:acme" or "user:acme/alice". */
+  readonly poolId: string;
+  /** "request", "session", "user", "team" or "org". */
+  readonly level: string;
+  /** "hard", "soft" or "warn". */
+  readonly policy: string;
+  /** "cost", "calls" or "tokens". */
+  readonly limit: string;
+  /** What the call needed, in the unit of the limit (nano-dollars for cost). */
+  readonly requestedNanos: bigint;
+  /** What the pool had left for this request's priority, in the unit of the limit. */
+  readonly remainingNanos: bigint;
+  /** When the pool's window resets; null if it never does. */
+  readonly resetsAt: Date | null;
+}
+
+/**
+ * A budget pool in the scope cannot admit the call (RESOURCE_EXHAUSTED). The
+ * refusal fields are "", 0n and null when the status came without the
+ * sidecar's BudgetExceeded detail.
+ */
+export declare class BudgetExceededError extends TollgateError implements BudgetRefusal {
+  constructor(code: number, details?: string, refusal?: Partial<BudgetRefusal>, options?: TollgateErrorOptions);
+  readonly poolId: string;
+  readonly level: string;
+  readonly policy: string;
+  readonly limit: string;
+  readonly requestedNanos: bigint;
+  readonly remainingNanos: bigint;
+  readonly resetsAt: Date | null;
+}
+
+/** The sidecar rejected the request as malformed or out of range (INVALID_ARGUMENT). */
+export declare class InvalidRequestError extends TollgateError {}
+/** No reservation has this id (NOT_FOUND). */
+export declare class ReservationNotFoundError extends TollgateError {}
+/** Already committed, released or expired, or a repeated commit with other figures (FAILED_PRECONDITION). */
+export declare class ReservationEndedError extends TollgateError {}
+/** The sidecar did not answer (UNAVAILABLE, DEADLINE_EXCEEDED); every call may be retried. */
+export declare class UnavailableError extends TollgateError {}
+
+/** The client error for a failed grpc-js call (`code`, `details`, `metadata`); the original becomes `cause`. */
+export declare function fromGrpcError(error: unknown, options?: { protoPath?: string }): TollgateError;
+/** A serialized `tollgate.v1.BudgetExceeded` (the `tollgate-budget-exceeded-bin` trailer) decoded. */
+export declare function decodeBudgetExceeded(bytes: Uint8Array, options?: { protoPath?: string }): BudgetRefusal;
+
+/** Usage of an OpenAI Chat Completions or Responses API response (or final stream chunk). */
+export declare function usageFromOpenAI(response: unknown): ProviderUsage;
+/** Usage of an Anthropic Messages API response (or final stream event). */
+export declare function usageFromAnthropic(response: unknown): ProviderUsage;
+
+/** An amount of nano-dollars as dollars, e.g. 1_234_567_000n → "$1.234567". */
+export declare function formatUsd(nanos: bigint | number): string;
+
+/** The tollgate.proto loaded when no `protoPath` is given. */
+export declare function defaultProtoPath(): string;

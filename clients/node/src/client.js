@@ -1,0 +1,183 @@
+// The promise client of the Tollgate sidecar.
+
+import * as grpc from "@grpc/grpc-js";
+
+import { fromGrpcError } from "./errors.js";
+import { loadProtos } from "./proto.js";
+import { withReservation } from "./reservation.js";
+import * as wire from "./wire.js";
+
+/** Where the sidecar listens unless configured otherwise. */
+export const DEFAULT_TARGET = "127.0.0.1:50551";
+
+/** The deadline of each call unless configured otherwise, in milliseconds. */
+export const DEFAULT_TIMEOUT_MS = 2000;
+
+const CHANNEL_OPTIONS = Object.freeze({
+  // The sidecar runs next to the application; a proxy taken from http_proxy in
+  // the environment would at best add a hop and at worst not reach loopback at all.
+  "grpc.enable_http_proxy": 0,
+});
+
+/**
+ * Client of the Tollgate sidecar.
+ *
+ * `target` is "host:port" or "unix:///path/to.sock". Options: `timeoutMs`, the
+ * deadline of each call; `metadata`, headers sent with every call (for example
+ * an authorization header a proxy in front of the sidecar checks); `protoPath`,
+ * the tollgate.proto to load instead of the bundled or repository copy;
+ * `channelOptions`, extra grpc-js channel options. The connection is opened on
+ * the first call. Close the client with close().
+ *
+ * Money is a BigInt of nano-dollars in every result; token and call counts are
+ * numbers. Failed calls reject with a TollgateError subclass.
+ */
+export class TollgateClient {
+  #target;
+  #timeoutMs;
+  #metadata;
+  #protoPath;
+  /** @type {import("@grpc/grpc-js").Client & Record<string, Function>} */
+  #stub;
+  #closed = false;
+
+  /**
+   * @param {string} [target]
+   * @param {import("../index.js").ClientOptions} [options]
+   */
+  constructor(target = DEFAULT_TARGET, options = {}) {
+    if (typeof target !== "string" || target === "") {
+      throw new TypeError('target must be "host:port" or "unix:///path/to.sock"');
+    }
+    const { timeoutMs = DEFAULT_TIMEOUT_MS, metadata = {}, protoPath, channelOptions = {} } = options;
+    if (typeof timeoutMs !== "number" || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
+      throw new RangeError(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
+    }
+    this.#target = target;
+    this.#timeoutMs = timeoutMs;
+    this.#metadata = toMetadata(metadata);
+    const protos = loadProtos(protoPath);
+    this.#protoPath = protos.protoPath;
+    this.#stub = /** @type {any} */ (
+      new protos.TollgateService(target, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, ...channelOptions })
+    );
+  }
+
+  /** The sidecar's address: "host:port" or "unix:///path/to.sock". */
+  get target() {
+    return this.#target;
+  }
+
+  /** The deadline of every call, in milliseconds. */
+  get timeoutMs() {
+    return this.#timeoutMs;
+  }
+
+  /**
+   * Pick the cheapest capable model for a call and, with `reserve: true`, hold its cost.
+   * Exactly one of `messages` and `inputTokens` is required.
+   * @param {import("../index.js").Scope} scope
+   * @param {import("../index.js").RouteOptions} options
+   */
+  async route(scope, options) {
+    return this.#call("Route", wire.routeRequest(scope, options), wire.decision);
+  }
+
+  /**
+   * Hold the estimated cost of a call to `model` against every pool in `scope`, all or none.
+   * Exactly one of `messages` and `inputTokens` is required.
+   * @param {import("../index.js").Scope} scope
+   * @param {string} model
+   * @param {import("../index.js").ReserveOptions} options
+   */
+  async reserve(scope, model, options) {
+    return this.#call("Reserve", wire.reserveRequest(scope, model, options), wire.reserveResult);
+  }
+
+  /**
+   * Report what the provider call used; the hold is reconciled and the rest released.
+   * @param {string} reservationId
+   * @param {import("../index.js").Usage} usage
+   */
+  async commit(reservationId, usage) {
+    return this.#call("Commit", wire.commitRequest(reservationId, usage), wire.commitResult);
+  }
+
+  /**
+   * End a reservation without charging, when no billable call happened.
+   * @param {string} reservationId
+   */
+  async release(reservationId) {
+    return this.#call("Release", wire.releaseRequest(reservationId), wire.releaseResult);
+  }
+
+  /**
+   * Push a reservation's expiry out to `ttlMs` from now (0 = the sidecar's default).
+   * @param {string} reservationId
+   * @param {number | bigint} [ttlMs]
+   */
+  async extend(reservationId, ttlMs = 0) {
+    return this.#call("Extend", wire.extendRequest(reservationId, ttlMs), wire.extendResult);
+  }
+
+  /**
+   * The current state of every budget pool in `scope`, broadest level last.
+   * @param {import("../index.js").Scope} scope
+   */
+  async getBudget(scope) {
+    return this.#call("GetBudget", wire.getBudgetRequest(scope), wire.budget);
+  }
+
+  /**
+   * Run `fn` with a reservation held and release it unless `fn` committed or
+   * released it. If `fn` throws, the reservation is released and the original
+   * error rethrown (a failed release is attached to it as `releaseError`).
+   * Once commit has been called nothing is released, even if the commit failed.
+   * Resolves to what `fn` returned.
+   * @template T
+   * @param {import("../index.js").ReservationSource} source
+   * @param {(held: import("./reservation.js").HeldReservation) => T | Promise<T>} fn
+   * @returns {Promise<T>}
+   */
+  async withReservation(source, fn) {
+    return withReservation(this, source, fn);
+  }
+
+  /** Close the channel; calls in flight are cancelled. */
+  close() {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#stub.close();
+  }
+
+  /**
+   * @template R
+   * @param {string} method
+   * @param {object} request
+   * @param {(response: any) => R} convert
+   * @returns {Promise<R>}
+   */
+  #call(method, request, convert) {
+    if (this.#closed) return Promise.reject(new Error("this TollgateClient is closed"));
+    const deadline = Date.now() + this.#timeoutMs;
+    return new Promise((resolve, reject) => {
+      this.#stub[method](request, this.#metadata.clone(), { deadline }, (/** @type {any} */ error, /** @type {any} */ response) => {
+        if (error) reject(fromGrpcError(error, { protoPath: this.#protoPath }));
+        else resolve(convert(response));
+      });
+    });
+  }
+}
+
+/** @param {import("@grpc/grpc-js").Metadata | Record<string, string | Buffer | Array<string | Buffer>>} value */
+function toMetadata(value) {
+  if (value instanceof grpc.Metadata) return value.clone();
+  if (value === null || typeof value !== "object") {
+    throw new TypeError("metadata must be an object of header names to values, or a grpc-js Metadata");
+  }
+  const metadata = new grpc.Metadata();
+  for (const [key, entry] of Object.entries(value)) {
+    for (const item of Array.isArray(entry) ? entry : [entry]) metadata.add(key, item);
+  }
+  return metadata;
+}

@@ -1,0 +1,172 @@
+// The client against a real sidecar. Runs only when TOLLGATE_TARGET
+// ("host:port") is set, and once more over TOLLGATE_UNIX_TARGET
+// ("unix:///path.sock") when that is set too. The sidecar's config must cap
+// the org "tiny" at $0.001 with a hard policy:
+//   budgets.overrides: {"org:tiny": {cap: "0.001", policy: hard}}
+
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+
+import {
+  BudgetExceededError,
+  InvalidRequestError,
+  ReservationEndedError,
+  ReservationNotFoundError,
+  Status,
+  TollgateClient,
+  usageFromAnthropic,
+  usageFromOpenAI,
+} from "../src/index.js";
+
+const TRANSPORTS = [
+  ["TCP", process.env.TOLLGATE_TARGET, "TOLLGATE_TARGET"],
+  ["a Unix socket", process.env.TOLLGATE_UNIX_TARGET, "TOLLGATE_UNIX_TARGET"],
+];
+
+const MESSAGES = [{ role: "user", content: "Classify this ticket: 'I was charged twice'" }];
+
+for (const [transport, target, variable] of TRANSPORTS) {
+  const skip = process.env.TOLLGATE_TARGET && target ? false : `set ${variable} to run against a live sidecar`;
+
+  describe(`against a live sidecar over ${transport}`, { skip }, () => {
+    /** @type {TollgateClient} */
+    let client;
+    // A fresh user and session per test, so their pools start empty; org:acme is shared.
+    const run = randomUUID().slice(0, 8);
+    const scopeFor = (name) => ({ org: "acme", user: `node-${run}-${name}`, session: `s-${run}-${name}` });
+    const own = (pools) => pools.filter((p) => p.level === "user" || p.level === "session");
+
+    before(() => {
+      client = new TollgateClient(target, { timeoutMs: 10_000 });
+    });
+    after(() => client.close());
+
+    it("routes with a reservation, commits, and replays the commit", async () => {
+      const scope = scopeFor("commit");
+      const decision = await client.route(scope, { messages: MESSAGES, taskType: "classify", reserve: true });
+      assert.equal(decision.tier, "cheap");
+      assert.equal(decision.source, "rule");
+      assert.ok(decision.model);
+      assert.equal(typeof decision.estimatedCostNanos, "bigint");
+      assert.ok(decision.estimatedCostNanos > 0n);
+      assert.ok(decision.reservation, "route with reserve: true returns a reservation");
+      assert.equal(decision.reservation.model, decision.model);
+      assert.ok(decision.reservation.heldNanos >= decision.estimatedCostNanos);
+      assert.ok(decision.reservation.expiresAt instanceof Date);
+      assert.ok(decision.reservation.expiresAt.getTime() > Date.now());
+
+      const response = { usage: { prompt_tokens: 20, completion_tokens: 8, prompt_tokens_details: { cached_tokens: 0 } } };
+      const result = await client.withReservation(decision, async (held) => {
+        assert.equal(held.reservationId, decision.reservation.reservationId);
+        return held.commit(usageFromOpenAI(response));
+      });
+      assert.ok(result.chargedNanos > 0n);
+      assert.equal(result.replayed, false);
+      assert.equal(result.chargedNanos + result.releasedNanos - result.overshootNanos, decision.reservation.heldNanos);
+
+      const again = await client.commit(decision.reservation.reservationId, { inputTokens: 20, outputTokens: 8 });
+      assert.equal(again.replayed, true);
+      assert.equal(again.chargedNanos, result.chargedNanos);
+
+      await assert.rejects(
+        client.commit(decision.reservation.reservationId, { inputTokens: 21, outputTokens: 8 }),
+        (error) => error instanceof ReservationEndedError && error.code === Status.FAILED_PRECONDITION,
+      );
+
+      const pools = await client.getBudget(scope);
+      const user = pools.find((p) => p.level === "user");
+      assert.equal(user.poolId, `user:acme/${scope.user}`);
+      assert.equal(user.spentNanos, result.chargedNanos);
+      assert.equal(user.heldNanos, 0n);
+      assert.equal(user.calls, 1);
+    });
+
+    it("decodes a budget refusal's RESOURCE_EXHAUSTED details", async () => {
+      const error = await client
+        .reserve({ org: "tiny" }, "claude-opus-4-1", { inputTokens: 5000 })
+        .then(() => assert.fail("org tiny should refuse a $0.001+ hold"), (e) => e);
+      assert.ok(error instanceof BudgetExceededError, String(error));
+      assert.equal(error.code, Status.RESOURCE_EXHAUSTED);
+      assert.equal(error.codeName, "RESOURCE_EXHAUSTED");
+      assert.match(error.details, /org:tiny/);
+      assert.equal(error.poolId, "org:tiny");
+      assert.equal(error.level, "org");
+      assert.equal(error.policy, "hard");
+      assert.equal(error.limit, "cost");
+      assert.equal(typeof error.requestedNanos, "bigint");
+      assert.ok(error.requestedNanos > error.remainingNanos);
+      assert.ok(error.remainingNanos <= 1_000_000n, "the cap is $0.001 = 1,000,000 nano-dollars");
+      assert.ok(error.resetsAt instanceof Date && error.resetsAt.getTime() > Date.now());
+      // The sidecar sends the detail in both trailers.
+      assert.equal(error.metadata.get("tollgate-budget-exceeded-bin").length, 1);
+      assert.equal(error.metadata.get("grpc-status-details-bin").length, 1);
+    });
+
+    it("releases the hold when the withReservation callback throws", async () => {
+      const scope = scopeFor("throw");
+      const decision = await client.route(scope, { inputTokens: 1000, taskType: "codegen", reserve: true });
+      const held = own(await client.getBudget(scope));
+      assert.equal(held.length, 2);
+      assert.ok(held.every((p) => p.heldNanos === decision.reservation.heldNanos));
+
+      const failure = new Error("provider down");
+      await assert.rejects(
+        client.withReservation(decision, async () => {
+          throw failure;
+        }),
+        (error) => error === failure,
+      );
+      await assert.rejects(
+        client.commit(decision.reservation.reservationId, { inputTokens: 1 }),
+        (error) => error instanceof ReservationEndedError && /released/.test(error.details),
+      );
+      const pools = own(await client.getBudget(scope));
+      assert.equal(pools.length, 2);
+      assert.ok(pools.every((p) => p.heldNanos === 0n && p.spentNanos === 0n));
+    });
+
+    it("releases the hold when the callback returns without committing", async () => {
+      const scope = scopeFor("return");
+      const reserved = await client.reserve(scope, "claude-haiku-4-5", { messages: MESSAGES, maxOutputTokens: 100 });
+      assert.ok(reserved.reservation.heldNanos > 0n);
+      assert.equal(await client.withReservation(reserved, () => "no billable call"), "no billable call");
+      const again = await client.release(reserved.reservation.reservationId);
+      assert.equal(again.replayed, true);
+      assert.equal(again.releasedNanos, reserved.reservation.heldNanos);
+      assert.ok(own(await client.getBudget(scope)).every((p) => p.heldNanos === 0n));
+    });
+
+    it("replays a reserve by idempotency key, extends it and commits Anthropic usage", async () => {
+      const scope = scopeFor("idempotent");
+      const options = { inputTokens: 100, idempotencyKey: `k-${run}`, ttlMs: 120_000 };
+      const first = await client.reserve(scope, "claude-sonnet-4-5", options);
+      const second = await client.reserve(scope, "claude-sonnet-4-5", options);
+      assert.equal(first.reservation.replayed, false);
+      assert.equal(second.reservation.replayed, true);
+      assert.equal(second.reservation.reservationId, first.reservation.reservationId);
+
+      const extended = await client.extend(first.reservation.reservationId, 600_000);
+      assert.ok(extended.expiresAt > first.reservation.expiresAt);
+      const result = await client.withReservation(first, async (held) => {
+        await held.extend(300_000);
+        return held.commit(usageFromAnthropic({ usage: { input_tokens: 60, cache_read_input_tokens: 40, output_tokens: 30 } }));
+      });
+      assert.ok(result.chargedNanos > 0n);
+      const user = (await client.getBudget(scope)).find((p) => p.level === "user");
+      assert.equal(user.spentNanos, result.chargedNanos);
+      assert.equal(user.tokens, 130);
+    });
+
+    it("maps the sidecar's refusals of bad requests", async () => {
+      await assert.rejects(
+        client.reserve(scopeFor("bad"), "no-such-model", { inputTokens: 1 }),
+        (error) => error instanceof InvalidRequestError && /no-such-model/.test(error.details),
+      );
+      await assert.rejects(
+        client.release("000000000000000000000000.acme"),
+        (error) => error instanceof ReservationNotFoundError && error.code === Status.NOT_FOUND,
+      );
+    });
+  });
+}

@@ -1,0 +1,115 @@
+"""The Node.js client (clients/node) against a real sidecar: ``node --test`` over TCP and a Unix socket."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sidecar_process import ROOT, SidecarProcess, write_config
+
+NODE_DIR = ROOT / "clients" / "node"
+STAMP = NODE_DIR / "node_modules" / ".tollgate-npm-ci-stamp"
+MIN_NODE_MAJOR = 18
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"`{name}` is not on PATH: the Node.js client's tests need Node.js >= {MIN_NODE_MAJOR} and npm",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    node = _tool("node")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    match = re.match(r"v(\d+)\.", version)
+    if match is None or int(match.group(1)) < MIN_NODE_MAJOR:
+        pytest.fail(f"the Node.js client needs Node.js >= {MIN_NODE_MAJOR}, found {version!r}", pytrace=False)
+    return node
+
+
+@pytest.fixture(scope="module")
+def node_modules(node: str) -> Path:
+    """``npm ci`` in clients/node, skipped while node_modules matches package-lock.json and this node."""
+    npm = _tool("npm")
+    version = subprocess.run([node, "--version"], capture_output=True, text=True, check=True).stdout.strip()
+    wanted = hashlib.sha256((NODE_DIR / "package-lock.json").read_bytes() + version.encode()).hexdigest()
+    if STAMP.is_file() and STAMP.read_text().strip() == wanted:
+        return STAMP.parent
+    result = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_DIR, capture_output=True, text=True, timeout=600,
+    )
+    if result.returncode != 0:
+        pytest.fail(f"npm ci in {NODE_DIR} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}",
+                    pytrace=False)
+    # npm ci empties node_modules first, so a stale stamp never survives a reinstall.
+    STAMP.write_text(wanted + "\n")
+    return STAMP.parent
+
+
+def _config(data: dict[str, Any]) -> None:
+    # The live tests' refusal case: reserving claude-opus-4-1 for 5,000 input tokens does not fit $0.001.
+    data["budgets"]["overrides"] = {"org:tiny": {"cap": "0.001", "policy": "hard"}}
+    # Routing in these tests is decided by task-type rules; the learned difficulty model plays no part.
+    data["routing"]["classifier"] = "none"
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    tmp = tmp_path_factory.mktemp("node-client")
+    with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", _config), store="memory",
+                        unix_socket=tmp / "t.sock") as proc:
+        yield proc
+
+
+def _node_test(node: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
+    files = sorted(str(path.relative_to(NODE_DIR)) for path in (NODE_DIR / "test").glob("*.test.js"))
+    assert files, f"no test files in {NODE_DIR / 'test'}"
+    result = subprocess.run(
+        [node, "--test", "--test-reporter=tap", *files],
+        cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=300,
+    )
+    return result, f"{result.stdout}\n{result.stderr}"
+
+
+def _summary(output: str, name: str) -> int:
+    match = re.search(rf"^# {name} (\d+)$", output, re.MULTILINE)
+    assert match is not None, f"no '# {name}' line in node's output:\n{output}"
+    return int(match.group(1))
+
+
+def _env(**targets: str) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TOLLGATE_")}
+    return {**env, **targets}
+
+
+def test_node_client_against_a_live_sidecar(node: str, node_modules: Path, sidecar: SidecarProcess) -> None:
+    result, output = _node_test(node, _env(
+        TOLLGATE_TARGET=sidecar.target,
+        TOLLGATE_UNIX_TARGET=f"unix://{sidecar.unix_socket}",
+    ))
+    assert result.returncode == 0, (
+        f"node --test failed ({result.returncode}):\n{output}\n--- sidecar log ---\n{sidecar.logs()[-8000:]}"
+    )
+    assert "# SKIP" not in output, f"some Node.js tests were skipped although both targets were set:\n{output}"
+    assert _summary(output, "fail") == 0 and _summary(output, "pass") == _summary(output, "tests") > 0, output
+
+
+def test_node_unit_tests_need_no_sidecar(node: str, node_modules: Path) -> None:
+    result, output = _node_test(node, _env())
+    assert result.returncode == 0, f"node --test failed ({result.returncode}) without a sidecar:\n{output}"
+    assert re.search(r"over TCP # SKIP set TOLLGATE_TARGET", output), f"the live tests did not skip:\n{output}"
+    assert _summary(output, "fail") == 0 and _summary(output, "pass") > 0, output
