@@ -100,6 +100,29 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_quality(args: argparse.Namespace) -> int:
+    from tollgate_client import Client
+
+    with Client(args.target) as client:
+        report = client.get_quality()
+    if args.json:
+        print(json.dumps([dataclasses.asdict(t) for t in report], default=str, indent=2))
+        return 0
+    print(f"{'task type':<20} {'shadow match':>22} {'n':>5}  {'guard':<24} {'escalations cost':>16}  feedback by tier")
+    for t in report:
+        shadow = "-"
+        if t.shadow_samples:
+            shadow = f"{t.shadow_match:.0%} ({t.shadow_match_low:.0%}-{t.shadow_match_high:.0%})"
+        guard = "-"
+        if t.guard_min_tier and t.guard_since:
+            guard = f"{t.guard_min_tier} since {t.guard_since:%Y-%m-%d %H:%M}"
+        tiers = ", ".join(f"{q.tier} {q.quality:.0%} ({q.quality_low:.0%}-{q.quality_high:.0%}, n={q.samples})"
+                          for q in t.tiers) or "-"
+        print(f"{t.task_type or '<none>':<20} {shadow:>22} {t.shadow_samples:>5}  {guard:<24} "
+              f"{format_usd(t.escalation_cost_nanos, 4):>16}  {tiers}")
+    return 0
+
+
 def _cmd_budget(args: argparse.Namespace) -> int:
     from tollgate_client import Client, Scope
 
@@ -238,6 +261,11 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--session", default="")
     budget.add_argument("--json", action="store_true")
     budget.set_defaults(func=_cmd_budget)
+
+    quality = sub.add_parser("quality", help="quality per task type and tier, and the guard's minimum tiers")
+    quality.add_argument("--target", default=DEFAULT_TARGET)
+    quality.add_argument("--json", action="store_true")
+    quality.set_defaults(func=_cmd_quality)
 
     audit = sub.add_parser("audit", help="recompute every pool from the reservation records; exit 1 on a difference")
     audit.add_argument("--config", help="the config the sidecar runs with (its store, and the pool windows)")

@@ -24,6 +24,7 @@ soft pool may still downgrade it and a hard cap still refuses.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -42,6 +43,8 @@ __all__ = [
     "TaskReport",
     "wilson",
 ]
+
+log = logging.getLogger("tollgate.quality")
 
 DAY_MS = 86_400_000
 SHADOW = "shadow"  # the cheap answer judged against the reference's
@@ -248,7 +251,7 @@ class QualityGuard:
                 await self.store.reset(task_type, PROBE)
                 self._overrides[task_type] = (self.reference_tier, now)
                 self._drop(task_type, PROBE)
-                self.changes.append(
+                self._changed(
                     f"escalated {task_type or '<none>'} to {self.reference_tier}: cheap tier matched the reference "
                     f"{shadow.mean:.0%} of {shadow.n} times (95% interval {low:.0%}-{high:.0%}, floor {floor:.0%})"
                 )
@@ -259,10 +262,14 @@ class QualityGuard:
                 await self.store.reset(task_type, SHADOW)
                 self._overrides.pop(task_type, None)
                 self._drop(task_type, SHADOW)
-                self.changes.append(
+                self._changed(
                     f"lowered {task_type or '<none>'} again: probes matched {probe.mean:.0%} of {probe.n} times "
                     f"(95% interval {low:.0%}-{high:.0%})"
                 )
+
+    def _changed(self, what: str) -> None:
+        self.changes.append(what)
+        log.warning("quality guard: %s", what)
 
     def _sum(self, task_type: str, kind: str) -> Tally:
         out = Tally()

@@ -75,14 +75,9 @@ class Sidecar:
         if expired:
             self.telemetry.expired(expired)
             log.info("expired %d reservations", expired)
-        changes = len(self.gate.quality.changes)
-        try:
+        with contextlib.suppress(StoreUnavailable):
             # Every sidecar's feedback, and the overrides any of them decided.
             await self.gate.quality.refresh()
-        except StoreUnavailable:
-            return
-        for change in self.gate.quality.changes[changes:]:
-            log.warning("quality guard: %s", change)
 
     async def sweep_forever(self, interval: float) -> None:
         while True:
