@@ -299,6 +299,14 @@ class QualityGuard:
                                   guard_tier, since, costs.get(task_type, 0)))
         return out
 
+    def shadow_tallies(self) -> dict[str, Tally]:
+        """Shadow comparisons per task type, as this sidecar last saw them."""
+        return {task: self._sum(task, SHADOW) for task in sorted({t for t, _, k in self._tallies if k == SHADOW})}
+
+    def overrides(self) -> dict[str, tuple[str, int]]:
+        """The minimum tiers the guard imposes now, and since when."""
+        return dict(self._overrides)
+
     def aggregate(self) -> Tally:
         """All shadow comparisons together: the view that hides a per-type failure."""
         out = Tally()

@@ -118,6 +118,7 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     store = store if store is not None else open_store(config)
     gate = Tollgate(config, store, open_quality_store(config))
     telemetry = Telemetry()
+    telemetry.watch_quality(gate.quality)
     server = grpc.aio.server(
         interceptors=[telemetry.interceptor()],
         options=[

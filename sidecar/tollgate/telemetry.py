@@ -89,6 +89,31 @@ class Metrics:
                                      registry=r)
 
 
+class _QualityCollector:
+    """The quality guard's figures, read at scrape time (task types are the application's own set)."""
+
+    MAX_TASK_TYPES = 200  # a bound on label cardinality, whatever callers send
+
+    def __init__(self, guard: Any) -> None:
+        self._guard = guard
+
+    def collect(self) -> Any:
+        from prometheus_client.core import GaugeMetricFamily
+
+        match = GaugeMetricFamily("tollgate_quality_shadow_match", "Share of shadow comparisons where the cheap "
+                                  "answer matched the reference", labels=["task_type"])
+        samples = GaugeMetricFamily("tollgate_quality_shadow_samples", "Shadow comparisons in the window",
+                                    labels=["task_type"])
+        escalated = GaugeMetricFamily("tollgate_quality_escalated", "1 while the guard raises the task type's "
+                                      "minimum tier", labels=["task_type", "tier"])
+        for task_type, tally in list(self._guard.shadow_tallies().items())[: self.MAX_TASK_TYPES]:
+            match.add_metric([task_type], tally.mean)
+            samples.add_metric([task_type], tally.n)
+        for task_type, (tier, _) in list(self._guard.overrides().items())[: self.MAX_TASK_TYPES]:
+            escalated.add_metric([task_type, tier], 1)
+        return [match, samples, escalated]
+
+
 class _CountingExporter(SpanExporter):
     """Counts what the exporter failed to deliver; the batch processor never blocks a caller."""
 
@@ -151,6 +176,10 @@ class Telemetry:
     @property
     def tracing(self) -> bool:
         return self._provider is not None
+
+    def watch_quality(self, guard: Any) -> None:
+        """Export the quality guard's per-task-type figures."""
+        self.metrics.registry.register(_QualityCollector(guard))
 
     def serve_metrics(self, host: str, port: int) -> None:
         """Serve ``/metrics`` on a thread of its own."""

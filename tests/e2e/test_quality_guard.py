@@ -15,13 +15,14 @@ import os
 import random
 import subprocess
 import sys
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.sidecar_process import ROOT, SidecarProcess, write_config
+from tests.sidecar_process import ROOT, SidecarProcess, free_port, write_config
 from tollgate.config import load_config
 from tollgate.quality import wilson
 from tollgate_client import AsyncClient, Scope, Usage, call_with_shadow
@@ -34,8 +35,9 @@ DEGRADED = {"refund_dispute", "billing_anomaly"}
 REQUESTS = 3_000
 
 
-def config(tmp: Path, *, guard: bool) -> Path:
+def config(tmp: Path, *, guard: bool, metrics_port: int = 0) -> Path:
     def edit(data: dict[str, Any]) -> None:
+        data["telemetry"] = {"metrics_port": metrics_port, "metrics_host": "127.0.0.1"}
         data["routing"]["task_types"] = {**{t: "cheap" for t in SIMPLE}, **{t: "frontier" for t in COMPLEX}}
         data["routing"]["classifier"] = "none"  # every task type here has a rule
         data["quality"] = {"guard": guard, "tolerance": 0.10, "min_samples": 20, "warmup_share": 0.3,
@@ -97,8 +99,12 @@ async def replay(target: str, seed: int) -> Run:
 
 
 async def test_guard_escalates_exactly_the_degraded_task_types(tmp_path: Path) -> None:
-    with SidecarProcess(tmp_path, config=config(tmp_path, guard=True)) as sidecar:
+    port = free_port()
+    with SidecarProcess(tmp_path, config=config(tmp_path, guard=True, metrics_port=port)) as sidecar:
         run = await replay(sidecar.target, seed=11)
+        metrics = await asyncio.to_thread(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+        )
         printed = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "tollgate.cli", "quality", "--target", sidecar.target],
             capture_output=True, text=True, timeout=60, env={**os.environ, "PYTHONPATH": str(ROOT / "sidecar")},
@@ -108,6 +114,8 @@ async def test_guard_escalates_exactly_the_degraded_task_types(tmp_path: Path) -
     assert "frontier since" in rows["refund_dispute"] and "frontier since" in rows["billing_anomaly"]
     assert "frontier since" not in rows["extract"]
     assert "quality guard: escalated refund_dispute to frontier" in logs
+    assert 'tollgate_quality_escalated{task_type="refund_dispute",tier="frontier"} 1.0' in metrics
+    assert 'tollgate_quality_escalated{task_type="extract"' not in metrics
     report = run.report
     escalated = {t for t, q in report.items() if q.guard_min_tier}
     assert escalated == DEGRADED, {t: (q.shadow_samples, q.shadow_match) for t, q in report.items()}
