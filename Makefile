@@ -40,5 +40,9 @@ lint: $(VENV)/.dev
 proto: $(VENV)/.dev
 	$(BIN)/python scripts/gen_protos.py
 
+# Latency, CPU, throughput and memory of the full per-call path against a bare gRPC echo, per store.
+bench: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench.py --store all
+
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis tollgate.db tollgate.db-wal tollgate.db-shm

@@ -253,7 +253,8 @@ async def test_starts_without_redis_and_serves_once_it_answers(tmp_path: Path) -
         assert sidecar.proc is not None and sidecar.proc.poll() is None  # ...but running
         async with grpc.aio.insecure_channel(sidecar.target) as ch:
             health = health_pb2_grpc.HealthStub(ch)
-            reply = await health.Check(health_pb2.HealthCheckRequest())
+            # A loaded machine may still be starting the process: wait for an answer, not for a status.
+            reply = await health.Check(health_pb2.HealthCheckRequest(), wait_for_ready=True, timeout=30)
             assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await pb_grpc.TollgateServiceStub(ch).Reserve(RESERVE)
