@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import BudgetConfig, Config, PoolSpec
 from ..quality import QualityStore
@@ -87,11 +87,10 @@ def open_store(config: Config, *, clock: Callable[[], int] = wall_clock_ms) -> B
     """The store the config names."""
     specs = spec_resolver(config.budgets)
     if config.store.kind == "redis":
-        from .redis import RedisStore, connect
+        from .redis import RedisStore
 
         timeout = config.store.timeout_ms / 1000
-        client = connect(config.store.url, cluster=config.store.cluster, sentinels=config.store.sentinels,
-                         service=config.store.sentinel_service, timeout=timeout)
+        client = _redis_client(config)
         shared = RedisStore(client, specs=specs, expiry_policy=config.reservations.expiry_policy,
                             prefix=config.store.key_prefix, timeout=timeout,
                             retention_ms=config.reservations.retention_ms)
@@ -117,12 +116,17 @@ def open_quality_store(config: Config) -> QualityStore:
     from .feedback import MemoryQualityStore, RedisQualityStore, SqliteQualityStore
 
     if config.store.kind == "redis":
-        from .redis import connect
-
-        timeout = config.store.timeout_ms / 1000
-        client = connect(config.store.url, cluster=config.store.cluster, sentinels=config.store.sentinels,
-                         service=config.store.sentinel_service, timeout=timeout)
-        return RedisQualityStore(client, prefix=config.store.key_prefix, timeout=timeout)
+        return RedisQualityStore(_redis_client(config), prefix=config.store.key_prefix,
+                                 timeout=config.store.timeout_ms / 1000)
     if config.store.kind == "sqlite":
         return SqliteQualityStore(config.store.path)
     return MemoryQualityStore()
+
+
+def _redis_client(config: Config) -> Any:
+    """A Redis client as the store config describes it (URL, Cluster or Sentinel, bounded calls)."""
+    from .redis import connect
+
+    store = config.store
+    return connect(store.url, cluster=store.cluster, sentinels=store.sentinels, service=store.sentinel_service,
+                   timeout=store.timeout_ms / 1000)
