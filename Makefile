@@ -42,7 +42,7 @@ proto: $(VENV)/.dev
 
 # Latency, CPU, throughput and memory of the full per-call path against a bare gRPC echo, per store.
 bench: $(VENV)/.dev
-	$(BIN)/python benchmarks/bench.py --store all
+	$(BIN)/python benchmarks/bench.py --store sqlite,redis $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis tollgate.db tollgate.db-wal tollgate.db-shm
