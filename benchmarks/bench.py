@@ -989,7 +989,8 @@ class Bench:
             rig.stop()
         try:
             assert echo is not None
-            for n in [0, *args.scale]:
+            # The 0 point is the baseline the others compare with; no counts, no scale check.
+            for n in [0, *args.scale] if args.scale else []:
                 report["scale"].append(self.scale_point(store, tmp / f"scale-{n}", redis, echo, n))
         finally:
             if echo is not None:
@@ -1129,6 +1130,21 @@ def targets(store: str, report: dict[str, Any]) -> list[dict[str, Any]]:
 # -- output ------------------------------------------------------------------------------------------------
 
 
+def _ms(value: float | None) -> str:
+    """A latency in ms, to about 4 significant digits, so queueing seconds still fit the column."""
+    if value is None or math.isnan(value):
+        return "-"
+    digits = 3 if value < 10 else 2 if value < 100 else 1 if value < 1_000 else 0
+    return f"{value:,.{digits}f}"
+
+
+def _x(value: float | None) -> str:
+    """A ratio to the echo."""
+    if value is None or math.isnan(value):
+        return "-"
+    return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+
+
 def _f(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -1165,17 +1181,17 @@ def render(report: dict[str, Any]) -> str:
                 cpu = f"{f['cpu_us_per_call']:>8.0f}"
                 lines.append(
                     f"{e['load'] if name == 'echo' else '':<14}{name:<9}{f['calls_per_s']:>9,.0f}  "
-                    f"{f['route_ms']['p50']:>7.3f}{f['route_ms']['p99']:>8.3f}{f['route_ms']['p999']:>8.3f}  "
-                    f"{f['commit_ms']['p50']:>7.3f}{f['commit_ms']['p99']:>8.3f}{f['commit_ms']['p999']:>8.3f}  "
+                    f"{_ms(f['route_ms']['p50']):>7}{_ms(f['route_ms']['p99']):>8}{_ms(f['route_ms']['p999']):>8}  "
+                    f"{_ms(f['commit_ms']['p50']):>7}{_ms(f['commit_ms']['p99']):>8}{_ms(f['commit_ms']['p999']):>8}  "
                     f"{cpu} {f['rss_mb']:>7.1f} {f['client_cpu_us_per_call']:>7.0f} {f['schedule_lag_p99_ms']:>6.2f}"
-                    + (f"  errors {f['errors']}" if f["errors"] else "")
+                    + (f"  errors {f['errors']} ({', '.join(f['error_codes'])})" if f["errors"] else "")
                     + (f"  (+redis {f['store_cpu_us_per_call']:.0f} µs)" if "store_cpu_us_per_call" in f else "")
                 )
             q = e["ratios"]
             lines.append(
                 f"{'':<14}{'× echo':<9}{q['calls_per_s']:>9.2f}  "
-                f"{q['route_p50']:>7.2f}{q['route_p99']:>8.2f}{q['route_p999']:>8.2f}  "
-                f"{q['commit_p50']:>7.2f}{q['commit_p99']:>8.2f}{q['commit_p999']:>8.2f}  "
+                f"{_x(q['route_p50']):>7}{_x(q['route_p99']):>8}{_x(q['route_p999']):>8}  "
+                f"{_x(q['commit_p50']):>7}{_x(q['commit_p99']):>8}{_x(q['commit_p999']):>8}  "
                 f"{q['cpu_per_call']:>8.2f} {q['rss']:>7.2f}"
             )
         if sr["scale"]:
@@ -1187,8 +1203,9 @@ def render(report: dict[str, Any]) -> str:
             for p in sr["scale"]:
                 lines.append(
                     f"{p['open_reservations']:>11,} {p['pools']:>9,} {p['populate_s']:>7.1f} {p['startup_s']:>7.1f}  "
-                    f"{p['route_ms']['p50']:>9.3f} {p['route_ms']['p99']:>7.3f} {p['ratios']['route_p50']:>6.2f} "
-                    f"{p['ratios']['route_p99']:>7.2f}  {p['commit_ms']['p50']:>10.3f} {p['commit_ms']['p99']:>7.3f}  "
+                    f"{_ms(p['route_ms']['p50']):>9} {_ms(p['route_ms']['p99']):>7} "
+                    f"{_x(p['ratios']['route_p50']):>6} {_x(p['ratios']['route_p99']):>7}  "
+                    f"{_ms(p['commit_ms']['p50']):>10} {_ms(p['commit_ms']['p99']):>7}  "
                     f"{p['rss_mb']:>7.1f} {p['hwm_mb']:>7.1f}"
                     + (f"  {p['store_rss_mb']:>8.1f}" if "store_rss_mb" in p else "")
                 )
@@ -1284,6 +1301,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=2, help="load-generator processes (default 2)")
     parser.add_argument("--concurrency", type=int, help="calls in flight at saturation (default 32)")
     parser.add_argument("--redis-url", help="use this Redis instead of starting one")
+    parser.add_argument("--from-json", type=Path, help="print the table of a saved JSON report, and run nothing")
     args = parser.parse_args(argv)
     defaults: dict[str, Any] = {
         "loads": [50, 200, 1000], "seconds": 10.0, "slice_seconds": 2.0, "warmup": 2.0,
@@ -1302,6 +1320,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.from_json is not None:
+        print(render(json.loads(args.from_json.read_text())))
+        return 0
     gen = LoadGenerator(args.workers)
     bench = Bench(args, gen)
     stores: dict[str, Any] = {}
