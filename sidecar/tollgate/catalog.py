@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 
 from .errors import InvalidRequest
 from .money import Price
 
-__all__ = ["Capability", "Catalog", "Model"]
+__all__ = ["Capability", "Catalog", "Latency", "Model"]
 
 
 class Capability(StrEnum):
@@ -17,6 +17,17 @@ class Capability(StrEnum):
     TOOLS = "tools"
     VISION = "vision"
     JSON = "json"
+
+
+class Latency(IntEnum):
+    """How quickly a model answers; lower is faster, so a request accepts its class and below."""
+
+    FAST = 1
+    STANDARD = 2
+    SLOW = 3
+
+    def __str__(self) -> str:
+        return self.name.lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +44,7 @@ class Model:
     capabilities: frozenset[Capability]
     token_ratio_pct: int
     """Tokens of this model's tokenizer per 100 ``cl100k_base`` tokens (100 = exact)."""
+    latency: Latency = Latency.STANDARD
 
     def input_tokens(self, cl100k_tokens: int) -> int:
         """Scale a ``cl100k_base`` count to this model's tokenizer, rounding up."""

@@ -203,6 +203,28 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_training(args: argparse.Namespace) -> int:
+    from .routing.decision_log import ExportError, export_training
+
+    try:
+        records, stats = export_training(args.logs, weak_tier=args.weak_tier, strong_tier=args.strong_tier,
+                                         threshold=args.threshold)
+    except ExportError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    lines = "".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) + "\n" for r in records)
+    Path(args.out).write_text(lines, encoding="utf-8")
+    skipped = ", ".join(f"{n} {why}" for why, n in sorted(stats.skipped.items())) or "none"
+    print(f"{args.out}: {stats.exported} training records (weak tier {stats.weak_tier or '-'}, strong tier "
+          f"{stats.strong_tier or '-'}) from {stats.decisions} decisions, {stats.feedback} feedback lines, "
+          f"{stats.comparisons} shadow comparisons; skipped: {skipped}")
+    if not records:
+        print("no record has a shadow comparison yet: route with accept_shadow and report the comparisons "
+              "through Feedback (source SHADOW_COMPARISON)", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_eval(args: argparse.Namespace) -> int:
     from .routing.classifier import Classifier, ClassifierError
     from .routing.dataset import DatasetError, read_records
@@ -293,6 +315,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="held-out data to measure the final model on; its metrics go into the metadata")
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
     train.set_defaults(func=_cmd_train)
+
+    export = sub.add_parser(
+        "export-training", help="join decision logs and their feedback into training data for `tollgate train`"
+    )
+    export.add_argument("logs", nargs="+", metavar="LOG.jsonl", help="decision logs (routing.decision_log.path)")
+    export.add_argument("--out", required=True, help="JSONL to write, in the format `tollgate train` reads")
+    export.add_argument("--weak-tier", default="", help="the cheaper tier of the pair (default: the most common)")
+    export.add_argument("--strong-tier", default="", help="the stronger tier of the pair (default: the most common)")
+    export.add_argument("--threshold", type=float, default=0.5,
+                        help="a comparison score at or above this counts as 'the cheaper answer was as good'")
+    export.set_defaults(func=_cmd_export_training)
 
     ev = sub.add_parser("eval", help="evaluate a router on labelled data: APGR, CPT(50%%), CPT(80%%), savings")
     ev.add_argument("file", help="JSONL as for train")

@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from .catalog import Capability, Catalog, Model
+from .catalog import Capability, Catalog, Latency, Model
 from .errors import ConfigError
 from .money import Price, parse_margin, parse_usd
 from .quality import QualityConfig
@@ -169,6 +169,32 @@ class RoutingConfig:
     """``default`` (the shipped model), ``none`` (the heuristic decides) or the path of a model file."""
     thresholds: dict[str, tuple[tuple[float, str], ...]] = field(default_factory=dict)
     """Classifier thresholds like ``difficulty``, per task type or ``default``; absent: ``difficulty``'s."""
+    providers: dict[str, ProviderRule] = field(default_factory=dict)
+    """Provider allow and deny lists per pool id (``org:acme``, ``team:acme/legal``) or ``*`` for all."""
+    max_escalations: int = 2
+    """How many times one call may be escalated (attempt 1 + this many)."""
+    decision_log: DecisionLogConfig | None = None
+    """Where routing decisions and feedback are written for training, if anywhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRule:
+    """Which providers a scope may use: only ``allow`` (when given), never ``deny``."""
+
+    allow: frozenset[str] | None = None
+    deny: frozenset[str] = frozenset()
+
+    def permits(self, provider: str) -> bool:
+        return (self.allow is None or provider in self.allow) and provider not in self.deny
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionLogConfig:
+    """The decision log: one JSON line per routing decision and per feedback."""
+
+    path: str
+    include_text: bool = False
+    """Also write the messages; off by default, so the log holds hashed features, never prompt text."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +397,11 @@ class _Node:
             raise self.error(f"{v} is out of range: must be between {minimum} and {maximum}")
         return float(v)
 
+    def bool(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.error(f"expected true or false, got {self.value!r}")
+        return self.value
+
     def str(self, *, choices: tuple[str, ...] | None = None) -> str:
         v = self.value
         if not isinstance(v, str):
@@ -416,7 +447,9 @@ def _catalog(root: _Node) -> Catalog:
         raise models_node.error("the catalog needs at least one model")
     models: dict[str, Model] = {}
     for name, node in models_node.items():
-        node.only("provider", "tier", "price", "context_window", "max_output_tokens", "capabilities", "token_ratio")
+        node.only(
+            "provider", "tier", "price", "context_window", "max_output_tokens", "capabilities", "token_ratio", "latency"
+        )
         tier = node.get("tier").str(choices=tiers)
         price_node = node.get("price")
         price_node.only("input", "cached_input", "output")
@@ -450,6 +483,7 @@ def _catalog(root: _Node) -> Catalog:
             max_output_tokens=node.get("max_output_tokens", 16_384).int(minimum=1),
             capabilities=caps,
             token_ratio_pct=round(ratio * 100),
+            latency=Latency[node.get("latency", "standard").str(choices=tuple(str(c) for c in Latency)).upper()],
         )
     empty = [t for t in tiers if not any(m.tier == t for m in models.values())]
     if empty:
@@ -535,7 +569,10 @@ def _budgets(node: _Node) -> BudgetConfig:
 
 
 def _routing(node: _Node, catalog: Catalog) -> RoutingConfig:
-    node.only("task_types", "agent_modes", "difficulty", "fallbacks", "classifier", "thresholds")
+    node.only(
+        "task_types", "agent_modes", "difficulty", "fallbacks", "classifier", "thresholds", "providers",
+        "max_escalations", "decision_log",
+    )
     tiers = catalog.tiers
 
     def tier_map(name: str) -> dict[str, str]:
@@ -562,7 +599,41 @@ def _routing(node: _Node, catalog: Catalog) -> RoutingConfig:
         fallbacks=node.get("fallbacks", 3).int(maximum=20),
         classifier=_classifier_ref(node.get("classifier", "default")),
         thresholds=by_task,
+        providers={key: _provider_rule(key, pnode, catalog) for key, pnode in node.get("providers", {}).items()},
+        max_escalations=node.get("max_escalations", 2).int(maximum=10),
+        decision_log=_decision_log(node.get("decision_log")) if node.has("decision_log") else None,
     )
+
+
+def _provider_rule(key: str, node: _Node, catalog: Catalog) -> ProviderRule:
+    if key != "*":
+        level, sep, rest = key.partition(":")
+        if not sep or level not in ("org", "team", "user", "session") or not rest:
+            raise node.error("expected a pool id such as org:acme or team:acme/legal, or * for every scope")
+    node.only("allow", "deny")
+    known = sorted({m.provider for m in catalog.models.values()})
+
+    def names(name: str) -> frozenset[str]:
+        lnode = node.get(name)
+        if not isinstance(lnode.value, list):
+            raise lnode.error(f"expected a list of provider names from the catalog: {', '.join(known)}")
+        return frozenset(lnode.child(str(i), v).str(choices=tuple(known)) for i, v in enumerate(lnode.value))
+
+    return ProviderRule(
+        allow=names("allow") if node.has("allow") else None,
+        deny=names("deny") if node.has("deny") else frozenset(),
+    )
+
+
+def _decision_log(node: _Node) -> DecisionLogConfig:
+    node.only("path", "include_text")
+    raw = node.get("path").str()
+    if not raw.strip():
+        raise node.child("path", raw).error("expected the path of a JSON-lines file")
+    path = Path(raw).expanduser()
+    if not path.is_absolute() and Path(node.source).is_file():
+        path = Path(node.source).resolve().parent / path
+    return DecisionLogConfig(path=str(path), include_text=node.get("include_text", False).bool())
 
 
 def _classifier_ref(node: _Node) -> str:
@@ -687,10 +758,7 @@ def _quality(node: _Node, catalog: Catalog) -> tuple[QualityConfig, PoolSpec]:
     d = QualityConfig()
 
     def flag(name: str, default: bool) -> bool:
-        value = node.get(name, default).value
-        if not isinstance(value, bool):
-            raise node.child(name, value).error("expected true or false")
-        return value
+        return node.get(name, default).bool()
 
     reference = node.get("reference_tier", "").str(choices=("", *catalog.tiers))
     pool = _pool(node.get("budget"), _DEFAULT_QUALITY_POOL) if node.has("budget") else _DEFAULT_QUALITY_POOL

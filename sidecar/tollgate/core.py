@@ -6,6 +6,7 @@ here and maps the exceptions of ``errors.py`` onto status codes.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import secrets
@@ -14,7 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from .config import Config, Policy
-from .errors import BudgetExceeded, ConfigError, IdempotencyConflict, InvalidRequest, Refusal, ReservationNotFound
+from .errors import (
+    BudgetExceeded,
+    ConfigError,
+    EscalationRefused,
+    IdempotencyConflict,
+    InvalidRequest,
+    Refusal,
+    ReservationNotFound,
+)
 from .estimate import OutputEstimator, TokenCounter
 from .ledger import (
     BudgetStore,
@@ -33,11 +42,13 @@ from .money import apply_margin
 from .quality import QualityGuard, QualityStore, ShadowPlan
 from .routing import difficulty
 from .routing.classifier import ClassifierError, open_classifier, requirement_from_probability
+from .routing.decision_log import DecisionLog
 from .routing.rules import Signals, TierRequirement, from_difficulty, from_signals
-from .routing.select import Priced, eligible
+from .routing.select import Priced, eligible, fallbacks
 from .scope import ID_PATTERN, Level, Scope
 
 __all__ = [
+    "Escalation",
     "Outcome",
     "Prompt",
     "RouteDecision",
@@ -48,6 +59,7 @@ __all__ = [
 _RESERVATION_ID = re.compile(r"([0-9a-f]{24})\.([A-Za-z0-9][A-Za-z0-9._@-]{0,127})")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+_ESCALATION_REASON = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}")
 
 
 class Outcome:
@@ -96,6 +108,17 @@ class RouteDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    """The next attempt of a call whose output failed the application's check."""
+
+    decision: RouteDecision
+    parent_id: str
+    attempt: int
+    failed_tier: str
+    previous_commit: CommitOutcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ReserveResult:
     """A reservation on a named model, with its estimate."""
 
@@ -117,6 +140,12 @@ class Tollgate:
             self.classifier = open_classifier(config.routing)
         except ClassifierError as exc:
             raise ConfigError(str(exc), key="routing.classifier", file=config.source) from None
+        log_config = config.routing.decision_log
+        try:
+            self.decision_log = DecisionLog(log_config, clock) if log_config is not None else None
+        except OSError as exc:
+            raise ConfigError(f"cannot open the decision log: {exc}", key="routing.decision_log.path",
+                              file=config.source) from None
 
     # -- Route ---------------------------------------------------------------------
 
@@ -160,13 +189,14 @@ class Tollgate:
                 f"since {since}",
                 source=requirement.source,
             )
-        priced = self._eligible(signals, base_tokens, max_output_tokens)
+        priced = self._eligible(scope, signals, base_tokens, max_output_tokens)
         capable = [p for p in priced if p.model.tier_rank >= requirement.rank]
         if not capable:
             raise InvalidRequest(
-                f"no model of tier {requirement.tier} or above has the capabilities and context window for this "
-                f"request ({base_tokens} input tokens, max_output_tokens={max_output_tokens}, "
-                f"needs={sorted(str(c) for c in signals.needs) or 'none'})"
+                f"no model of tier {requirement.tier} or above has the capabilities, context window, latency and "
+                f"provider this request needs ({base_tokens} input tokens, max_output_tokens={max_output_tokens}, "
+                f"needs={sorted(str(c) for c in signals.needs) or 'none'}, "
+                f"latency={signals.latency or 'any'}{self._provider_note(scope)})"
             )
         # Cheaper tiers, best first, for a soft pool to downgrade to.
         downgrades = sorted(
@@ -186,7 +216,7 @@ class Tollgate:
                 attempt, reservation = replay
                 return RouteDecision(
                     chosen=attempt,
-                    fallbacks=tuple(p for p in capable if p is not attempt)[: cfg.routing.fallbacks],
+                    fallbacks=self._fallbacks(priced, attempt, requirement),
                     requirement=requirement,
                     reason=f"{requirement.reason}; replay of idempotency key",
                     difficulty=score,
@@ -225,7 +255,6 @@ class Tollgate:
             raise refused
         if outcome == Outcome.ADMITTED and reservation is not None and any(p.warning for p in reservation.pools):
             outcome = Outcome.WARNED
-        fallbacks = tuple(p for p in capable if p is not chosen)[: cfg.routing.fallbacks]
         if requirement is not unguarded:
             unguarded_choice = next((p for p in priced if p.model.tier_rank >= unguarded.rank), None)
             if unguarded_choice is not None:
@@ -233,9 +262,9 @@ class Tollgate:
         shadow = shadow_hold = None
         if accept_shadow:
             shadow, shadow_hold = await self._shadow(scope, signals.task_type, chosen, priced, ttl, reserve)
-        return RouteDecision(
+        decided = RouteDecision(
             chosen=chosen,
-            fallbacks=fallbacks,
+            fallbacks=self._fallbacks(priced, chosen, requirement),
             requirement=requirement,
             reason=reason,
             difficulty=score,
@@ -245,6 +274,8 @@ class Tollgate:
             shadow=shadow,
             shadow_reservation=shadow_hold,
         )
+        self._log_decision(scope, signals, prompt, base_tokens, decided)
+        return decided
 
     async def _shadow(
         self, scope: Scope, task_type: str, chosen: Priced, priced: list[Priced], ttl: int, reserve: bool
@@ -278,8 +309,11 @@ class Tollgate:
 
     # -- Feedback ------------------------------------------------------------------------
 
-    async def feedback(self, reservation_id: str, score: float, *, shadow_comparison: bool) -> tuple[str, str]:
+    async def feedback(
+        self, reservation_id: str, score: float, *, shadow_comparison: bool, source: str = ""
+    ) -> tuple[str, str]:
         """Count a quality signal for a reserved call; returns its (task type, tier)."""
+        source = source or ("shadow_comparison" if shadow_comparison else "user")
         self._check_reservation_id(reservation_id)
         if not 0.0 <= score <= 1.0:  # NaN fails this too
             raise InvalidRequest(f"score must be between 0 and 1, got {score}")
@@ -288,7 +322,115 @@ class Tollgate:
         if model is None:
             raise InvalidRequest(f"model {hold.model!r} of this reservation is no longer in the catalog")
         await self.quality.record(hold.task_type, model.tier, shadow_comparison, score)
+        if self.decision_log is not None:
+            self.decision_log.feedback(reservation_id, score, source)
         return hold.task_type, model.tier
+
+    # -- Escalate ---------------------------------------------------------------------------
+
+    async def escalate(
+        self,
+        reservation_id: str,
+        scope: Scope,
+        prompt: Prompt,
+        signals: Signals,
+        *,
+        max_output_tokens: int = 0,
+        model: str = "",
+        reason: str = "",
+        usage: Usage | None = None,
+        ttl_ms: int = 0,
+    ) -> Escalation:
+        """Route and reserve the next attempt of a failed call, one tier up or on ``model``.
+
+        The new reservation's id is derived from the failed one's, so a retried
+        Escalate returns the same attempt. A soft pool refuses an escalation as a hard
+        one does: downgrading it would retry the tier that just failed.
+        """
+        cfg = self.config
+        self._check_reservation_id(reservation_id)
+        org = reservation_id.split(".", 1)[1]
+        if org != scope.org:
+            raise InvalidRequest(f"reservation {reservation_id} belongs to another organisation than scope.org_id")
+        if reason and not _ESCALATION_REASON.fullmatch(reason):
+            raise InvalidRequest("reason must be 1-64 characters: letters, digits, space and ._:/- (e.g. invalid_json)")
+        self._check_max_output(max_output_tokens)
+        if usage is not None:
+            self._check_usage(usage)
+        ttl = self._ttl(ttl_ms)
+        parent = await self.store.describe(reservation_id)
+        if parent.attempt > cfg.routing.max_escalations:
+            raise EscalationRefused(
+                f"reservation {reservation_id} is attempt {parent.attempt}; routing.max_escalations="
+                f"{cfg.routing.max_escalations} allows no further escalation of this call"
+            )
+        failed = cfg.catalog.models.get(parent.model)
+        if failed is None:
+            raise InvalidRequest(f"model {parent.model!r} of this reservation is no longer in the catalog")
+        signals = dataclasses.replace(signals, task_type=parent.task_type)
+        base_tokens = self._count(prompt)
+        priced = self._eligible(scope, signals, base_tokens, max_output_tokens)
+        why = f" after {reason}" if reason else ""
+        if model:
+            target = cfg.catalog.model(model)
+            options = [p for p in priced if p.model is target]
+            requirement = TierRequirement(target.tier, target.tier_rank,
+                                          f"escalation of {failed.name}{why} -> {target.name}", "escalation")
+            if not options:
+                raise InvalidRequest(f"{target.name} lacks the capabilities, context window, latency or provider "
+                                     f"this request needs ({base_tokens} input tokens)")
+        else:
+            rank = failed.tier_rank + 1
+            if rank >= len(cfg.catalog.tiers):
+                raise EscalationRefused(
+                    f"{failed.name} is in the top tier ({failed.tier}); name a model to retry on another one"
+                )
+            tier = cfg.catalog.tiers[rank]
+            requirement = TierRequirement(tier, rank, f"escalation of {failed.name} ({failed.tier}){why} -> {tier}",
+                                          "escalation")
+            options = [p for p in priced if p.model.tier_rank >= rank]
+            if not options:
+                raise InvalidRequest(
+                    f"no model of tier {tier} or above has the capabilities, context window, latency and provider "
+                    f"this request needs ({base_tokens} input tokens{self._provider_note(scope)})"
+                )
+        previous = await self.commit(reservation_id, usage) if usage is not None else None
+        pools = self._pools(scope)
+        new_id = self._escalation_id(org, reservation_id)
+        try:
+            existing = await self.store.get(new_id)
+        except ReservationNotFound:
+            existing = None
+        if existing is not None:
+            chosen = next((p for p in options if p.model.name == existing.model), None)
+            if chosen is None:
+                raise IdempotencyConflict(
+                    f"reservation {reservation_id} was already escalated to {existing.model}, which this request "
+                    "would not route to"
+                )
+            snapshots = await self.store.snapshot(pools, high_priority=scope.priority == "high")
+            reservation = ReserveOutcome(existing, tuple(snapshots), replayed=True)
+        else:
+            chosen = options[0]
+            request = self._hold_request(scope, pools, chosen, apply_margin(chosen.cost, self._margin(pools)), ttl,
+                                         "", parent.task_type)
+            request = dataclasses.replace(request, reservation_id=new_id, parent_id=reservation_id,
+                                          attempt=parent.attempt + 1)
+            reservation = await self.store.reserve(request)
+        outcome = Outcome.WARNED if any(p.warning for p in reservation.pools) else Outcome.ADMITTED
+        decision = RouteDecision(
+            chosen=chosen,
+            fallbacks=self._fallbacks(options, chosen, requirement),
+            requirement=requirement,
+            reason=requirement.reason,
+            difficulty=0.0,
+            outcome=outcome,
+            reservation=reservation,
+        )
+        if not reservation.replayed:
+            self._log_decision(scope, signals, prompt, base_tokens, decision, parent_id=reservation_id,
+                               attempt=parent.attempt + 1, escalation_reason=reason)
+        return Escalation(decision, reservation_id, parent.attempt + 1, failed.tier, previous)
 
     # -- Reserve / Commit / Release / Extend ------------------------------------------
 
@@ -393,7 +535,7 @@ class Tollgate:
                 raise InvalidRequest(f"message role {role[:20]!r} is not one of: {', '.join(_ROLES)}")
         return self.counter.count_messages(messages)
 
-    def _eligible(self, signals: Signals, base_tokens: int, max_output_tokens: int) -> list[Priced]:
+    def _eligible(self, scope: Scope, signals: Signals, base_tokens: int, max_output_tokens: int) -> list[Priced]:
         task_type = signals.task_type
         return eligible(
             self.config.catalog,
@@ -401,7 +543,27 @@ class Tollgate:
             base_input_tokens=base_tokens,
             max_output_tokens=max_output_tokens,
             output_estimate=lambda m: self.outputs.estimate(task_type, m.name, max_output_tokens),
+            latency=signals.latency,
+            provider_ok=self._provider_rule(scope),
         )
+
+    def _provider_rule(self, scope: Scope) -> Callable[[str], bool]:
+        """Every provider list that applies to the scope (``*`` and each of its pool ids) must permit."""
+        providers = self.config.routing.providers
+        if not providers:
+            return lambda provider: True
+        rules = [r for r in (providers.get(key) for key in ("*", *(pool_id for _, pool_id in scope.ids()))) if r]
+        return lambda provider: all(r.permits(provider) for r in rules)
+
+    def _provider_note(self, scope: Scope) -> str:
+        providers = self.config.routing.providers
+        keys = [k for k in ("*", *(pool_id for _, pool_id in scope.ids())) if k in providers]
+        return f", provider lists of {', '.join(keys)}" if keys else ""
+
+    def _fallbacks(self, priced: list[Priced], chosen: Priced, requirement: TierRequirement) -> tuple[Priced, ...]:
+        floor = min(chosen.model.tier_rank, requirement.rank)
+        candidates = [p for p in priced if p.model.tier_rank >= floor]
+        return fallbacks(candidates, chosen, self.config.routing.fallbacks)
 
     def _pools(self, scope: Scope) -> list[PoolRef]:
         budgets = self.config.budgets
@@ -467,6 +629,54 @@ class Tollgate:
         raise IdempotencyConflict(
             f"idempotency key already reserved {hold.model}, which this request would not route to; "
             "use a new key for a new call"
+        )
+
+    @staticmethod
+    def _escalation_id(org: str, parent_id: str) -> str:
+        token = hashlib.blake2b(f"{org}\0escalate\0{parent_id}".encode(), digest_size=12).hexdigest()
+        return f"{token}.{org}"
+
+    def _log_decision(
+        self,
+        scope: Scope,
+        signals: Signals,
+        prompt: Prompt,
+        base_tokens: int,
+        decision: RouteDecision,
+        *,
+        parent_id: str = "",
+        attempt: int = 1,
+        escalation_reason: str = "",
+    ) -> None:
+        if self.decision_log is None:
+            return
+        chosen = decision.chosen
+        self.decision_log.decision(
+            reservation_id=decision.reservation.hold.reservation_id if decision.reservation else "",
+            org=scope.org,
+            team=scope.team,
+            tags=scope.tags,
+            task_type=signals.task_type,
+            agent_mode=signals.agent_mode,
+            messages=prompt.messages,
+            input_tokens=base_tokens,
+            decision={
+                "model": chosen.model.name,
+                "tier": chosen.model.tier,
+                "required_tier": decision.requirement.tier,
+                "source": decision.requirement.source,
+                "reason": decision.reason,
+                "difficulty": round(decision.difficulty, 4),
+                "outcome": decision.outcome,
+                "estimated_cost_nanos": chosen.cost,
+            },
+            shadow=(
+                {"model": decision.shadow.model, "tier": decision.shadow.tier, "purpose": decision.shadow.purpose}
+                if decision.shadow else None
+            ),
+            parent_id=parent_id,
+            attempt=attempt,
+            escalation_reason=escalation_reason,
         )
 
     @staticmethod

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 __all__ = [
     "BudgetExceeded",
     "ConfigError",
+    "EscalationRefused",
     "IdempotencyConflict",
     "InvalidRequest",
     "Refusal",
@@ -87,6 +88,10 @@ class ReservationEnded(TollgateError):
 
 class IdempotencyConflict(TollgateError):
     """A repeat of an ended operation carried different figures than the first."""
+
+
+class EscalationRefused(TollgateError):
+    """An escalation that cannot happen: the depth limit is reached or no tier is left above."""
 
 
 class StoreUnavailable(TollgateError):

@@ -78,6 +78,8 @@ class Sidecar:
         with contextlib.suppress(StoreUnavailable):
             # Every sidecar's feedback, and the overrides any of them decided.
             await self.gate.quality.refresh()
+        if self.gate.decision_log is not None:
+            self.gate.decision_log.flush()
 
     async def sweep_forever(self, interval: float) -> None:
         while True:
@@ -110,6 +112,8 @@ class Sidecar:
             # Open through the drain, so probes read NOT_SERVING rather than a refused connection.
             await self.health_server.stop(None)
         await self.store.close()
+        if self.gate.decision_log is not None:
+            self.gate.decision_log.close()
         self.telemetry.shutdown()
 
 

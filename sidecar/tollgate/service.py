@@ -22,11 +22,12 @@ from google.rpc import status_pb2
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
-from .catalog import Capability
+from .catalog import Capability, Latency
 from .config import Policy
-from .core import Outcome, Prompt, Tollgate, Usage
+from .core import Outcome, Prompt, RouteDecision, Tollgate, Usage
 from .errors import (
     BudgetExceeded,
+    EscalationRefused,
     IdempotencyConflict,
     InvalidRequest,
     ReservationEnded,
@@ -34,7 +35,7 @@ from .errors import (
     StoreUnavailable,
     TollgateError,
 )
-from .ledger import PoolSnapshot, ReserveOutcome
+from .ledger import CommitOutcome, PoolSnapshot, ReserveOutcome
 from .routing.rules import Signals
 from .routing.select import Priced
 from .scope import Level, Priority, Scope
@@ -52,6 +53,7 @@ _STATUS: dict[type[TollgateError], grpc.StatusCode] = {
     ReservationNotFound: grpc.StatusCode.NOT_FOUND,
     ReservationEnded: grpc.StatusCode.FAILED_PRECONDITION,
     IdempotencyConflict: grpc.StatusCode.FAILED_PRECONDITION,
+    EscalationRefused: grpc.StatusCode.OUT_OF_RANGE,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
 }
 
@@ -69,7 +71,18 @@ _OUTCOME = {
     Outcome.DOWNGRADED: pb.POLICY_OUTCOME_DOWNGRADED,
     Outcome.WARNED: pb.POLICY_OUTCOME_WARNED,
 }
-_SOURCE = {"rule": pb.DECISION_SOURCE_RULE, "difficulty": pb.DECISION_SOURCE_DIFFICULTY}
+_LATENCY: dict[int, Latency | None] = {
+    pb.LATENCY_CLASS_UNSPECIFIED: None,
+    pb.LATENCY_CLASS_FAST: Latency.FAST,
+    pb.LATENCY_CLASS_STANDARD: Latency.STANDARD,
+    pb.LATENCY_CLASS_SLOW: Latency.SLOW,
+}
+_LATENCY_PB = {v: k for k, v in _LATENCY.items() if v is not None}
+_SOURCE = {
+    "rule": pb.DECISION_SOURCE_RULE,
+    "difficulty": pb.DECISION_SOURCE_DIFFICULTY,
+    "escalation": pb.DECISION_SOURCE_ESCALATION,
+}
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
@@ -138,39 +151,17 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     @_translated
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
-        s = request.signals
-        needs = frozenset(
-            cap
-            for cap, wanted in (
-                (Capability.TOOLS, s.needs_tools),
-                (Capability.VISION, s.needs_vision),
-                (Capability.JSON, s.needs_json),
-            )
-            if wanted
-        )
         decision = await self.gate.route(
             _scope(request.scope if request.HasField("scope") else None),
             _prompt(request.prompt),
-            Signals(task_type=s.task_type, agent_mode=s.agent_mode, min_tier=s.min_tier, needs=needs),
+            _signals(request.signals),
             max_output_tokens=request.max_output_tokens,
             reserve=request.reserve,
             idempotency_key=request.reservation.idempotency_key,
             ttl_ms=request.reservation.ttl_ms,
             accept_shadow=request.accept_shadow,
         )
-        response = pb.RouteResponse(
-            decision=pb.Decision(
-                chosen=_candidate(decision.chosen),
-                fallbacks=[_candidate(p) for p in decision.fallbacks],
-                reason=decision.reason,
-                source=_SOURCE[decision.requirement.source],
-                required_tier=decision.requirement.tier,
-                difficulty=decision.difficulty,
-                estimated_input_tokens=decision.chosen.input_tokens,
-                estimated_output_tokens=decision.chosen.output_tokens,
-                outcome=_OUTCOME[decision.outcome],
-            )
-        )
+        response = pb.RouteResponse(decision=_decision(decision))
         if decision.reservation is not None:
             response.reservation.CopyFrom(_reservation(decision.reservation))
         if decision.shadow is not None:
@@ -202,23 +193,37 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     @_translated
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
-        u = request.usage
-        usage = Usage(
-            input_tokens=u.input_tokens,
-            cached_input_tokens=u.cached_input_tokens,
-            output_tokens=u.output_tokens,
-            reasoning_tokens=u.reasoning_tokens,
-        )
+        usage = _usage(request.usage)
         outcome = await self.gate.commit(request.reservation_id, usage)
         self.telemetry.committed(outcome, self.gate.estimated_cost(outcome.hold), usage)
-        return pb.CommitResponse(
-            reservation_id=outcome.hold.reservation_id,
-            charged_nanos=outcome.hold.charged,
-            overshoot_nanos=outcome.hold.overshoot,
-            released_nanos=outcome.released,
-            pools=[_pool(p) for p in outcome.pools],
-            replayed=outcome.replayed,
+        return _commit_response(outcome)
+
+    @_translated
+    async def Escalate(self, request: pb.EscalateRequest, context: grpc.aio.ServicerContext) -> pb.EscalateResponse:
+        escalation = await self.gate.escalate(
+            request.reservation_id,
+            _scope(request.scope if request.HasField("scope") else None),
+            _prompt(request.prompt),
+            _signals(request.signals),
+            max_output_tokens=request.max_output_tokens,
+            model=request.model,
+            reason=request.reason,
+            usage=_usage(request.usage) if request.HasField("usage") else None,
+            ttl_ms=request.reservation.ttl_ms,
         )
+        previous = escalation.previous_commit
+        estimated = self.gate.estimated_cost(previous.hold) if previous is not None else 0
+        self.telemetry.escalated(escalation, estimated, request.max_output_tokens)
+        assert escalation.decision.reservation is not None
+        response = pb.EscalateResponse(
+            decision=_decision(escalation.decision),
+            reservation=_reservation(escalation.decision.reservation),
+            previous_reservation_id=escalation.parent_id,
+            attempt=escalation.attempt,
+        )
+        if previous is not None:
+            response.previous_commit.CopyFrom(_commit_response(previous))
+        return response
 
     @_translated
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
@@ -244,6 +249,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         task_type, tier = await self.gate.feedback(
             request.reservation_id, request.score,
             shadow_comparison=request.source == pb.FEEDBACK_SOURCE_SHADOW_COMPARISON,
+            source=pb.FeedbackSource.Name(request.source).removeprefix("FEEDBACK_SOURCE_").lower(),
         )
         return pb.FeedbackResponse(task_type=task_type, tier=tier)
 
@@ -304,13 +310,66 @@ def _prompt(prompt: pb.Prompt) -> Prompt:
     raise InvalidRequest("prompt is required: set prompt.messages or prompt.input_tokens")
 
 
+def _usage(u: pb.Usage) -> Usage:
+    return Usage(
+        input_tokens=u.input_tokens,
+        cached_input_tokens=u.cached_input_tokens,
+        output_tokens=u.output_tokens,
+        reasoning_tokens=u.reasoning_tokens,
+    )
+
+
+def _commit_response(outcome: CommitOutcome) -> pb.CommitResponse:
+    return pb.CommitResponse(
+        reservation_id=outcome.hold.reservation_id,
+        charged_nanos=outcome.hold.charged,
+        overshoot_nanos=outcome.hold.overshoot,
+        released_nanos=outcome.released,
+        pools=[_pool(p) for p in outcome.pools],
+        replayed=outcome.replayed,
+    )
+
+
+def _signals(s: pb.TaskSignals) -> Signals:
+    needs = frozenset(
+        cap
+        for cap, wanted in (
+            (Capability.TOOLS, s.needs_tools),
+            (Capability.VISION, s.needs_vision),
+            (Capability.JSON, s.needs_json),
+        )
+        if wanted
+    )
+    if s.latency not in _LATENCY:
+        raise InvalidRequest(f"signals.latency {s.latency} is not a known LatencyClass value")
+    return Signals(
+        task_type=s.task_type, agent_mode=s.agent_mode, min_tier=s.min_tier, needs=needs, latency=_LATENCY[s.latency]
+    )
+
+
+def _decision(decision: RouteDecision) -> pb.Decision:
+    return pb.Decision(
+        chosen=_candidate(decision.chosen),
+        fallbacks=[_candidate(p) for p in decision.fallbacks],
+        reason=decision.reason,
+        source=_SOURCE[decision.requirement.source],
+        required_tier=decision.requirement.tier,
+        difficulty=decision.difficulty,
+        estimated_input_tokens=decision.chosen.input_tokens,
+        estimated_output_tokens=decision.chosen.output_tokens,
+        outcome=_OUTCOME[decision.outcome],
+    )
+
+
 def _timestamp(ms: int) -> Timestamp:
     return Timestamp(seconds=ms // 1000, nanos=(ms % 1000) * 1_000_000)
 
 
 def _candidate(priced: Priced) -> pb.Candidate:
     m = priced.model
-    return pb.Candidate(model=m.name, provider=m.provider, tier=m.tier, estimated_cost_nanos=priced.cost)
+    return pb.Candidate(
+        model=m.name, provider=m.provider, tier=m.tier, estimated_cost_nanos=priced.cost, latency=_LATENCY_PB[m.latency]
+    )
 
 
 def _pool(snap: PoolSnapshot) -> pb.PoolState:

@@ -41,7 +41,7 @@ __all__ = ["Metrics", "Telemetry", "tracing_enabled"]
 
 log = logging.getLogger("tollgate.rpc")
 
-_MONEY_METHODS = frozenset({"Reserve", "Commit", "Release", "Extend"})
+_MONEY_METHODS = frozenset({"Reserve", "Commit", "Release", "Extend", "Escalate"})
 _SERVICE_PREFIX = "/tollgate.v1.TollgateService/"
 # Fields the handlers add for the one log line of the RPC they run in.
 _LOG_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("tollgate_log_fields",
@@ -70,6 +70,8 @@ class Metrics:
         self.refusals = Counter("tollgate_refusals", "Reservations refused by a budget pool",
                                 ["level", "policy", "limit"], registry=r)
         self.downgrades = Counter("tollgate_downgrades", "Routes downgraded by a soft pool", ["level"], registry=r)
+        self.escalations = Counter("tollgate_escalations", "Failed calls escalated to a next attempt",
+                                   ["from_tier", "to_tier"], registry=r)
         self.overshoot = Counter("tollgate_overshoot", "Commits whose cost exceeded their hold", ["model"], registry=r)
         self.overshoot_nanos = Counter("tollgate_overshoot_nanos", "Nano-USD charged above the hold", ["model"],
                                        registry=r)
@@ -248,15 +250,7 @@ class Telemetry:
     def committed(self, outcome: CommitOutcome, estimated: int, usage: Any) -> None:
         """A commit; ``estimated`` is the cost estimated before the margin."""
         hold = outcome.hold
-        if not outcome.replayed:
-            for pool in outcome.pools:
-                self.metrics.spend.labels(str(pool.level), hold.model).inc(hold.charged)
-            if hold.overshoot:
-                self.metrics.overshoot.labels(hold.model).inc()
-                self.metrics.overshoot_nanos.labels(hold.model).inc(hold.overshoot)
-            if estimated > 0:
-                self.metrics.estimate_ratio.labels(hold.model).observe(hold.charged / estimated)
-            self.metrics.open.dec()
+        self._count_commit(outcome, estimated)
         self._link(hold.reservation_id)
         _annotate({
             "gen_ai.request.model": hold.model,
@@ -273,6 +267,41 @@ class Telemetry:
             **_pools(outcome.pools),
         }, log_keys=("tollgate.reservation.id", "gen_ai.request.model", "tollgate.cost.charged_nanos",
                      "tollgate.cost.overshoot_nanos"))
+
+    def _count_commit(self, outcome: CommitOutcome, estimated: int) -> None:
+        hold = outcome.hold
+        if outcome.replayed:
+            return
+        for pool in outcome.pools:
+            self.metrics.spend.labels(str(pool.level), hold.model).inc(hold.charged)
+        if hold.overshoot:
+            self.metrics.overshoot.labels(hold.model).inc()
+            self.metrics.overshoot_nanos.labels(hold.model).inc(hold.overshoot)
+        if estimated > 0:
+            self.metrics.estimate_ratio.labels(hold.model).observe(hold.charged / estimated)
+        self.metrics.open.dec()
+
+    def escalated(self, escalation: Any, estimated: int, max_output_tokens: int) -> None:
+        """An Escalate (``core.Escalation``); ``estimated`` is the failed attempt's estimate, for its commit."""
+        previous = escalation.previous_commit
+        if previous is not None:
+            self._count_commit(previous, estimated)
+        decision = escalation.decision
+        if not decision.reservation.replayed:
+            self.metrics.escalations.labels(escalation.failed_tier, decision.chosen.model.tier).inc()
+        # The failed attempt's Route span stays linkable: its commit may still come separately.
+        parent = (self._reserve_spans.pop if previous is not None else self._reserve_spans.get)(escalation.parent_id,
+                                                                                                 None)
+        span = trace.get_current_span()
+        if parent is not None and span.is_recording():
+            span.add_link(parent, {"tollgate.link": "escalated_from"})
+        _annotate({
+            "tollgate.escalation.parent_id": escalation.parent_id,
+            "tollgate.escalation.attempt": escalation.attempt,
+            "tollgate.escalation.from_tier": escalation.failed_tier,
+            "tollgate.escalation.previous_charged_nanos": previous.hold.charged if previous is not None else 0,
+        }, log_keys=("tollgate.escalation.parent_id", "tollgate.escalation.attempt"))
+        self.routed(decision, max_output_tokens)
 
     def released(self, outcome: ReleaseOutcome) -> None:
         hold = outcome.hold

@@ -19,12 +19,14 @@ from ._client import DEFAULT_TARGET, AsyncClient, Client
 from ._errors import (
     BUDGET_EXCEEDED_TRAILER,
     BudgetExceededError,
+    EscalationRefusedError,
     InvalidRequestError,
     ReservationEndedError,
     ReservationNotFoundError,
     TollgateClientError,
     UnavailableError,
 )
+from ._escalate import Attempt, Cascade, call_with_escalation
 from ._money import NANOS_PER_USD, format_usd
 from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
 from ._shadow import call_with_shadow, default_judge
@@ -32,6 +34,8 @@ from ._types import (
     Candidate,
     CommitResult,
     Decision,
+    EscalateOptions,
+    Escalation,
     ExtendResult,
     MessageLike,
     PoolState,
@@ -55,11 +59,16 @@ __all__ = [
     "NANOS_PER_USD",
     "AsyncClient",
     "AsyncHeldReservation",
+    "Attempt",
     "BudgetExceededError",
     "Candidate",
+    "Cascade",
     "Client",
     "CommitResult",
     "Decision",
+    "EscalateOptions",
+    "Escalation",
+    "EscalationRefusedError",
     "ExtendResult",
     "HeldReservation",
     "InvalidRequestError",
@@ -81,6 +90,7 @@ __all__ = [
     "TollgateClientError",
     "UnavailableError",
     "Usage",
+    "call_with_escalation",
     "call_with_shadow",
     "default_judge",
     "format_usd",

@@ -15,6 +15,8 @@ from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSour
 from ._types import (
     CommitResult,
     Decision,
+    EscalateOptions,
+    Escalation,
     ExtendResult,
     PoolState,
     ReleaseResult,
@@ -139,6 +141,14 @@ class AsyncClient(_Settings):
         """Report how good a call's answer was; returns the (task type, tier) it was counted under."""
         return await self._run(_wire.feedback(reservation_id, score, source))
 
+    async def escalate(self, reservation_id: str, scope: Scope, **options: Unpack[EscalateOptions]) -> Escalation:
+        """Route and reserve the next attempt of a call whose output failed your check, one tier up.
+
+        Keyword arguments are described by ``EscalateOptions``. A retry returns the
+        same attempt; past the depth limit or the top tier, ``EscalationRefusedError``.
+        """
+        return await self._run(_wire.escalate(reservation_id, scope, **options))
+
     async def get_quality(self) -> tuple[TaskQuality, ...]:
         """The quality guard's report: per task type, quality by tier, shadow match, minimum tier."""
         return await self._run(_wire.get_quality())
@@ -233,6 +243,10 @@ class Client(_Settings):
     def feedback(self, reservation_id: str, score: float | bool, source: str = "user") -> tuple[str, str]:
         """Report how good a call's answer was; returns the (task type, tier) it was counted under."""
         return self._run(_wire.feedback(reservation_id, score, source))
+
+    def escalate(self, reservation_id: str, scope: Scope, **options: Unpack[EscalateOptions]) -> Escalation:
+        """Route and reserve the next attempt of a call whose output failed your check, one tier up."""
+        return self._run(_wire.escalate(reservation_id, scope, **options))
 
     def get_quality(self) -> tuple[TaskQuality, ...]:
         """The quality guard's report: per task type, quality by tier, shadow match, minimum tier."""

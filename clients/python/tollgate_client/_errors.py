@@ -8,6 +8,7 @@
     ├── ReservationNotFoundError   NOT_FOUND: no reservation with that id
     ├── ReservationEndedError      FAILED_PRECONDITION: already committed, released or expired,
     │                              or a repeated commit carried different figures
+    ├── EscalationRefusedError     OUT_OF_RANGE: no escalation left (depth limit or top tier)
     └── UnavailableError           UNAVAILABLE or DEADLINE_EXCEEDED: the sidecar did not answer
 
 Arguments the client can check itself (a missing prompt, a negative count)
@@ -102,6 +103,10 @@ class ReservationEndedError(TollgateClientError):
     """
 
 
+class EscalationRefusedError(TollgateClientError):
+    """The call cannot be escalated further: its depth limit or the top tier is reached (OUT_OF_RANGE)."""
+
+
 class UnavailableError(TollgateClientError):
     """The sidecar could not be reached or did not answer in time (UNAVAILABLE, DEADLINE_EXCEEDED).
 
@@ -115,6 +120,7 @@ _BY_CODE: dict[grpc.StatusCode, type[TollgateClientError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidRequestError,
     grpc.StatusCode.NOT_FOUND: ReservationNotFoundError,
     grpc.StatusCode.FAILED_PRECONDITION: ReservationEndedError,
+    grpc.StatusCode.OUT_OF_RANGE: EscalationRefusedError,
     grpc.StatusCode.UNAVAILABLE: UnavailableError,
     grpc.StatusCode.DEADLINE_EXCEEDED: UnavailableError,
 }

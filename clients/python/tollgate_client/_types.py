@@ -99,6 +99,8 @@ class Candidate:
     provider: str
     tier: str
     estimated_cost_nanos: int
+    latency: str = ""
+    """The model's latency class: ``"fast"``, ``"standard"`` or ``"slow"``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,21 @@ class ReserveResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Escalation:
+    """The answer to ``escalate``: the next attempt, reserved.
+
+    ``decision`` is the next attempt's routing decision, with its reservation;
+    ``attempt`` is 2 for a first escalation; ``previous_commit`` is the failed
+    attempt's commit when its usage was sent along.
+    """
+
+    decision: Decision
+    attempt: int
+    previous_reservation_id: str
+    previous_commit: CommitResult | None
+
+
+@dataclass(frozen=True, slots=True)
 class CommitResult:
     """The answer to ``commit``.
 
@@ -280,6 +297,7 @@ class RouteOptions(TypedDict, total=False):
     - ``idempotency_key``: with ``reserve``, a retry with the same key returns the same reservation [""]
     - ``ttl_ms``: with ``reserve``, the reservation's time to live, 0 for the sidecar's default [0]
     - ``accept_shadow``: the caller makes shadow calls when sampled (``call_with_shadow``) [False]
+    - ``latency``: the slowest latency class acceptable: ``"fast"``, ``"standard"``, ``"slow"``; "" for any [""]
     """
 
     messages: Iterable[MessageLike] | None
@@ -295,6 +313,7 @@ class RouteOptions(TypedDict, total=False):
     idempotency_key: str
     ttl_ms: int
     accept_shadow: bool
+    latency: str
 
 
 class ReserveOptions(TypedDict, total=False):
@@ -315,4 +334,31 @@ class ReserveOptions(TypedDict, total=False):
     task_type: str
     max_output_tokens: int
     idempotency_key: str
+    ttl_ms: int
+
+
+class EscalateOptions(TypedDict, total=False):
+    """Keyword arguments of ``escalate``; a key left out takes the default in brackets.
+
+    Exactly one of ``messages`` and ``input_tokens`` must be given: the input of the
+    next attempt (it may include the failed answer and what was wrong with it).
+
+    - ``model``: escalate to this model by name instead of one tier up [""]
+    - ``reason``: why the output failed, e.g. ``"invalid_json"``; recorded in logs and traces [""]
+    - ``usage``: the failed attempt's usage, committed in the same step; else end it yourself [None]
+    - ``needs_tools`` / ``needs_vision`` / ``needs_json``, ``latency``: as for ``route``
+    - ``max_output_tokens``: the output-token limit of the next attempt [0]
+    - ``ttl_ms``: the new reservation's time to live, 0 for the sidecar's default [0]
+    """
+
+    messages: Iterable[MessageLike] | None
+    input_tokens: int | None
+    model: str
+    reason: str
+    usage: Usage | None
+    needs_tools: bool
+    needs_vision: bool
+    needs_json: bool
+    latency: str
+    max_output_tokens: int
     ttl_ms: int

@@ -21,6 +21,7 @@ from ._types import (
     Candidate,
     CommitResult,
     Decision,
+    Escalation,
     ExtendResult,
     MessageLike,
     PoolState,
@@ -38,6 +39,7 @@ from .v1 import tollgate_pb2 as pb
 __all__ = [
     "Call",
     "commit",
+    "escalate",
     "extend",
     "feedback",
     "get_budget",
@@ -83,6 +85,7 @@ def route(
     idempotency_key: str = "",
     ttl_ms: int = 0,
     accept_shadow: bool = False,
+    latency: str = "",
 ) -> Call[Decision]:
     """The Route call; see ``RouteOptions`` for the arguments."""
     request = pb.RouteRequest(
@@ -95,6 +98,7 @@ def route(
             needs_tools=needs_tools,
             needs_vision=needs_vision,
             needs_json=needs_json,
+            latency=_latency(latency),
         ),
         max_output_tokens=_count("max_output_tokens", max_output_tokens),
         reserve=reserve,
@@ -135,18 +139,63 @@ def reserve(
 
 def commit(reservation_id: str, usage: Usage) -> Call[CommitResult]:
     """The Commit call."""
-    if not isinstance(usage, Usage):
-        raise TypeError(f"commit() takes a Usage, got {type(usage).__name__}; see usage_from_openai()")
-    request = pb.CommitRequest(
-        reservation_id=_reservation_id(reservation_id),
-        usage=pb.Usage(
-            input_tokens=usage.input_tokens,
-            cached_input_tokens=usage.cached_input_tokens,
-            output_tokens=usage.output_tokens,
-            reasoning_tokens=usage.reasoning_tokens,
-        ),
-    )
+    request = pb.CommitRequest(reservation_id=_reservation_id(reservation_id), usage=_usage(usage))
     return Call("Commit", request, _commit_result)
+
+
+def _usage(usage: Usage) -> pb.Usage:
+    if not isinstance(usage, Usage):
+        raise TypeError(f"usage must be a Usage, got {type(usage).__name__}; see usage_from_openai()")
+    return pb.Usage(
+        input_tokens=usage.input_tokens,
+        cached_input_tokens=usage.cached_input_tokens,
+        output_tokens=usage.output_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
+    )
+
+
+_LATENCY = {"": pb.LATENCY_CLASS_UNSPECIFIED, "fast": pb.LATENCY_CLASS_FAST,
+            "standard": pb.LATENCY_CLASS_STANDARD, "slow": pb.LATENCY_CLASS_SLOW}
+
+
+def _latency(latency: str) -> int:
+    try:
+        return _LATENCY[latency]
+    except KeyError:
+        raise ValueError(f"latency must be one of fast, standard, slow or empty, got {latency!r}") from None
+
+
+def escalate(
+    reservation_id: str,
+    scope: Scope,
+    *,
+    messages: Iterable[MessageLike] | None = None,
+    input_tokens: int | None = None,
+    model: str = "",
+    reason: str = "",
+    usage: Usage | None = None,
+    needs_tools: bool = False,
+    needs_vision: bool = False,
+    needs_json: bool = False,
+    latency: str = "",
+    max_output_tokens: int = 0,
+    ttl_ms: int = 0,
+) -> Call[Escalation]:
+    """The Escalate call: the next attempt of a call whose output failed the application's check."""
+    request = pb.EscalateRequest(
+        reservation_id=_reservation_id(reservation_id),
+        scope=_scope(scope),
+        prompt=_prompt(messages, input_tokens),
+        signals=pb.TaskSignals(needs_tools=needs_tools, needs_vision=needs_vision, needs_json=needs_json,
+                               latency=_latency(latency)),
+        max_output_tokens=_count("max_output_tokens", max_output_tokens),
+        model=model,
+        reason=reason,
+        reservation=_reservation_options("", ttl_ms),
+    )
+    if usage is not None:
+        request.usage.CopyFrom(_usage(usage))
+    return Call("Escalate", request, _escalation)
 
 
 def release(reservation_id: str) -> Call[ReleaseResult]:
@@ -332,7 +381,16 @@ def _reservation(r: pb.Reservation) -> Reservation:
     )
 
 
-def _decision(response: pb.RouteResponse) -> Decision:
+def _escalation(response: pb.EscalateResponse) -> Escalation:
+    return Escalation(
+        decision=_decision(response),
+        attempt=response.attempt,
+        previous_reservation_id=response.previous_reservation_id,
+        previous_commit=_commit_result(response.previous_commit) if response.HasField("previous_commit") else None,
+    )
+
+
+def _decision(response: pb.RouteResponse | pb.EscalateResponse) -> Decision:
     d = response.decision
     return Decision(
         model=d.chosen.model,
@@ -348,7 +406,8 @@ def _decision(response: pb.RouteResponse) -> Decision:
         outcome=_enum_name(pb.PolicyOutcome, "POLICY_OUTCOME_", d.outcome),
         fallbacks=tuple(_candidate(c) for c in d.fallbacks),
         reservation=_reservation(response.reservation) if response.HasField("reservation") else None,
-        shadow=_shadow(response.shadow) if response.HasField("shadow") else None,
+        shadow=_shadow(response.shadow) if isinstance(response, pb.RouteResponse) and response.HasField("shadow")
+        else None,
     )
 
 
@@ -375,7 +434,8 @@ def _quality(response: pb.GetQualityResponse) -> tuple[TaskQuality, ...]:
 
 
 def _candidate(c: pb.Candidate) -> Candidate:
-    return Candidate(model=c.model, provider=c.provider, tier=c.tier, estimated_cost_nanos=c.estimated_cost_nanos)
+    return Candidate(model=c.model, provider=c.provider, tier=c.tier, estimated_cost_nanos=c.estimated_cost_nanos,
+                     latency=_enum_name(pb.LatencyClass, "LATENCY_CLASS_", c.latency))
 
 
 def _reserve_result(response: pb.ReserveResponse) -> ReserveResult:

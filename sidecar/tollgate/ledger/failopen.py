@@ -106,6 +106,8 @@ class FailOpenStore:
             model=request.model,
             task_type=request.task_type,
             fingerprint=request.fingerprint,
+            parent_id=request.parent_id,
+            attempt=request.attempt,
         )
         self._local[hold.reservation_id] = hold
         self._refs[hold.reservation_id] = refs

@@ -155,6 +155,8 @@ class LocalLedger:
             model=request.model,
             task_type=request.task_type,
             fingerprint=request.fingerprint,
+            parent_id=request.parent_id,
+            attempt=request.attempt,
         )
         self._apply(changed, hold)
         heapq.heappush(self._deadlines, (hold.expires_ms, hold.reservation_id))

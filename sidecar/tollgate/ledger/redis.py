@@ -256,7 +256,7 @@ class RedisStore:
 
     @staticmethod
     def _hold(reservation_id: str, raw: Sequence[Any]) -> Hold:
-        pools, amount, tokens, created, expires, state, charged, used, ended, model, task, fp, cfp = (
+        pools, amount, tokens, created, expires, state, charged, used, ended, model, task, fp, cfp, parent, attempt = (
             x.decode() if isinstance(x, bytes) else x for x in raw
         )
         return Hold(
@@ -274,6 +274,8 @@ class RedisStore:
             task_type=task or "",
             fingerprint=fp or "",
             commit_fingerprint=cfp or "",
+            parent_id=parent or "",
+            attempt=int(attempt or 1),
         )
 
     async def _run(self, keys: list[str], args: list[str | int]) -> list[Any]:
@@ -301,7 +303,7 @@ class RedisStore:
         args = [
             "reserve", self._now_arg(), *self._spec_args(refs, request.high_priority),
             request.reservation_id, request.amount, request.tokens, request.ttl_ms, request.model,
-            request.task_type, request.fingerprint, "\n".join(pool_ids),
+            request.task_type, request.fingerprint, "\n".join(pool_ids), request.parent_id, request.attempt,
         ]
         reply = await self._run(self._keys(org, request.reservation_id, pool_ids), args)
         verdict = reply[0]
@@ -468,7 +470,8 @@ class RedisStore:
         args = [
             "import", self._now_arg(), *self._spec_args(refs, False), hold.reservation_id, hold.amount,
             hold.tokens, hold.created_ms, hold.charged, hold.used_tokens, str(hold.state), hold.model,
-            hold.task_type, hold.fingerprint, hold.commit_fingerprint, "\n".join(pool_ids),
+            hold.task_type, hold.fingerprint, hold.commit_fingerprint, "\n".join(pool_ids), hold.parent_id,
+            hold.attempt,
         ]
         reply = await self._run(self._keys(org, hold.reservation_id, pool_ids), args)
         return bool(reply[0] == "ok")
@@ -511,6 +514,6 @@ class RedisStore:
 
 _FACTS_CACHE = 100_000
 _RECORD = ("pools", "amount", "tokens", "created", "expires", "state", "charged", "used", "ended", "model", "task",
-           "fp", "cfp")
+           "fp", "cfp", "parent", "attempt")
 _FIELDS = ("mark", "spent", "calls", "tokens", "held", "hcalls", "htokens")
 _ARCHIVED = ("arch_spent", "arch_calls", "arch_tokens")

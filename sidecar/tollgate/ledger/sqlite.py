@@ -40,15 +40,19 @@ CREATE TABLE IF NOT EXISTS reservations (
     model              TEXT NOT NULL,
     task_type          TEXT NOT NULL,
     fingerprint        TEXT NOT NULL,
-    commit_fingerprint TEXT NOT NULL
+    commit_fingerprint TEXT NOT NULL,
+    parent_id          TEXT NOT NULL DEFAULT '',
+    attempt            INTEGER NOT NULL DEFAULT 1
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS reservations_open ON reservations (state) WHERE state = 'open';
 """
 
 _COLUMNS = (
     "reservation_id, pool_ids, amount, tokens, created_ms, expires_ms, state, charged, "
-    "used_tokens, ended_ms, model, task_type, fingerprint, commit_fingerprint"
+    "used_tokens, ended_ms, model, task_type, fingerprint, commit_fingerprint, parent_id, attempt"
 )
+# Columns added since the first schema, with their definitions, for files written before them.
+_ADDED_COLUMNS = {"parent_id": "TEXT NOT NULL DEFAULT ''", "attempt": "INTEGER NOT NULL DEFAULT 1"}
 
 
 class SqliteJournal:
@@ -62,6 +66,10 @@ class SqliteJournal:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=2000")
         self._db.executescript(_SCHEMA)
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(reservations)")}
+        for column, definition in _ADDED_COLUMNS.items():
+            if column not in present:
+                self._db.execute(f"ALTER TABLE reservations ADD COLUMN {column} {definition}")
 
     def load(self) -> tuple[dict[str, PoolState], list[Hold]]:
         pools = {
@@ -86,7 +94,7 @@ class SqliteJournal:
                 [(p.pool_id, json.dumps(p.to_dict(), separators=(",", ":"))) for p in pools],
             )
             db.execute(
-                f"INSERT OR REPLACE INTO reservations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT OR REPLACE INTO reservations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     hold.reservation_id,
                     "\n".join(hold.pool_ids),
@@ -102,6 +110,8 @@ class SqliteJournal:
                     hold.task_type,
                     hold.fingerprint,
                     hold.commit_fingerprint,
+                    hold.parent_id,
+                    hold.attempt,
                 ),
             )
             db.execute("COMMIT")
@@ -133,4 +143,6 @@ def _hold(row: tuple) -> Hold:  # type: ignore[type-arg]
         task_type=row[11],
         fingerprint=row[12],
         commit_fingerprint=row[13],
+        parent_id=row[14],
+        attempt=row[15],
     )

@@ -54,6 +54,10 @@ class HoldRequest:
     high_priority: bool = False
     model: str = ""
     task_type: str = ""
+    parent_id: str = ""
+    """The reservation of the failed attempt this one escalates, if any."""
+    attempt: int = 1
+    """1 for a first call, 2 for its first escalation, and so on."""
 
     @property
     def fingerprint(self) -> str:
@@ -90,6 +94,9 @@ class Hold:
     task_type: str = ""
     fingerprint: str = ""
     commit_fingerprint: str = ""
+    parent_id: str = ""
+    """The reservation of the failed attempt this one escalates, if any."""
+    attempt: int = 1
 
     @property
     def overshoot(self) -> int:

@@ -34,6 +34,8 @@ the old one). A file that fails to load is logged and the previous model is kept
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import json
 import logging
@@ -67,7 +69,9 @@ __all__ = [
     "Classifier",
     "ClassifierError",
     "Features",
+    "decode_features",
     "default_model_path",
+    "encode_features",
     "featurize",
     "open_classifier",
     "requirement_from_probability",
@@ -263,6 +267,47 @@ def featurize(messages: Sequence[tuple[str, str]], input_tokens: int, task_type:
     return Features(buckets, values, _dense(messages, input_tokens, ask, low))
 
 
+def encode_features(messages: Sequence[tuple[str, str]], input_tokens: int, task_type: str = "") -> dict[str, Any]:
+    """A request's features as JSON, without its text: what the decision log keeps for training.
+
+    The hashed n-gram slots (bucket × 2 + sign) go as little-endian uint32 in base64,
+    with each family's size, so ``decode_features`` rebuilds exactly what
+    ``featurize`` computes. Hashing is one-way, but short n-grams of a guessable text
+    can be confirmed by hashing guesses: treat the log as sensitive, not as anonymous.
+    """
+    ask = difficulty._ask_of(messages)
+    low = ask.lower()
+    slots, counts = _slots(low.encode("utf-8", "surrogatepass"), task_type)
+    return {
+        "scheme": FEATURE_SPEC["scheme"],
+        "slots": base64.b64encode(slots.astype("<u4").tobytes()).decode("ascii"),
+        "counts": counts.tolist(),
+        "dense": [round(float(v), 6) for v in _dense(messages, input_tokens, ask, low)],
+    }
+
+
+def decode_features(obj: Any) -> Features:
+    """``Features`` from ``encode_features``' JSON; ``ValueError`` says what is wrong."""
+    if not isinstance(obj, dict) or obj.get("scheme") != FEATURE_SPEC["scheme"]:
+        scheme = obj.get("scheme") if isinstance(obj, dict) else None
+        raise ValueError(f"features must be an object of scheme {FEATURE_SPEC['scheme']!r}, got scheme {scheme!r}")
+    try:
+        slots = np.frombuffer(base64.b64decode(obj["slots"], validate=True), dtype="<u4").astype(np.intp)
+        counts = np.array(obj["counts"], dtype=np.int64)
+        dense = np.array(obj["dense"], dtype=np.float64)
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        raise ValueError(f"features need base64 slots, counts and dense values: {exc}") from None
+    if counts.ndim != 1 or (counts <= 0).any() or int(counts.sum()) != len(slots):
+        raise ValueError("features.counts must be positive family sizes that add up to the number of slots")
+    if dense.shape != (len(DENSE_FEATURES),) or not np.isfinite(dense).all():
+        raise ValueError(f"features.dense must hold {len(DENSE_FEATURES)} finite numbers ({', '.join(DENSE_FEATURES)})")
+    if len(slots) and int(slots.max()) >= 2 * BUCKETS:
+        raise ValueError(f"features.slots must be below {2 * BUCKETS}")
+    values = 1.0 - 2.0 * (slots & 1)
+    values *= np.repeat(1.0 / np.sqrt(counts), counts)
+    return Features(slots >> 1, values, dense)
+
+
 def heuristic_prior() -> np.ndarray:
     """Prior mean of the dense weights: the heuristic's weights, negated (they predict difficulty)."""
     return np.array([-difficulty.WEIGHTS.get(name, 0.0) for name in DENSE_FEATURES], dtype=np.float64)
@@ -368,6 +413,10 @@ class Classifier:
         """The calibrated logit of p(cheap ok), from computed features."""
         p = self._params
         return p.platt_a * self.raw_logit(features) + p.platt_b
+
+    def predict_features(self, features: Features) -> float:
+        """p(the cheap model is good enough) from computed features (a decision log's, say)."""
+        return _sigmoid(self.logit(features))
 
     def predict(self, messages: Sequence[tuple[str, str]], input_tokens: int, task_type: str = "") -> float:
         """p(the cheap model is good enough) for a request, in (0, 1)."""

@@ -7,7 +7,9 @@ Each line::
      "responses": {"strong-model": "..."}}
 
 ``task_type`` and ``responses`` are optional; ``scores`` are qualities in [0, 1]
-(1/0 for right/wrong answers). Unknown keys are kept out of the way, not refused,
+(1/0 for right/wrong answers). Instead of ``messages`` a record may carry
+``features`` (hashed, from the sidecar's decision log via ``tollgate
+export-training``): training can use it, evaluation cannot. Unknown keys are kept out of the way, not refused,
 so a converter can add its own bookkeeping (``source``, ``split``).
 """
 
@@ -18,6 +20,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = ["DatasetError", "Record", "file_digest", "infer_pair", "read_records"]
 
@@ -38,6 +41,8 @@ class Record:
     task_type: str = ""
     responses: dict[str, str] = field(default_factory=dict)
     line: int = 0
+    features: Any = None
+    """``classifier.Features`` decoded from a feature-only record, else ``None``."""
 
     def score(self, model: str, source: str = "") -> float:
         """The quality ``model`` reached, or a ``DatasetError`` naming the record."""
@@ -73,7 +78,16 @@ def _record(text: str, where: str, number: int) -> Record:
     if not isinstance(obj, dict):
         raise DatasetError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     raw_messages = obj.get("messages")
-    if not isinstance(raw_messages, list) or not raw_messages:
+    features = None
+    if raw_messages is None and "features" in obj:
+        from .classifier import decode_features  # numpy only when a file needs it
+
+        try:
+            features = decode_features(obj["features"])
+        except ValueError as exc:
+            raise DatasetError(f"{where}: {exc}") from None
+        raw_messages = []
+    elif not isinstance(raw_messages, list) or not raw_messages:
         raise DatasetError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
     messages: list[tuple[str, str]] = []
     for i, m in enumerate(raw_messages):
@@ -102,6 +116,7 @@ def _record(text: str, where: str, number: int) -> Record:
         task_type=task_type,
         responses={str(k): v for k, v in responses.items()},
         line=number,
+        features=features,
     )
 
 

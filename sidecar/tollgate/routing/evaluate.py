@@ -349,6 +349,12 @@ def evaluate(
     if strong == weak:
         raise EvalError("--strong and --weak name the same model")
     prices = prices or {}
+    textless = next((r for r in records if r.features is not None), None)
+    if textless is not None:
+        raise EvalError(
+            f"{source or 'the data'}:{textless.line}: record {textless.id!r} has features but no messages; evaluation "
+            "prices and routes the messages (export the decision log with include_text, or evaluate on other data)"
+        )
     counter = TokenCounter(config.estimation.message_overhead_tokens)
     tokens = [counter.count_messages(r.messages) for r in records]
     cost_s = _costs(records, tokens, strong, config, prices, counter, output_tokens)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..catalog import Capability, Catalog
+from ..catalog import Capability, Catalog, Latency
 from ..config import RoutingConfig
 
 __all__ = ["Signals", "TierRequirement", "from_difficulty", "from_signals"]
@@ -18,6 +18,8 @@ class Signals:
     agent_mode: str = ""
     min_tier: str = ""
     needs: frozenset[Capability] = frozenset()
+    latency: Latency | None = None
+    """The slowest latency class the caller accepts; ``None``: any."""
 
 
 @dataclass(frozen=True, slots=True)

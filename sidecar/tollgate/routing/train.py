@@ -249,8 +249,18 @@ def probability_metrics(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[st
     }
 
 
+def _features(record: Record, counter: TokenCounter) -> Features:
+    """A record's features: decoded from a decision log's export, or computed from its messages."""
+    if record.features is not None:
+        return record.features  # type: ignore[no-any-return]
+    return featurize(record.messages, counter.count_messages(record.messages), record.task_type)
+
+
 def _fold_of(record: Record, seed: int, folds: int) -> int:
-    text = json.dumps(record.messages, ensure_ascii=False)
+    if record.features is not None:
+        text = record.features.buckets.tobytes().hex() + record.features.dense.tobytes().hex()
+    else:
+        text = json.dumps(record.messages, ensure_ascii=False)
     digest = hashlib.blake2b(f"{seed}\0{text}".encode("utf-8", "surrogatepass"), digest_size=8).digest()
     return int.from_bytes(digest, "little") % folds
 
@@ -283,7 +293,7 @@ def train(
             "training needs prompts where the weak model was good enough and prompts where it was not"
         )
     counter = TokenCounter()
-    feats = [featurize(r.messages, counter.count_messages(r.messages), r.task_type) for r in records]
+    feats = [_features(r, counter) for r in records]
     say(f"{len(records)} prompts featurized; cheap ok on {positives / len(y):.1%}")
     prior = heuristic_prior()
     folds = max(2, min(folds, len(records)))
@@ -339,7 +349,7 @@ def train(
     model = Classifier.from_weights(w, d, intercept, platt=(a, b), metadata=metadata)
     for path, held in holdout:
         held_y = labels(held, weak, strong, str(path))
-        p = np.array([model.predict(r.messages, counter.count_messages(r.messages), r.task_type) for r in held])
+        p = np.array([model.predict_features(_features(r, counter)) for r in held])
         found = probability_metrics(p, held_y)
         metadata["metrics"].setdefault("heldout", {})[Path(path).name] = {
             "sha256": file_digest(path) if Path(path).is_file() else "", **found,

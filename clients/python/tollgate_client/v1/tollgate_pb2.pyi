@@ -16,11 +16,19 @@ class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PRIORITY_NORMAL: _ClassVar[Priority]
     PRIORITY_HIGH: _ClassVar[Priority]
 
+class LatencyClass(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LATENCY_CLASS_UNSPECIFIED: _ClassVar[LatencyClass]
+    LATENCY_CLASS_FAST: _ClassVar[LatencyClass]
+    LATENCY_CLASS_STANDARD: _ClassVar[LatencyClass]
+    LATENCY_CLASS_SLOW: _ClassVar[LatencyClass]
+
 class DecisionSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     DECISION_SOURCE_UNSPECIFIED: _ClassVar[DecisionSource]
     DECISION_SOURCE_RULE: _ClassVar[DecisionSource]
     DECISION_SOURCE_DIFFICULTY: _ClassVar[DecisionSource]
+    DECISION_SOURCE_ESCALATION: _ClassVar[DecisionSource]
 
 class PolicyOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -56,9 +64,14 @@ class FeedbackSource(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
 PRIORITY_UNSPECIFIED: Priority
 PRIORITY_NORMAL: Priority
 PRIORITY_HIGH: Priority
+LATENCY_CLASS_UNSPECIFIED: LatencyClass
+LATENCY_CLASS_FAST: LatencyClass
+LATENCY_CLASS_STANDARD: LatencyClass
+LATENCY_CLASS_SLOW: LatencyClass
 DECISION_SOURCE_UNSPECIFIED: DecisionSource
 DECISION_SOURCE_RULE: DecisionSource
 DECISION_SOURCE_DIFFICULTY: DecisionSource
+DECISION_SOURCE_ESCALATION: DecisionSource
 POLICY_OUTCOME_UNSPECIFIED: PolicyOutcome
 POLICY_OUTCOME_ADMITTED: PolicyOutcome
 POLICY_OUTCOME_DOWNGRADED: PolicyOutcome
@@ -112,20 +125,22 @@ class Message(_message.Message):
     def __init__(self, role: _Optional[str] = ..., content: _Optional[str] = ...) -> None: ...
 
 class TaskSignals(_message.Message):
-    __slots__ = ("task_type", "agent_mode", "min_tier", "needs_tools", "needs_vision", "needs_json")
+    __slots__ = ("task_type", "agent_mode", "min_tier", "needs_tools", "needs_vision", "needs_json", "latency")
     TASK_TYPE_FIELD_NUMBER: _ClassVar[int]
     AGENT_MODE_FIELD_NUMBER: _ClassVar[int]
     MIN_TIER_FIELD_NUMBER: _ClassVar[int]
     NEEDS_TOOLS_FIELD_NUMBER: _ClassVar[int]
     NEEDS_VISION_FIELD_NUMBER: _ClassVar[int]
     NEEDS_JSON_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
     task_type: str
     agent_mode: str
     min_tier: str
     needs_tools: bool
     needs_vision: bool
     needs_json: bool
-    def __init__(self, task_type: _Optional[str] = ..., agent_mode: _Optional[str] = ..., min_tier: _Optional[str] = ..., needs_tools: _Optional[bool] = ..., needs_vision: _Optional[bool] = ..., needs_json: _Optional[bool] = ...) -> None: ...
+    latency: LatencyClass
+    def __init__(self, task_type: _Optional[str] = ..., agent_mode: _Optional[str] = ..., min_tier: _Optional[str] = ..., needs_tools: _Optional[bool] = ..., needs_vision: _Optional[bool] = ..., needs_json: _Optional[bool] = ..., latency: _Optional[_Union[LatencyClass, str]] = ...) -> None: ...
 
 class Prompt(_message.Message):
     __slots__ = ("messages", "input_tokens")
@@ -168,16 +183,18 @@ class ReservationOptions(_message.Message):
     def __init__(self, idempotency_key: _Optional[str] = ..., ttl_ms: _Optional[int] = ...) -> None: ...
 
 class Candidate(_message.Message):
-    __slots__ = ("model", "provider", "tier", "estimated_cost_nanos")
+    __slots__ = ("model", "provider", "tier", "estimated_cost_nanos", "latency")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     TIER_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_COST_NANOS_FIELD_NUMBER: _ClassVar[int]
+    LATENCY_FIELD_NUMBER: _ClassVar[int]
     model: str
     provider: str
     tier: str
     estimated_cost_nanos: int
-    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., estimated_cost_nanos: _Optional[int] = ...) -> None: ...
+    latency: LatencyClass
+    def __init__(self, model: _Optional[str] = ..., provider: _Optional[str] = ..., tier: _Optional[str] = ..., estimated_cost_nanos: _Optional[int] = ..., latency: _Optional[_Union[LatencyClass, str]] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("chosen", "fallbacks", "reason", "source", "required_tier", "difficulty", "estimated_input_tokens", "estimated_output_tokens", "outcome")
@@ -462,3 +479,39 @@ class GetQualityResponse(_message.Message):
     TASK_TYPES_FIELD_NUMBER: _ClassVar[int]
     task_types: _containers.RepeatedCompositeFieldContainer[TaskQuality]
     def __init__(self, task_types: _Optional[_Iterable[_Union[TaskQuality, _Mapping]]] = ...) -> None: ...
+
+class EscalateRequest(_message.Message):
+    __slots__ = ("reservation_id", "scope", "prompt", "signals", "max_output_tokens", "model", "reason", "usage", "reservation")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_FIELD_NUMBER: _ClassVar[int]
+    SIGNALS_FIELD_NUMBER: _ClassVar[int]
+    MAX_OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    USAGE_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    scope: Scope
+    prompt: Prompt
+    signals: TaskSignals
+    max_output_tokens: int
+    model: str
+    reason: str
+    usage: Usage
+    reservation: ReservationOptions
+    def __init__(self, reservation_id: _Optional[str] = ..., scope: _Optional[_Union[Scope, _Mapping]] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., signals: _Optional[_Union[TaskSignals, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., model: _Optional[str] = ..., reason: _Optional[str] = ..., usage: _Optional[_Union[Usage, _Mapping]] = ..., reservation: _Optional[_Union[ReservationOptions, _Mapping]] = ...) -> None: ...
+
+class EscalateResponse(_message.Message):
+    __slots__ = ("decision", "reservation", "previous_reservation_id", "previous_commit", "attempt")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    RESERVATION_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_COMMIT_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    decision: Decision
+    reservation: Reservation
+    previous_reservation_id: str
+    previous_commit: CommitResponse
+    attempt: int
+    def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., reservation: _Optional[_Union[Reservation, _Mapping]] = ..., previous_reservation_id: _Optional[str] = ..., previous_commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...

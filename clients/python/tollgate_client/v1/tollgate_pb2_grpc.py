@@ -76,6 +76,11 @@ class TollgateServiceStub:
                 request_serializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityRequest.SerializeToString,
                 response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityResponse.FromString,
                 _registered_method=True)
+        self.Escalate = channel.unary_unary(
+                '/tollgate.v1.TollgateService/Escalate',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.EscalateRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.EscalateResponse.FromString,
+                _registered_method=True)
 
 
 class TollgateServiceServicer:
@@ -144,6 +149,17 @@ class TollgateServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Escalate(self, request, context):
+        """A call's output failed the application's own check (invalid JSON, failed
+        tests, low confidence): routes the next attempt one tier up (or to a named
+        model) and reserves for it, linked to the failed attempt in the ledger, the
+        decision log and the trace. Retrying with the same failed reservation
+        returns the same new reservation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TollgateServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -186,6 +202,11 @@ def add_TollgateServiceServicer_to_server(servicer, server):
                     servicer.GetQuality,
                     request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityRequest.FromString,
                     response_serializer=tollgate_dot_v1_dot_tollgate__pb2.GetQualityResponse.SerializeToString,
+            ),
+            'Escalate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Escalate,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.EscalateRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.EscalateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -406,6 +427,33 @@ class TollgateService:
             '/tollgate.v1.TollgateService/GetQuality',
             tollgate_dot_v1_dot_tollgate__pb2.GetQualityRequest.SerializeToString,
             tollgate_dot_v1_dot_tollgate__pb2.GetQualityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Escalate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.TollgateService/Escalate',
+            tollgate_dot_v1_dot_tollgate__pb2.EscalateRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.EscalateResponse.FromString,
             options,
             channel_credentials,
             insecure,

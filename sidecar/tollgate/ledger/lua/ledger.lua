@@ -142,7 +142,7 @@ local function state_reply(s, spec, now)
 end
 
 local RECORD = {'pools', 'amount', 'tokens', 'created', 'expires', 'state', 'charged', 'used', 'ended',
-                'model', 'task', 'fp', 'cfp'}
+                'model', 'task', 'fp', 'cfp', 'parent', 'attempt'}
 
 local function record_reply(key)
   return redis.call('HMGET', key, unpack(RECORD))
@@ -216,6 +216,7 @@ if action == 'import' then
     ARGV[next_arg + 3], tonumber(ARGV[next_arg + 4]), tonumber(ARGV[next_arg + 5])
   local state, model, task, fp, cfp, pool_ids = ARGV[next_arg + 6], ARGV[next_arg + 7], ARGV[next_arg + 8],
     ARGV[next_arg + 9], ARGV[next_arg + 10], ARGV[next_arg + 11]
+  local parent, attempt = ARGV[next_arg + 12], ARGV[next_arg + 13]
   if redis.call('EXISTS', rkey) == 1 then return {'replay', now} end
   local ps, err = pools()
   if err then return err end
@@ -225,7 +226,7 @@ if action == 'import' then
   end
   redis.call('HSET', rkey, 'pools', pool_ids, 'amount', amount, 'tokens', tokens, 'created', created,
     'expires', created, 'state', state, 'charged', fmt(charged), 'used', fmt(used), 'ended', fmt(now),
-    'model', model, 'task', task, 'fp', fp, 'cfp', cfp)
+    'model', model, 'task', task, 'fp', fp, 'cfp', cfp, 'parent', parent, 'attempt', attempt)
   redis.call('ZADD', KEYS[3], fmt(now), rid)
   return {'ok', now}
 end
@@ -234,6 +235,7 @@ if action == 'reserve' then
   local rid, amount, tokens, ttl = ARGV[next_arg], tonumber(ARGV[next_arg + 1]), tonumber(ARGV[next_arg + 2]),
     tonumber(ARGV[next_arg + 3])
   local model, task, fp, pool_ids = ARGV[next_arg + 4], ARGV[next_arg + 5], ARGV[next_arg + 6], ARGV[next_arg + 7]
+  local parent, attempt = ARGV[next_arg + 8], ARGV[next_arg + 9]
   local records = KEYS[3]
   if redis.call('EXISTS', rkey) == 1 then
     if redis.call('HGET', rkey, 'fp') ~= fp then return {'conflict'} end
@@ -267,7 +269,7 @@ if action == 'reserve' then
   local expires = now + ttl
   redis.call('HSET', rkey, 'pools', pool_ids, 'amount', fmt(amount), 'tokens', fmt(tokens), 'created', fmt(now),
     'expires', fmt(expires), 'state', 'open', 'charged', '0', 'used', '0', 'ended', '0', 'model', model,
-    'task', task, 'fp', fp, 'cfp', '')
+    'task', task, 'fp', fp, 'cfp', '', 'parent', parent, 'attempt', attempt)
   redis.call('ZADD', deadlines, fmt(expires), rid)
   redis.call('ZADD', records, fmt(now), rid)
   return {'ok', now, record_reply(rkey), states(ps)}
