@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Protocol
@@ -62,11 +63,14 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+RECENT_HOLDS = 8_192
+"""Reservation records kept in memory, most recent first out of the journal's way."""
+
 class Journal(Protocol):
     """Durable storage of pool counters and reservation records for ``LocalLedger``."""
 
-    def load(self) -> tuple[dict[str, PoolState], list[Hold]]:
-        """All pool states and every open reservation."""
+    def load(self) -> tuple[dict[str, PoolState], list[tuple[int, str]]]:
+        """All pool states, and the (expiry, id) of every open reservation."""
         ...
 
     def find(self, reservation_id: str) -> Hold | None:
@@ -101,10 +105,12 @@ class LocalLedger:
         self._specs = specs
         self._expiry_policy = expiry_policy
         self._clock = clock
-        self._pools, open_holds = journal.load()
-        self._open: dict[str, Hold] = {h.reservation_id: h for h in open_holds}
-        self._deadlines: list[tuple[int, str]] = [(h.expires_ms, h.reservation_id) for h in open_holds]
+        self._pools, self._deadlines = journal.load()
         heapq.heapify(self._deadlines)
+        # Open reservations live in the journal; memory keeps only their deadlines and
+        # the most recent records, since a commit usually follows its reserve within
+        # seconds. So memory stays flat however many reservations are open.
+        self._recent: OrderedDict[str, Hold] = OrderedDict()
         self.expired_total = 0
 
     # -- the store interface ---------------------------------------------------
@@ -203,7 +209,7 @@ class LocalLedger:
         refuse_ended(hold, "extend")
         extended = replace(hold, expires_ms=now + ttl_ms)
         self._write([], extended)
-        self._open[reservation_id] = extended
+        self._remember(extended)
         heapq.heappush(self._deadlines, (extended.expires_ms, reservation_id))
         return extended
 
@@ -244,7 +250,15 @@ class LocalLedger:
     # -- internals --------------------------------------------------------------
 
     def _find(self, reservation_id: str) -> Hold | None:
-        return self._open.get(reservation_id) or self._journal.find(reservation_id)
+        hold = self._recent.get(reservation_id)
+        return hold if hold is not None else self._journal.find(reservation_id)
+
+    def _remember(self, hold: Hold) -> None:
+        recent = self._recent
+        recent[hold.reservation_id] = hold
+        recent.move_to_end(hold.reservation_id)
+        if len(recent) > RECENT_HOLDS:
+            recent.popitem(last=False)
 
     def _open_or_ended(self, reservation_id: str, now: int) -> Hold:
         hold = self._find(reservation_id)
@@ -284,10 +298,7 @@ class LocalLedger:
         self._write(changed, hold)
         for state in changed:
             self._pools[state.pool_id] = state
-        if hold.state is HoldState.OPEN:
-            self._open[hold.reservation_id] = hold
-        else:
-            self._open.pop(hold.reservation_id, None)
+        self._remember(hold)
 
     def _write(self, changed: list[PoolState], hold: Hold) -> None:
         try:
@@ -309,9 +320,9 @@ class LocalLedger:
         count = 0
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, reservation_id = heapq.heappop(self._deadlines)
-            hold = self._open.get(reservation_id)
+            hold = self._find(reservation_id)
             # Entries left behind by Extend, or by reservations already ended, are stale.
-            if hold is None or hold.expires_ms != deadline:
+            if hold is None or hold.state is not HoldState.OPEN or hold.expires_ms != deadline:
                 continue
             self._expire(hold, now)
             count += 1

@@ -18,7 +18,7 @@ class MemoryJournal:
         self.fail_writes = False
         """Set to make every write fail, to test that a failed write changes nothing."""
 
-    def load(self) -> tuple[dict[str, PoolState], list[Hold]]:
+    def load(self) -> tuple[dict[str, PoolState], list[tuple[int, str]]]:
         return {}, []
 
     def find(self, reservation_id: str) -> Hold | None:

@@ -71,13 +71,13 @@ class SqliteJournal:
             if column not in present:
                 self._db.execute(f"ALTER TABLE reservations ADD COLUMN {column} {definition}")
 
-    def load(self) -> tuple[dict[str, PoolState], list[Hold]]:
+    def load(self) -> tuple[dict[str, PoolState], list[tuple[int, str]]]:
         pools = {
             pool_id: PoolState.from_dict(pool_id, json.loads(state))
             for pool_id, state in self._db.execute("SELECT pool_id, state FROM pools")
         }
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM reservations WHERE state = 'open'")
-        return pools, [_hold(row) for row in rows]
+        rows = self._db.execute("SELECT expires_ms, reservation_id FROM reservations WHERE state = 'open'")
+        return pools, [(expires, rid) for expires, rid in rows]
 
     def find(self, reservation_id: str) -> Hold | None:
         row = self._db.execute(
