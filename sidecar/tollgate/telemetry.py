@@ -61,6 +61,9 @@ class Metrics:
     """Every Prometheus instrument, in a registry of its own."""
 
     def __init__(self) -> None:
+        # Labelled children by (instrument, label values): ``labels()`` validates and locks on
+        # every call, several times per RPC, for a set of children that stops growing at once.
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         r = self.registry = CollectorRegistry()
         self.decisions = Counter("tollgate_decisions", "Routing decisions", ["tier", "model", "source", "outcome"],
                                  registry=r)
@@ -89,6 +92,14 @@ class Metrics:
         )
         self.spans_dropped = Counter("tollgate_spans_dropped", "Spans the OTLP exporter failed to deliver",
                                      registry=r)
+
+    def child(self, metric: Any, *values: str) -> Any:
+        """``metric.labels(*values)``, remembered."""
+        key = (metric, values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found
 
 
 class _QualityCollector:
@@ -203,10 +214,10 @@ class Telemetry:
     def routed(self, decision: Any, max_output_tokens: int) -> None:
         """A Route decision (``core.RouteDecision``)."""
         chosen = decision.chosen
-        self.metrics.decisions.labels(chosen.model.tier, chosen.model.name, decision.requirement.source,
+        self.metrics.child(self.metrics.decisions, chosen.model.tier, chosen.model.name, decision.requirement.source,
                                       decision.outcome).inc()
         if decision.downgraded_by:
-            self.metrics.downgrades.labels(decision.downgraded_by).inc()
+            self.metrics.child(self.metrics.downgrades, decision.downgraded_by).inc()
         _annotate({
             "gen_ai.request.model": chosen.model.name,
             "gen_ai.provider.name": chosen.model.provider,
@@ -231,7 +242,7 @@ class Telemetry:
         hold = outcome.hold
         if not outcome.replayed:
             for pool in outcome.pools:
-                self.metrics.holds.labels(str(pool.level), hold.model).inc(hold.amount)
+                self.metrics.child(self.metrics.holds, str(pool.level), hold.model).inc(hold.amount)
             self.metrics.open.inc()
         span = trace.get_current_span()
         if span.get_span_context().is_valid:
@@ -273,12 +284,12 @@ class Telemetry:
         if outcome.replayed:
             return
         for pool in outcome.pools:
-            self.metrics.spend.labels(str(pool.level), hold.model).inc(hold.charged)
+            self.metrics.child(self.metrics.spend, str(pool.level), hold.model).inc(hold.charged)
         if hold.overshoot:
-            self.metrics.overshoot.labels(hold.model).inc()
-            self.metrics.overshoot_nanos.labels(hold.model).inc(hold.overshoot)
+            self.metrics.child(self.metrics.overshoot, hold.model).inc()
+            self.metrics.child(self.metrics.overshoot_nanos, hold.model).inc(hold.overshoot)
         if estimated > 0:
-            self.metrics.estimate_ratio.labels(hold.model).observe(hold.charged / estimated)
+            self.metrics.child(self.metrics.estimate_ratio, hold.model).observe(hold.charged / estimated)
         self.metrics.open.dec()
 
     def escalated(self, escalation: Any, estimated: int, max_output_tokens: int) -> None:
@@ -288,7 +299,7 @@ class Telemetry:
             self._count_commit(previous, estimated)
         decision = escalation.decision
         if not decision.reservation.replayed:
-            self.metrics.escalations.labels(escalation.failed_tier, decision.chosen.model.tier).inc()
+            self.metrics.child(self.metrics.escalations, escalation.failed_tier, decision.chosen.model.tier).inc()
         # The failed attempt's Route span stays linkable: its commit may still come separately.
         parent = (self._reserve_spans.pop if previous is not None else self._reserve_spans.get)(escalation.parent_id,
                                                                                                  None)
@@ -316,7 +327,7 @@ class Telemetry:
                   log_keys=("tollgate.reservation.id", "tollgate.reservation.expires_ms"))
 
     def refused(self, refusal: Refusal) -> None:
-        self.metrics.refusals.labels(refusal.level, refusal.policy, refusal.limit).inc()
+        self.metrics.child(self.metrics.refusals, refusal.level, refusal.policy, refusal.limit).inc()
         _annotate({
             "tollgate.policy.outcome": "refused",
             "tollgate.refusal.pool_id": refusal.pool_id,
@@ -326,7 +337,7 @@ class Telemetry:
         }, log_keys=("tollgate.policy.outcome", "tollgate.refusal.pool_id"))
 
     def store_failed(self, method: str) -> None:
-        self.metrics.store_errors.labels(method).inc()
+        self.metrics.child(self.metrics.store_errors, method).inc()
 
     def expired(self, count: int) -> None:
         self.metrics.expired.inc(count)
@@ -400,7 +411,7 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                         span.set_attribute("rpc.grpc.status_code", code.value[0])
                         span.set_status(Status(StatusCode.ERROR, code.name))
                     elapsed = time.perf_counter() - started
-                    t.metrics.rpc.labels(method, code.name).observe(elapsed)
+                    t.metrics.child(t.metrics.rpc, method, code.name).observe(elapsed)
                     if code is grpc.StatusCode.UNAVAILABLE:
                         t.store_failed(method)
                     is_money = method in _MONEY_METHODS or (method == "Route" and getattr(request, "reserve", False))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tollgate.ledger.windows import bucket_debt, drained, fixed_window
+from tollgate.ledger.pools import PoolState
+from tollgate.ledger.windows import _fixed_window, bucket_debt, drained, fixed_window
 
 
 def ms(text: str, tz: str) -> int:
@@ -49,3 +51,27 @@ def test_drained_is_exact_or_cautious_and_double_safe(elapsed: int, cap: int, du
 def test_bucket_debt_never_negative() -> None:
     assert bucket_debt(100, 0, 10**9, cap=5, duration_ms=1) == 0
     assert bucket_debt(1_000, 0, 500, cap=1_000, duration_ms=1_000) == 500
+
+
+@given(st.integers(min_value=0, max_value=4_102_444_800_000), st.sampled_from(["hour", "day", "week", "month"]),
+       st.sampled_from(["UTC", "Europe/Paris", "America/New_York", "Asia/Kolkata"]))
+def test_remembered_windows_match_the_calendar(now_ms: int, period: str, tz: str) -> None:
+    # The cache answers for every instant of the window it remembers, and only those.
+    expected = _fixed_window(now_ms, period, tz)
+    assert fixed_window(now_ms, period, tz) == expected
+    assert fixed_window(expected[0], period, tz) == expected
+    assert fixed_window(expected[1] - 1, period, tz) == expected
+    assert fixed_window(expected[1], period, tz) == _fixed_window(expected[1], period, tz) != expected
+
+
+_COUNTS = st.integers(min_value=-(2**53), max_value=2**53)
+
+
+@given(st.lists(_COUNTS, min_size=7, max_size=7),
+       st.dictionaries(st.integers(min_value=0, max_value=2**40), st.lists(_COUNTS, min_size=3, max_size=3),
+                       max_size=60))
+def test_pool_state_text_round_trips_and_reads_the_old_json(counts: list[int], buckets: dict[int, list[int]]) -> None:
+    state = PoolState("user:acme/alice", *counts, buckets=buckets)
+    assert PoolState.decode(state.pool_id, state.encode()) == state
+    legacy = json.dumps(state.to_dict())
+    assert PoolState.decode(state.pool_id, legacy) == state

@@ -11,7 +11,6 @@ a hop to a worker thread would cost.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -73,7 +72,7 @@ class SqliteJournal:
 
     def load(self) -> tuple[dict[str, PoolState], list[tuple[int, str]]]:
         pools = {
-            pool_id: PoolState.from_dict(pool_id, json.loads(state))
+            pool_id: PoolState.decode(pool_id, state)
             for pool_id, state in self._db.execute("SELECT pool_id, state FROM pools")
         }
         rows = self._db.execute("SELECT expires_ms, reservation_id FROM reservations WHERE state = 'open'")
@@ -91,7 +90,7 @@ class SqliteJournal:
         try:
             db.executemany(
                 "INSERT OR REPLACE INTO pools (pool_id, state) VALUES (?, ?)",
-                [(p.pool_id, json.dumps(p.to_dict(), separators=(",", ":"))) for p in pools],
+                [(p.pool_id, p.encode()) for p in pools],
             )
             db.execute(
                 f"INSERT OR REPLACE INTO reservations ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",

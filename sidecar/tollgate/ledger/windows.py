@@ -35,8 +35,22 @@ def _zone(tz: str) -> ZoneInfo:
     return ZoneInfo(tz)
 
 
+_LAST_WINDOW: dict[tuple[str, str], tuple[int, int]] = {}
+
+
 def fixed_window(now_ms: int, period: str, tz: str) -> tuple[int, int]:
     """The ``[start, end)`` in epoch ms of the calendar window containing ``now_ms``."""
+    # Every pool of every request asks for the same few windows: the last answer per
+    # (period, zone) holds until the clock leaves it, and spares the calendar arithmetic.
+    last = _LAST_WINDOW.get((period, tz))
+    if last is not None and last[0] <= now_ms < last[1]:
+        return last
+    window = _fixed_window(now_ms, period, tz)
+    _LAST_WINDOW[(period, tz)] = window
+    return window
+
+
+def _fixed_window(now_ms: int, period: str, tz: str) -> tuple[int, int]:
     zone = _zone(tz)
     local = datetime.fromtimestamp(now_ms / 1000, zone)
     if period == "hour":
