@@ -97,6 +97,8 @@ class PoolSpec:
     """Cap on calls per window; 0 means none."""
     max_tokens: int = 0
     """Cap on tokens (input + output) per window; 0 means none."""
+    max_open: int = 0
+    """Cap on reservations open at once, so a runaway loop cannot lock the pool in holds; 0 means none."""
     margin_bp: int | None = None
     """Estimation margin for holds on this pool's scope; ``None`` takes the global one."""
 
@@ -510,7 +512,9 @@ def _window(node: _Node) -> Window:
     return Window(kind=kind, duration_ms=node.get("duration").duration_ms())
 
 
-_POOL_KEYS = ("cap", "window", "policy", "warn_at", "priority_reserve", "max_calls", "max_tokens", "margin")
+_POOL_KEYS = (
+    "cap", "window", "policy", "warn_at", "priority_reserve", "max_calls", "max_tokens", "max_open", "margin",
+)
 
 
 def _pool(node: _Node, base: PoolSpec | None = None) -> PoolSpec:
@@ -539,6 +543,7 @@ def _pool(node: _Node, base: PoolSpec | None = None) -> PoolSpec:
         ),
         max_calls=max_calls,
         max_tokens=max_tokens,
+        max_open=node.get("max_open").int() if node.has("max_open") else b.max_open,
         margin_bp=margin,
     )
 

@@ -58,7 +58,7 @@ class Refusal:
     pool_id: str
     level: str
     policy: str
-    limit: str  # "cost", "calls" or "tokens"
+    limit: str  # "cost", "calls", "tokens" or "open"
     requested: int
     remaining: int
     resets_at_ms: int | None
@@ -72,6 +72,8 @@ class BudgetExceeded(TollgateError):
         r = refusal
         if r.limit == "cost":
             what = f"needs {r.requested} nano-USD but {max(r.remaining, 0)} remain"
+        elif r.limit == "open":
+            what = "as many reservations are open as it allows at once; commit or release some first"
         else:
             what = f"needs {r.requested} {r.limit} but {max(r.remaining, 0)} remain"
         resets = "" if r.resets_at_ms is None else f"; the window resets at {r.resets_at_ms} ms since epoch"

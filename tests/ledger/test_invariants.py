@@ -50,7 +50,7 @@ class FakeClock:
 BUDGETS = BudgetConfig(
     templates={
         Level.ORG: PoolSpec(cap=1_000_000, window=Window(WindowKind.FIXED, period="day", tz="Europe/Paris")),
-        Level.TEAM: PoolSpec(cap=600_000, window=Window(WindowKind.SLIDING, duration_ms=3_600_000)),
+        Level.TEAM: PoolSpec(cap=600_000, window=Window(WindowKind.SLIDING, duration_ms=3_600_000), max_open=4),
         Level.USER: PoolSpec(
             cap=400_000, window=Window(WindowKind.TOKEN_BUCKET, duration_ms=600_000), priority_reserve_bp=2500
         ),

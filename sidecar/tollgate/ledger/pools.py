@@ -218,6 +218,8 @@ def check_admission(
             return refuse("calls", 1, spec.max_calls - state.calls - state.held_calls)
         if spec.max_tokens and state.tokens + state.held_tokens + tokens > spec.max_tokens:
             return refuse("tokens", tokens, spec.max_tokens - state.tokens - state.held_tokens)
+        if spec.max_open and state.held_calls + 1 > spec.max_open:
+            return refuse("open", 1, spec.max_open - state.held_calls)
     return None
 
 

@@ -230,7 +230,7 @@ class RedisStore:
             elif window.kind is WindowKind.TOKEN_BUCKET:
                 w = (window.duration_ms, 0, 0, 0)
             args += [ref.pool_id, str(spec.policy), spec.cap, spec.usable_cap(high_priority=high_priority),
-                     spec.max_calls, spec.max_tokens, str(window.kind), *w]
+                     spec.max_calls, spec.max_tokens, spec.max_open, str(window.kind), *w]
         return args
 
     def _refs(self, pool_ids: Sequence[str]) -> list[PoolRef]:

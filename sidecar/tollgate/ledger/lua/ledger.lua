@@ -11,7 +11,7 @@
 -- ARGV[3] number of pools; ARGV[4..] one block of SPEC fields per pool (below),
 -- then the action's own arguments.
 
-local SPEC = 11
+local SPEC = 12
 local BUCKETS = 60
 
 local function fmt(x) return string.format('%.0f', x) end
@@ -39,7 +39,7 @@ local function now_ms()
 end
 
 -- A pool spec: id, policy (hard|soft|warn), cap, usable cap for this request's
--- priority, max_calls, max_tokens, window kind (none|fixed|sliding|token_bucket),
+-- priority, max_calls, max_tokens, max_open, window kind (none|fixed|sliding|token_bucket),
 -- then the window's numbers: fixed windows get three consecutive window starts
 -- around the caller's clock (the zone arithmetic is done by the caller), sliding
 -- windows their bucket width, token buckets their duration.
@@ -49,9 +49,9 @@ local function read_specs(n, base)
     local o = base + (i - 1) * SPEC
     specs[i] = {
       id = ARGV[o], policy = ARGV[o + 1], cap = tonumber(ARGV[o + 2]), usable = tonumber(ARGV[o + 3]),
-      max_calls = tonumber(ARGV[o + 4]), max_tokens = tonumber(ARGV[o + 5]), kind = ARGV[o + 6],
-      w1 = tonumber(ARGV[o + 7]), w2 = tonumber(ARGV[o + 8]), w3 = tonumber(ARGV[o + 9]),
-      w4 = tonumber(ARGV[o + 10]),
+      max_calls = tonumber(ARGV[o + 4]), max_tokens = tonumber(ARGV[o + 5]), max_open = tonumber(ARGV[o + 6]),
+      kind = ARGV[o + 7], w1 = tonumber(ARGV[o + 8]), w2 = tonumber(ARGV[o + 9]), w3 = tonumber(ARGV[o + 10]),
+      w4 = tonumber(ARGV[o + 11]),
     }
   end
   return specs, base + n * SPEC
@@ -258,6 +258,9 @@ if action == 'reserve' then
       if spec.max_tokens > 0 and s.tokens + s.htokens + tokens > spec.max_tokens then
         return {'refused', i, 'tokens', tokens, spec.max_tokens - s.tokens - s.htokens, state_reply(s, spec, now),
                 now}
+      end
+      if spec.max_open > 0 and s.hcalls + 1 > spec.max_open then
+        return {'refused', i, 'open', 1, spec.max_open - s.hcalls, state_reply(s, spec, now), now}
       end
     end
   end
