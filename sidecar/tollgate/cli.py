@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import Config, ServerConfig, StoreConfig, load_config
+from .config import Config, ServerConfig, StoreConfig, check_listener, load_config
 from .errors import ConfigError
 from .money import format_usd
 
@@ -75,6 +75,7 @@ def _load(args: argparse.Namespace) -> Config:
         store = dataclasses.replace(store, kind=args.store)
     if args.db is not None:
         store = StoreConfig(kind="sqlite", path=args.db)
+    check_listener(server, "--host" if args.host is not None else config.source)
     return dataclasses.replace(config, server=server, store=store)
 
 

@@ -7,6 +7,8 @@ Unknown keys are errors too: a typo must not silently disable a budget.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -17,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from .auth import Caller
 from .catalog import Capability, Catalog, Latency, Model
 from .errors import ConfigError
 from .money import Price, parse_margin, parse_usd
@@ -235,6 +238,27 @@ class ServerConfig:
     """Address of the health-only listener (for kubelet gRPC probes, which connect to the pod IP)."""
     health_port: int = 0
     """Port of a second listener serving only grpc.health.v1; 0 turns it off."""
+    tls: TlsConfig | None = None
+    """Server certificate (and client CA for mTLS) of the API listener; required off loopback."""
+    allow_insecure: bool = False
+    """Allow a plaintext API listener on a non-loopback address (a mesh or a proxy terminates TLS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TlsConfig:
+    """PEM files of the API listener's TLS."""
+
+    cert: str
+    key: str
+    client_ca: str = ""
+    """When set, clients must present a certificate signed by this CA (mTLS)."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """Callers allowed to use the sidecar; none configured means any process that can connect."""
+
+    callers: tuple[Caller, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,6 +278,7 @@ class Limits:
     max_messages: int = 2_000
     max_text_chars: int = 4_000_000
     max_tokens: int = 10_000_000
+    max_tags: int = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +294,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     limits: Limits = Limits()
     telemetry: TelemetryConfig = TelemetryConfig()
+    auth: AuthConfig = AuthConfig()
     quality: QualityConfig = field(default_factory=QualityConfig)
     source: str = "<memory>"
 
@@ -302,7 +328,7 @@ def parse_config(text: str, *, source: str = "<memory>") -> Config:
     root.require_mapping()
     root.only(
         "server", "store", "estimation", "reservations", "tiers", "models", "routing", "budgets", "limits",
-        "telemetry", "quality",
+        "telemetry", "quality", "auth",
     )
     catalog = _catalog(root)
     quality, quality_pool = _quality(root.get("quality", {}), catalog)
@@ -320,8 +346,10 @@ def parse_config(text: str, *, source: str = "<memory>") -> Config:
         limits=_limits(root.get("limits", {})),
         telemetry=_telemetry(root.get("telemetry", {})),
         quality=quality,
+        auth=_auth(root.get("auth", {})),
         source=source,
     )
+    check_listener(config.server, source)
     if config.server.health_port and config.server.health_port == config.telemetry.metrics_port:
         raise ConfigError(
             f"{config.server.health_port} is telemetry.metrics_port too; choose another port for the health listener",
@@ -727,8 +755,116 @@ def _store(node: _Node) -> StoreConfig:
     )
 
 
+def check_listener(server: ServerConfig, source: str) -> None:
+    """Refuse a plaintext API listener off loopback: anything on the network could spend the budgets."""
+    if server.tls is not None or server.allow_insecure or is_loopback(server.host):
+        return
+    raise ConfigError(
+        f"{server.host} is not a loopback address, and a plaintext listener there lets anything on the network "
+        "spend these budgets: configure server.tls (cert and key; client_ca for mTLS), or set "
+        "server.allow_insecure: true when a mesh or proxy in front terminates TLS",
+        key="server.host", file=source,
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and localhost."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _path(node: _Node) -> str:
+    """A file path, relative to the config file's folder, that must exist."""
+    raw = node.str()
+    path = Path(raw).expanduser()
+    if not path.is_absolute() and Path(node.source).is_file():
+        path = Path(node.source).resolve().parent / path
+    if not path.is_file():
+        raise node.error(f"no such file {str(path)!r}")
+    return str(path)
+
+
+def _tls(node: _Node) -> TlsConfig:
+    node.only("cert", "key", "client_ca")
+    for required in ("cert", "key"):
+        if not node.has(required):
+            raise node.error(f"needs {required}: the PEM file of the server's certificate and its private key")
+    return TlsConfig(cert=_path(node.get("cert")), key=_path(node.get("key")),
+                     client_ca=_path(node.get("client_ca")) if node.has("client_ca") else "")
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_GRANT = re.compile(r"\*|[A-Za-z0-9][A-Za-z0-9._@-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._@-]{0,127})?")
+
+
+def _auth(node: _Node) -> AuthConfig:
+    node.only("callers", "callers_file")
+    nodes = []
+    if node.has("callers"):
+        nodes.append(node.get("callers"))
+    if node.has("callers_file"):
+        # A file of its own (a mounted Secret), so tokens need not sit in the main config.
+        path = _path(node.get("callers_file"))
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise node.get("callers_file").error(f"cannot read {path}: {exc}") from None
+        secret = _Node(data if data is not None else {}, "", path)
+        secret.require_mapping()
+        secret.only("callers")
+        nodes.append(secret.get("callers"))
+    callers: list[Caller] = []
+    for list_node in nodes:
+        if not isinstance(list_node.value, list):
+            raise list_node.error("expected a list of callers: {name, token_sha256 or subject, grants, admin, rate}")
+        for i, item in enumerate(list_node.value):
+            callers.append(_caller(list_node.child(str(i), item)))
+    names = [c.name for c in callers]
+    duplicate = next((n for n in names if names.count(n) > 1), None)
+    if duplicate is not None:
+        raise node.error(f"caller name {duplicate!r} is used twice; names must be unique")
+    return AuthConfig(callers=tuple(callers))
+
+
+def _caller(node: _Node) -> Caller:
+    node.only("name", "token_sha256", "subject", "grants", "admin", "rate")
+    name = node.get("name").str()
+    if not ID_PATTERN.fullmatch(name):
+        raise node.child("name", name).error("expected a name of letters, digits and ._@- (at most 128)")
+    token = node.get("token_sha256").str().lower() if node.has("token_sha256") else ""
+    if token and not _SHA256_HEX.fullmatch(token):
+        raise node.child("token_sha256", None).error(
+            "expected the 64 hex digits of the token's SHA-256 (e.g. `printf %s TOKEN | sha256sum`), never the token"
+        )
+    subject = node.get("subject").str() if node.has("subject") else ""
+    if not token and not subject:
+        raise node.error("a caller needs token_sha256 (bearer token) or subject (mTLS client certificate CN)")
+    grants_node = node.get("grants", [])
+    if not isinstance(grants_node.value, list) or not grants_node.value:
+        raise grants_node.error("expected a non-empty list of grants: ORG, ORG/TEAM, or * for every org")
+    grants = []
+    for i, value in enumerate(grants_node.value):
+        gnode = grants_node.child(str(i), value)
+        grant = gnode.str()
+        if not _GRANT.fullmatch(grant):
+            raise gnode.error("expected ORG, ORG/TEAM or *")
+        grants.append(grant)
+    return Caller(
+        name=name,
+        token_sha256=bytes.fromhex(token) if token else b"",
+        subject=subject,
+        grants=frozenset(grants),
+        admin=node.get("admin", False).bool(),
+        rate=node.get("rate", 0).number(minimum=0.0, maximum=1e6),
+    )
+
+
 def _server(node: _Node) -> ServerConfig:
-    node.only("host", "port", "unix_socket", "grace_period", "health_host", "health_port")
+    node.only("host", "port", "unix_socket", "grace_period", "health_host", "health_port", "tls", "allow_insecure")
     d = ServerConfig()
     grace = node.get("grace_period").duration_ms() / 1000 if node.has("grace_period") else d.grace_period_s
     port = node.get("port", d.port).int(maximum=65_535)
@@ -750,6 +886,8 @@ def _server(node: _Node) -> ServerConfig:
         grace_period_s=grace,
         health_host=health_host,
         health_port=health_port,
+        tls=_tls(node.get("tls")) if node.has("tls") else None,
+        allow_insecure=node.get("allow_insecure", False).bool(),
     )
 
 
@@ -790,10 +928,11 @@ def _telemetry(node: _Node) -> TelemetryConfig:
 
 
 def _limits(node: _Node) -> Limits:
-    node.only("max_messages", "max_text_chars", "max_tokens")
+    node.only("max_messages", "max_text_chars", "max_tokens", "max_tags")
     d = Limits()
     return Limits(
         max_messages=node.get("max_messages", d.max_messages).int(minimum=1),
         max_text_chars=node.get("max_text_chars", d.max_text_chars).int(minimum=1),
         max_tokens=node.get("max_tokens", d.max_tokens).int(minimum=1),
+        max_tags=node.get("max_tags", d.max_tags).int(maximum=1_000),
     )

@@ -566,6 +566,10 @@ class Tollgate:
         return fallbacks(candidates, chosen, self.config.routing.fallbacks)
 
     def _pools(self, scope: Scope) -> list[PoolRef]:
+        if len(scope.tags) > self.config.limits.max_tags:
+            raise InvalidRequest(
+                f"scope.tags has {len(scope.tags)} entries; limits.max_tags allows {self.config.limits.max_tags}"
+            )
         budgets = self.config.budgets
         refs = []
         request = budgets.templates.get(Level.REQUEST)

@@ -24,11 +24,14 @@ __all__ = [
     "EscalationRefused",
     "IdempotencyConflict",
     "InvalidRequest",
+    "PermissionDenied",
+    "RateLimited",
     "Refusal",
     "ReservationEnded",
     "ReservationNotFound",
     "StoreUnavailable",
     "TollgateError",
+    "Unauthenticated",
 ]
 
 
@@ -94,6 +97,18 @@ class IdempotencyConflict(TollgateError):
 
 class EscalationRefused(TollgateError):
     """An escalation that cannot happen: the depth limit is reached or no tier is left above."""
+
+
+class Unauthenticated(TollgateError):
+    """Credentials are missing or unknown while callers are configured."""
+
+
+class PermissionDenied(TollgateError):
+    """The caller is known but the request is outside its grants."""
+
+
+class RateLimited(TollgateError):
+    """The caller is over its configured rate."""
 
 
 class StoreUnavailable(TollgateError):

@@ -14,7 +14,7 @@ __all__ = ["ID_PATTERN", "Level", "Priority", "Scope", "validate_id"]
 # Redis Cluster hash slot, so a safe alphabet is what keeps one tenant out of
 # another tenant's keys.
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
-MAX_TAGS = 32
+MAX_TAGS = 1_000
 
 
 class Level(StrEnum):

@@ -19,6 +19,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -27,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
-from .config import Config
+from .config import Config, TlsConfig
 from .core import Tollgate
 from .errors import StoreUnavailable
 from .ledger import BudgetStore, open_quality_store, open_store
@@ -141,7 +142,9 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     sc = config.server
     addresses = []
     if sc.port or not sc.unix_socket:
-        bound = server.add_insecure_port(f"{sc.host}:{sc.port}")
+        address = f"{sc.host}:{sc.port}"
+        bound = (server.add_secure_port(address, _server_credentials(sc.tls)) if sc.tls is not None
+                 else server.add_insecure_port(address))
         if bound == 0:
             raise OSError(f"cannot listen on {sc.host}:{sc.port}")
         addresses.append(f"{sc.host}:{bound}")
@@ -179,6 +182,16 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     await sidecar.sweep_once()
     sidecar._sweeper = asyncio.create_task(sidecar.sweep_forever(config.reservations.sweep_interval_ms / 1000))
     return sidecar
+
+
+def _server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
+    """TLS for the API listener; with a client CA, clients must present a certificate it signed."""
+    ca = Path(tls.client_ca).read_bytes() if tls.client_ca else None
+    return grpc.ssl_server_credentials(
+        [(Path(tls.key).read_bytes(), Path(tls.cert).read_bytes())],
+        root_certificates=ca,
+        require_client_auth=ca is not None,
+    )
 
 
 async def _main(config: Config) -> None:

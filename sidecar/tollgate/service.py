@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import grpc
@@ -22,6 +23,7 @@ from google.rpc import status_pb2
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
+from .auth import Authenticator, Caller
 from .catalog import Capability, Latency
 from .config import Policy
 from .core import Outcome, Prompt, RouteDecision, Tollgate, Usage
@@ -30,10 +32,13 @@ from .errors import (
     EscalationRefused,
     IdempotencyConflict,
     InvalidRequest,
+    PermissionDenied,
+    RateLimited,
     ReservationEnded,
     ReservationNotFound,
     StoreUnavailable,
     TollgateError,
+    Unauthenticated,
 )
 from .ledger import CommitOutcome, PoolSnapshot, ReserveOutcome
 from .routing.rules import Signals
@@ -55,7 +60,13 @@ _STATUS: dict[type[TollgateError], grpc.StatusCode] = {
     IdempotencyConflict: grpc.StatusCode.FAILED_PRECONDITION,
     EscalationRefused: grpc.StatusCode.OUT_OF_RANGE,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
+
+# The authenticated caller of the RPC being handled; None when no callers are configured.
+_CALLER: ContextVar[Caller | None] = ContextVar("tollgate_caller", default=None)
 
 _LEVEL = {
     Level.REQUEST: pb.POOL_LEVEL_REQUEST,
@@ -94,7 +105,12 @@ def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
+        token = None
         try:
+            if self.auth.enabled:
+                caller = self.auth.authenticate(*_credentials(context))
+                self.auth.admit(caller)
+                token = _CALLER.set(caller)
             return await handler(self, request, context)
         except TollgateError as exc:
             if isinstance(exc, BudgetExceeded):
@@ -108,6 +124,9 @@ def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         except Exception:
             log.exception("unexpected error in %s", handler.__name__)
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the sidecar log has the details")
+        finally:
+            if token is not None:
+                _CALLER.reset(token)
         raise AssertionError("unreachable: abort raises")
 
     return wrapper
@@ -145,14 +164,37 @@ async def _abort(context: grpc.aio.ServicerContext, exc: TollgateError) -> None:
 class TollgateServicer(pb_grpc.TollgateServiceServicer):
     """The TollgateService handlers over one ``Tollgate``."""
 
-    def __init__(self, gate: Tollgate, telemetry: Telemetry | None = None) -> None:
+    def __init__(self, gate: Tollgate, telemetry: Telemetry | None = None,
+                 auth: Authenticator | None = None) -> None:
         self.gate = gate
         self.telemetry = telemetry or Telemetry(enable_tracing=False)
+        self.auth = auth or Authenticator(gate.config.auth.callers)
+
+    def _scope(self, scope: pb.Scope | None) -> Scope:
+        """The request's scope, once the caller is known to be allowed it."""
+        out = _scope(scope)
+        Authenticator.authorize(_CALLER.get(), out.org, out.team)
+        return out
+
+    async def _authorize_reservation(self, reservation_id: str) -> None:
+        """Refuse a reservation of an org (or a team) outside the caller's grants; nothing is read otherwise."""
+        caller = _CALLER.get()
+        if caller is None:
+            return
+        org = reservation_id.rpartition(".")[2]
+        if caller.permits(org):
+            return
+        teams = caller.team_grants(org)
+        if teams:
+            hold = await self.gate.store.describe(reservation_id)
+            if any(pool_id in {f"team:{org}/{t}" for t in teams} for pool_id in hold.pool_ids):
+                return
+        raise PermissionDenied(f"caller {caller.name} may not use reservations of org {org[:128]!r}")
 
     @_translated
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         decision = await self.gate.route(
-            _scope(request.scope if request.HasField("scope") else None),
+            self._scope(request.scope if request.HasField("scope") else None),
             _prompt(request.prompt),
             _signals(request.signals),
             max_output_tokens=request.max_output_tokens,
@@ -175,7 +217,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     @_translated
     async def Reserve(self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext) -> pb.ReserveResponse:
         result = await self.gate.reserve(
-            _scope(request.scope if request.HasField("scope") else None),
+            self._scope(request.scope if request.HasField("scope") else None),
             request.model,
             _prompt(request.prompt),
             task_type=request.task_type,
@@ -194,15 +236,18 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     @_translated
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
         usage = _usage(request.usage)
+        await self._authorize_reservation(request.reservation_id)
         outcome = await self.gate.commit(request.reservation_id, usage)
         self.telemetry.committed(outcome, self.gate.estimated_cost(outcome.hold), usage)
         return _commit_response(outcome)
 
     @_translated
     async def Escalate(self, request: pb.EscalateRequest, context: grpc.aio.ServicerContext) -> pb.EscalateResponse:
+        scope = self._scope(request.scope if request.HasField("scope") else None)
+        await self._authorize_reservation(request.reservation_id)
         escalation = await self.gate.escalate(
             request.reservation_id,
-            _scope(request.scope if request.HasField("scope") else None),
+            scope,
             _prompt(request.prompt),
             _signals(request.signals),
             max_output_tokens=request.max_output_tokens,
@@ -227,6 +272,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     @_translated
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
+        await self._authorize_reservation(request.reservation_id)
         outcome = await self.gate.release(request.reservation_id)
         self.telemetry.released(outcome)
         return pb.ReleaseResponse(
@@ -238,6 +284,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     @_translated
     async def Extend(self, request: pb.ExtendRequest, context: grpc.aio.ServicerContext) -> pb.ExtendResponse:
+        await self._authorize_reservation(request.reservation_id)
         hold = await self.gate.extend(request.reservation_id, request.ttl_ms)
         self.telemetry.extended(hold)
         return pb.ExtendResponse(reservation_id=hold.reservation_id, expires_at=_timestamp(hold.expires_ms))
@@ -246,6 +293,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     async def Feedback(self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext) -> pb.FeedbackResponse:
         if request.source == pb.FEEDBACK_SOURCE_UNSPECIFIED or request.source not in pb.FeedbackSource.values():
             raise InvalidRequest("source is required: USER, AUTOMATED_EVAL, SHADOW_COMPARISON or HUMAN_REVIEW")
+        await self._authorize_reservation(request.reservation_id)
         task_type, tier = await self.gate.feedback(
             request.reservation_id, request.score,
             shadow_comparison=request.source == pb.FEEDBACK_SOURCE_SHADOW_COMPARISON,
@@ -257,6 +305,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     async def GetQuality(
         self, request: pb.GetQualityRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetQualityResponse:
+        Authenticator.authorize_admin(_CALLER.get(), "GetQuality (quality across every tenant)")
         z = self.gate.config.quality.z
         out = pb.GetQualityResponse()
         for r in await self.gate.quality.report():
@@ -275,7 +324,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     async def GetBudget(
         self, request: pb.GetBudgetRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetBudgetResponse:
-        pools = await self.gate.budget(_scope(request.scope if request.HasField("scope") else None))
+        pools = await self.gate.budget(self._scope(request.scope if request.HasField("scope") else None))
         return pb.GetBudgetResponse(pools=[_pool(p) for p in pools])
 
 
@@ -308,6 +357,16 @@ def _prompt(prompt: pb.Prompt) -> Prompt:
     if which == "input_tokens":
         return Prompt(input_tokens=prompt.input_tokens)
     raise InvalidRequest("prompt is required: set prompt.messages or prompt.input_tokens")
+
+
+def _credentials(context: grpc.aio.ServicerContext) -> tuple[str | None, str | None]:
+    """The call's ``authorization`` metadata and its mTLS client certificate's common name, if any."""
+    authorization = next(
+        (v for k, v in context.invocation_metadata() or () if k == "authorization" and isinstance(v, str)), None
+    )
+    names = (context.auth_context() or {}).get("x509_common_name") or []
+    subject = names[0].decode("utf-8", "replace") if names else None
+    return authorization, subject
 
 
 def _usage(u: pb.Usage) -> Usage:

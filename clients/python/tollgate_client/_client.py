@@ -52,9 +52,10 @@ except ImportError:  # pragma: no cover - exercised where OpenTelemetry is not i
 class _Settings:
     """Connection settings common to both clients."""
 
-    __slots__ = ("_metadata", "_target", "_timeout")
+    __slots__ = ("_credentials", "_metadata", "_target", "_timeout")
 
-    def __init__(self, target: str, timeout: float, metadata: Metadata) -> None:
+    def __init__(self, target: str, timeout: float, metadata: Metadata,
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
         if not target:
             raise ValueError('target must be "host:port" or "unix:///path/to.sock"')
         if timeout <= 0:
@@ -62,6 +63,7 @@ class _Settings:
         self._target = target
         self._timeout = timeout
         self._metadata = tuple(metadata)
+        self._credentials = credentials
 
     @property
     def target(self) -> str:
@@ -90,7 +92,9 @@ class AsyncClient(_Settings):
     ``target`` is ``"host:port"`` or ``"unix:///path/to.sock"``; ``timeout`` is
     the deadline of each call in seconds; ``metadata`` is sent with every call
     (for example an authorization header a proxy in front of the sidecar
-    checks). The channel is opened on first use, inside the running event
+    checks, or ``("authorization", "Bearer <token>")`` for a sidecar with
+    callers configured); ``credentials`` (``grpc.ssl_channel_credentials(...)``)
+    connects over TLS. The channel is opened on first use, inside the running event
     loop, so the client may be created anywhere. Close it with ``close()`` or
     use it as ``async with AsyncClient() as client:``.
 
@@ -99,8 +103,9 @@ class AsyncClient(_Settings):
 
     __slots__ = ("_channel", "_closed", "_stub")
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = ()) -> None:
-        super().__init__(target, timeout, metadata)
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = (),
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        super().__init__(target, timeout, metadata, credentials)
         self._channel: grpc.aio.Channel | None = None
         self._stub: TollgateServiceStub | None = None
         self._closed = False
@@ -180,7 +185,11 @@ class AsyncClient(_Settings):
         if self._stub is None:
             if self._closed:
                 raise RuntimeError("this AsyncClient is closed")
-            self._channel = grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
+            self._channel = (
+                grpc.aio.secure_channel(self._target, self._credentials, options=_CHANNEL_OPTIONS)
+                if self._credentials is not None
+                else grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
+            )
             self._stub = TollgateServiceStub(self._channel)
         method = getattr(self._stub, call.method)
         try:
@@ -203,9 +212,14 @@ class Client(_Settings):
 
     __slots__ = ("_channel", "_stub")
 
-    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = ()) -> None:
-        super().__init__(target, timeout, metadata)
-        self._channel = grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+    def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = (),
+                 credentials: grpc.ChannelCredentials | None = None) -> None:
+        super().__init__(target, timeout, metadata, credentials)
+        self._channel = (
+            grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+            if credentials is not None
+            else grpc.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        )
         self._stub = TollgateServiceStub(self._channel)
 
     def route(self, scope: Scope, **options: Unpack[RouteOptions]) -> Decision:
