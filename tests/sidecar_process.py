@@ -43,9 +43,11 @@ class SidecarProcess:
 
     def __init__(self, tmp: Path, *, config: Path | None = None, db: Path | None = None,
                  unix_socket: Path | None = None, store: str | None = "sqlite",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, credentials: grpc.ChannelCredentials | None = None) -> None:
         """``store``: ``sqlite`` (on ``db``), ``memory``, or ``None`` for what the config says."""
         self.extra_env = env or {}
+        self.credentials = credentials
+        """For a TLS listener: what the readiness probe connects with."""
         self.tmp = tmp
         self.config = config or write_config(tmp / "tollgate.yaml")
         self.db = db or tmp / "ledger.db"
@@ -76,7 +78,9 @@ class SidecarProcess:
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with grpc.insecure_channel(self.target) as channel:
+        channel = (grpc.secure_channel(self.target, self.credentials) if self.credentials is not None
+                   else grpc.insecure_channel(self.target))
+        with channel:
             stub = health_pb2_grpc.HealthStub(channel)
             while time.monotonic() < deadline:
                 assert self.proc is not None

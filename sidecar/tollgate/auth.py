@@ -2,7 +2,8 @@
 
 With ``auth.callers`` configured, every call must name a caller: a bearer token in
 the ``authorization`` metadata (``Bearer <token>``), whose SHA-256 the config holds,
-or the subject (CN) of a client certificate on an mTLS listener. Each caller has
+or an identity of a client certificate on an mTLS listener (its subject alternative
+name, DNS or URI such as a SPIFFE id, else its common name). Each caller has
 grants:
 
 - ``acme``: every scope of org ``acme``;
@@ -70,8 +71,8 @@ class Authenticator:
         """Whether callers are configured at all (otherwise every call is let through)."""
         return bool(self.callers)
 
-    def authenticate(self, authorization: str | None, subject: str | None) -> Caller:
-        """The caller behind a call's ``authorization`` metadata or client-certificate subject."""
+    def authenticate(self, authorization: str | None, identities: tuple[str, ...] = ()) -> Caller:
+        """The caller behind a call's ``authorization`` metadata or client-certificate identities."""
         if authorization is not None:
             scheme, _, token = authorization.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
@@ -85,11 +86,11 @@ class Authenticator:
             if found is None:
                 raise Unauthenticated("unknown token: send a token configured in auth.callers")
             return found
-        if subject:
+        if identities:
             for caller in self.callers:
-                if caller.subject and hmac.compare_digest(caller.subject.encode(), subject.encode()):
+                if caller.subject and any(hmac.compare_digest(caller.subject.encode(), i.encode()) for i in identities):
                     return caller
-            raise Unauthenticated(f"client certificate subject {subject[:64]!r} is not a configured caller")
+            raise Unauthenticated(f"client certificate {identities[0][:64]!r} is not a configured caller")
         raise Unauthenticated("credentials are required: send 'authorization: Bearer <token>' metadata")
 
     def admit(self, caller: Caller) -> None:

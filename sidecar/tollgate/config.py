@@ -842,7 +842,7 @@ def _caller(node: _Node) -> Caller:
         )
     subject = node.get("subject").str() if node.has("subject") else ""
     if not token and not subject:
-        raise node.error("a caller needs token_sha256 (bearer token) or subject (mTLS client certificate CN)")
+        raise node.error("a caller needs token_sha256 (a bearer token) or subject (an mTLS certificate's SAN or CN)")
     grants_node = node.get("grants", [])
     if not isinstance(grants_node.value, list) or not grants_node.value:
         raise grants_node.error("expected a non-empty list of grants: ORG, ORG/TEAM, or * for every org")

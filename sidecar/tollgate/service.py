@@ -359,14 +359,17 @@ def _prompt(prompt: pb.Prompt) -> Prompt:
     raise InvalidRequest("prompt is required: set prompt.messages or prompt.input_tokens")
 
 
-def _credentials(context: grpc.aio.ServicerContext) -> tuple[str | None, str | None]:
-    """The call's ``authorization`` metadata and its mTLS client certificate's common name, if any."""
+def _credentials(context: grpc.aio.ServicerContext) -> tuple[str | None, tuple[str, ...]]:
+    """The call's ``authorization`` metadata, and its mTLS client certificate's identities.
+
+    The identities are what gRPC verified: the certificate's subject alternative
+    names (DNS or URI, as SPIFFE uses), else its common name.
+    """
     authorization = next(
         (v for k, v in context.invocation_metadata() or () if k == "authorization" and isinstance(v, str)), None
     )
-    names = (context.auth_context() or {}).get("x509_common_name") or []
-    subject = names[0].decode("utf-8", "replace") if names else None
-    return authorization, subject
+    identities = tuple(i.decode("utf-8", "replace") for i in context.peer_identities() or () if i)
+    return authorization, identities
 
 
 def _usage(u: pb.Usage) -> Usage:

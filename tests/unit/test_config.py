@@ -74,6 +74,20 @@ def _with(edit: str, value: object) -> str:
         ("store.sentinels", ["cache"], "store.sentinels.0: expected host:port"),
         ("store.fail_open_allowance", "lots", "store.fail_open_allowance: 'lots' is not a USD amount"),
         ("reservations.retention", "1d", "reservations.retention: retention must outlast the longest pool window"),
+        ("budgets.templates.user.max_open", -2, "budgets.templates.user.max_open: -2 is out of range"),
+        ("server.host", "10.0.0.7", "server.host: 10.0.0.7 is not a loopback address"),
+        ("server.tls", {"cert": "nope.pem", "key": "nope.key"}, "server.tls.cert: no such file"),
+        ("auth.callers", [{"name": "app", "token_sha256": "hunter2", "grants": ["acme"]}],
+         "auth.callers.0.token_sha256: expected the 64 hex digits of the token's SHA-256"),
+        ("auth.callers", [{"name": "app", "grants": ["acme"]}], "auth.callers.0: a caller needs token_sha256"),
+        ("auth.callers", [{"name": "app", "token_sha256": "a" * 64, "grants": ["acme/team/x"]}],
+         "auth.callers.0.grants.0: expected ORG, ORG/TEAM or *"),
+        ("auth.callers", [{"name": "app", "token_sha256": "a" * 64, "grants": []}],
+         "auth.callers.0.grants: expected a non-empty list"),
+        ("auth.callers", [{"name": "app", "subject": "x", "grants": ["a"]}, {"name": "app", "subject": "y",
+                                                                            "grants": ["b"]}],
+         "auth: caller name 'app' is used twice"),
+        ("auth.callers_file", "missing.yaml", "auth.callers_file: no such file"),
     ],
 )
 def test_errors_name_file_key_and_problem(tmp_path: Path, key: str, value: object, message: str) -> None:
@@ -107,3 +121,15 @@ def test_check_command(tmp_path: Path) -> None:
                           env=env)
     assert fail.returncode == 2
     assert f"{bad}: budgets.templates.org.cap: 'lots' is not a USD amount" in fail.stderr
+
+
+def test_callers_file_holds_the_secrets(tmp_path: Path) -> None:
+    (tmp_path / "callers.yaml").write_text(yaml.safe_dump({"callers": [
+        {"name": "app", "token_sha256": "ab" * 32, "grants": ["acme", "bravo/search"], "rate": 50},
+    ]}))
+    path = tmp_path / "tollgate.yaml"
+    path.write_text(_with("auth.callers_file", "callers.yaml"))
+    (caller,) = load_config(path).auth.callers
+    assert caller.name == "app" and caller.token_sha256 == bytes.fromhex("ab" * 32) and caller.rate == 50
+    assert caller.permits("acme") and caller.permits("bravo", "search")
+    assert not caller.permits("bravo") and not caller.permits("bravo", "ads") and not caller.permits("other")
