@@ -83,7 +83,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import run
 
     _setup_logging(args.log_level)
-    run(_load(args))
+    run(_load(args), load=lambda: _load(args))
     return 0
 
 

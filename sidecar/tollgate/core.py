@@ -35,6 +35,7 @@ from .ledger import (
     PoolSnapshot,
     ReleaseOutcome,
     ReserveOutcome,
+    spec_resolver,
 )
 from .ledger.feedback import MemoryQualityStore
 from .ledger.local import wall_clock_ms
@@ -133,6 +134,7 @@ class Tollgate:
                  *, clock: Callable[[], int] = wall_clock_ms) -> None:
         self.config = config
         self.store = store
+        self.clock = clock
         self.counter = TokenCounter(config.estimation.message_overhead_tokens)
         self.outputs = OutputEstimator(config.estimation)
         self.quality = QualityGuard(config.quality, config.catalog, quality_store or MemoryQualityStore(), clock)
@@ -146,6 +148,49 @@ class Tollgate:
         except OSError as exc:
             raise ConfigError(f"cannot open the decision log: {exc}", key="routing.decision_log.path",
                               file=config.source) from None
+
+    # -- reload --------------------------------------------------------------------------
+
+    def reload(self, config: Config) -> list[str]:
+        """Swap in a new, already validated config; returns the sections that changed.
+
+        Listeners, the store, telemetry and the expiry policy are fixed for the life of
+        the process: a change there is refused (``ConfigError``) and nothing is swapped.
+        What was learned (output estimates, quality tallies) is kept.
+        """
+        old = self.config
+        fixed = [name for name in ("server", "store", "telemetry") if getattr(old, name) != getattr(config, name)]
+        if old.reservations.expiry_policy != config.reservations.expiry_policy:
+            fixed.append("reservations.expiry_policy")
+        if fixed:
+            raise ConfigError(f"{', '.join(fixed)} changed, which needs a restart; the running config stays",
+                              key=fixed[0], file=config.source)
+        classifier = self.classifier
+        if config.routing.classifier != old.routing.classifier:
+            try:
+                classifier = open_classifier(config.routing)
+            except ClassifierError as exc:
+                raise ConfigError(str(exc), key="routing.classifier", file=config.source) from None
+        log_config = config.routing.decision_log
+        decision_log = self.decision_log
+        if log_config != old.routing.decision_log:
+            try:
+                decision_log = DecisionLog(log_config, self.clock) if log_config is not None else None
+            except OSError as exc:
+                raise ConfigError(f"cannot open the decision log: {exc}", key="routing.decision_log.path",
+                                  file=config.source) from None
+            if self.decision_log is not None:
+                self.decision_log.close()
+        # Nothing below can fail: the swap is all or nothing.
+        self.classifier, self.decision_log = classifier, decision_log
+        if config.estimation.message_overhead_tokens != old.estimation.message_overhead_tokens:
+            self.counter = TokenCounter(config.estimation.message_overhead_tokens)
+        self.outputs.reconfigure(config.estimation)
+        self.quality.config, self.quality.catalog = config.quality, config.catalog
+        self.store.set_specs(spec_resolver(config.budgets))
+        self.config = config
+        return [name for name in ("catalog", "budgets", "routing", "estimation", "reservations", "limits", "quality",
+                                  "auth") if getattr(old, name) != getattr(config, name)]
 
     # -- Route ---------------------------------------------------------------------
 

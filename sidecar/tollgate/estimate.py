@@ -267,6 +267,11 @@ class OutputEstimator:
         self._by_model: OrderedDict[str, _Samples] = OrderedDict()
         self._errors: OrderedDict[tuple[str, str], _ErrorAcc] = OrderedDict()
 
+    def reconfigure(self, config: EstimationConfig) -> None:
+        """Take a reloaded config's quantile, defaults and minimum samples; keep what was observed."""
+        self._config = config
+        self._window = max(self._window, config.min_samples)
+
     @property
     def window(self) -> int:
         """Observations kept per key."""

@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,9 +29,10 @@ from grpc_reflection.v1alpha import reflection
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
+from .auth import Authenticator
 from .config import Config, TlsConfig
 from .core import Tollgate
-from .errors import StoreUnavailable
+from .errors import ConfigError, StoreUnavailable
 from .ledger import BudgetStore, open_quality_store, open_store
 from .service import TollgateServicer
 from .telemetry import Telemetry
@@ -59,6 +61,7 @@ class Sidecar:
     health_server: grpc.aio.Server | None = None
     """The health-only listener (``server.health_port``), sharing ``health``."""
     health_address: str = ""
+    servicer: TollgateServicer | None = None
     _sweeper: asyncio.Task[None] | None = None
     _serving: bool | None = None
 
@@ -81,6 +84,24 @@ class Sidecar:
             await self.gate.quality.refresh()
         if self.gate.decision_log is not None:
             self.gate.decision_log.flush()
+
+    def reload(self, load: Callable[[], Config]) -> bool:
+        """Re-read the config (SIGHUP): validated in full before anything is swapped.
+
+        An invalid file, or one that changes what needs a restart, leaves the running
+        config in place and says why in the log.
+        """
+        try:
+            config = load()
+            changed = self.gate.reload(config)
+        except ConfigError as exc:
+            log.error("config reload refused, the running config stays: %s", exc)
+            return False
+        if self.servicer is not None:
+            self.servicer.auth = Authenticator(config.auth.callers)
+        self.config = config
+        log.info("config reloaded from %s; changed: %s", config.source, ", ".join(changed) or "nothing")
+        return True
 
     async def sweep_forever(self, interval: float) -> None:
         while True:
@@ -132,7 +153,8 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
             ("grpc.so_reuseport", 0),
         ]
     )
-    pb_grpc.add_TollgateServiceServicer_to_server(TollgateServicer(gate, telemetry), server)
+    servicer = TollgateServicer(gate, telemetry)
+    pb_grpc.add_TollgateServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -176,7 +198,7 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
             log.error("cannot serve metrics on %s:%d: %s", config.telemetry.metrics_host,
                       config.telemetry.metrics_port, exc)
     sidecar = Sidecar(config, server, gate, store, health_servicer, telemetry, addresses, health_server,
-                      health_address)
+                      health_address, servicer)
     # Start even when the store is down (a crash loop helps no one): health says
     # NOT_SERVING until the store answers, and every money RPC fails closed meanwhile.
     await sidecar.sweep_once()
@@ -194,7 +216,7 @@ def _server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
     )
 
 
-async def _main(config: Config) -> None:
+async def _main(config: Config, load: Callable[[], Config] | None) -> None:
     sidecar = await serve(config)
     log.info("tollgate listening on %s (store: %s)", ", ".join(sidecar.addresses), _store_label(config))
     if sidecar.health_address:
@@ -203,6 +225,8 @@ async def _main(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if load is not None:
+        loop.add_signal_handler(signal.SIGHUP, sidecar.reload, load)
     await stop.wait()
     log.info("stopping: draining in-flight calls for up to %.1fs", config.server.grace_period_s)
     await sidecar.stop()
@@ -214,8 +238,8 @@ def _store_label(config: Config) -> str:
     return f"sqlite {config.store.path}" if config.store.kind == "sqlite" else config.store.kind
 
 
-def run(config: Config) -> None:
-    """Run the sidecar on uvloop until SIGTERM or SIGINT."""
+def run(config: Config, load: Callable[[], Config] | None = None) -> None:
+    """Run the sidecar on uvloop until SIGTERM or SIGINT; on SIGHUP, reload the config through ``load``."""
     import uvloop
 
-    uvloop.run(_main(config))
+    uvloop.run(_main(config, load))

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from ..config import BudgetConfig, Config, PoolSpec
 from ..quality import QualityStore
 from ..scope import Level
-from .local import Journal, LocalLedger, wall_clock_ms
+from .local import Journal, LocalLedger, SpecResolver, wall_clock_ms
 from .memory import MemoryJournal
 from .sqlite import SqliteJournal
 from .types import (
@@ -56,6 +56,7 @@ __all__ = [
 class BudgetStore(Protocol):
     """What every budget store does. Each mutation is atomic across all its pools."""
 
+    def set_specs(self, specs: SpecResolver) -> None: ...
     async def reserve(self, request: HoldRequest) -> ReserveOutcome: ...
     async def commit(self, request: CommitRequest) -> CommitOutcome: ...
     async def release(self, reservation_id: str) -> ReleaseOutcome: ...

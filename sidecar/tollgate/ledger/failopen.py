@@ -24,7 +24,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..scope import Level
-from .local import refuse_ended, wall_clock_ms
+from .local import SpecResolver, refuse_ended, wall_clock_ms
 from .pools import check_admission
 from .redis import RedisStore
 from .types import (
@@ -70,6 +70,10 @@ class FailOpenStore:
     def pending(self) -> int:
         """Local reservations not yet written to the store."""
         return len(self._local)
+
+    def set_specs(self, specs: SpecResolver) -> None:
+        """Pool specs of a reloaded config, for the store behind this one."""
+        self.inner.set_specs(specs)
 
     async def reserve(self, request: HoldRequest) -> ReserveOutcome:
         try:

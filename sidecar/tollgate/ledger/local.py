@@ -115,6 +115,10 @@ class LocalLedger:
 
     # -- the store interface ---------------------------------------------------
 
+    def set_specs(self, specs: SpecResolver) -> None:
+        """Pool specs of a reloaded config: every later call resolves pools by them."""
+        self._specs = specs
+
     async def reserve(self, request: HoldRequest) -> ReserveOutcome:
         """Hold ``request.amount`` on every pool, or raise ``BudgetExceeded`` and hold nothing."""
         now = self._clock()

@@ -288,6 +288,10 @@ class RedisStore:
 
     # -- the store interface ---------------------------------------------------------------
 
+    def set_specs(self, specs: SpecResolver) -> None:
+        """Pool specs of a reloaded config: every later call resolves pools by them."""
+        self._specs = specs
+
     async def reserve(self, request: HoldRequest) -> ReserveOutcome:
         """Hold on every pool of the request in one script call, or refuse and hold nothing."""
         org = self._org_of(request.reservation_id)
