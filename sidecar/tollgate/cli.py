@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .config import Config, ServerConfig, StoreConfig, check_listener, load_config
 from .errors import ConfigError
-from .money import format_usd
+from .money import format_usd, parse_usd
 
 __all__ = ["main"]
 
@@ -204,6 +204,45 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_admin(args: argparse.Namespace) -> int:
+    import grpc
+
+    from tollgate_client.v1 import tollgate_pb2 as pb
+    from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
+
+    token = args.token or os.environ.get("TOLLGATE_TOKEN", "")
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    with grpc.insecure_channel(args.target) as channel:
+        stub = pb_grpc.AdminServiceStub(channel)
+        try:
+            if args.op == "end":
+                ended = stub.EndReservation(pb.EndReservationRequest(
+                    reservation_id=args.target_id, charge=args.charge, reason=args.reason), metadata=metadata,
+                    timeout=10)
+                print(f"{ended.reservation_id}: {ended.state}, charged {format_usd(ended.charged_nanos)}"
+                      f"{' (already)' if ended.replayed else ''}")
+                return 0
+            if args.op == "set-cap":
+                change = stub.SetPoolCap(pb.SetPoolCapRequest(pool_id=args.target_id, cap_nanos=parse_usd(args.usd),
+                                                              reason=args.reason), metadata=metadata, timeout=10)
+            elif args.op == "top-up":
+                change = stub.TopUp(pb.TopUpRequest(pool_id=args.target_id, amount_nanos=parse_usd(args.usd),
+                                                    reason=args.reason), metadata=metadata, timeout=10)
+            else:
+                change = stub.ResetWindow(pb.ResetWindowRequest(pool_id=args.target_id, reason=args.reason),
+                                          metadata=metadata, timeout=10)
+        except grpc.RpcError as exc:
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            return 1
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    for label, p in (("before", change.before), ("after", change.after)):
+        print(f"{label:<7} {p.pool_id}: cap {format_usd(p.cap_nanos)}, spent {format_usd(p.spent_nanos)}, "
+              f"held {format_usd(p.held_nanos)}, remaining {format_usd(p.remaining_nanos)}")
+    return 0
+
+
 def _cmd_export_training(args: argparse.Namespace) -> int:
     from .routing.decision_log import ExportError, export_training
 
@@ -316,6 +355,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="held-out data to measure the final model on; its metrics go into the metadata")
     train.add_argument("--quiet", action="store_true", help="no progress on stderr")
     train.set_defaults(func=_cmd_train)
+
+    admin = sub.add_parser("admin", help="operator actions on budgets (needs an admin caller's token)")
+    admin.add_argument("op", choices=("set-cap", "top-up", "reset", "end"),
+                       help="set-cap POOL USD | top-up POOL USD | reset POOL | end RESERVATION [--charge]")
+    admin.add_argument("target_id", metavar="POOL|RESERVATION")
+    admin.add_argument("usd", nargs="?", default="", help="USD amount for set-cap and top-up, e.g. 250.00")
+    admin.add_argument("--charge", action="store_true", help="end: charge the hold instead of releasing it")
+    admin.add_argument("--reason", default="", help="why, for the audit log")
+    admin.add_argument("--target", default=DEFAULT_TARGET, help="the sidecar (default 127.0.0.1:50551)")
+    admin.add_argument("--token", help="the admin caller's bearer token (default: $TOLLGATE_TOKEN)")
+    admin.set_defaults(func=_cmd_admin)
 
     export = sub.add_parser(
         "export-training", help="join decision logs and their feedback into training data for `tollgate train`"

@@ -259,6 +259,8 @@ class AuthConfig:
     """Callers allowed to use the sidecar; none configured means any process that can connect."""
 
     callers: tuple[Caller, ...] = ()
+    audit_log: str = ""
+    """JSON-lines file every admin operation is appended to (it is also logged)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -802,7 +804,7 @@ _GRANT = re.compile(r"\*|[A-Za-z0-9][A-Za-z0-9._@-]{0,127}(/[A-Za-z0-9][A-Za-z0-
 
 
 def _auth(node: _Node) -> AuthConfig:
-    node.only("callers", "callers_file")
+    node.only("callers", "callers_file", "audit_log")
     nodes = []
     if node.has("callers"):
         nodes.append(node.get("callers"))
@@ -827,7 +829,15 @@ def _auth(node: _Node) -> AuthConfig:
     duplicate = next((n for n in names if names.count(n) > 1), None)
     if duplicate is not None:
         raise node.error(f"caller name {duplicate!r} is used twice; names must be unique")
-    return AuthConfig(callers=tuple(callers))
+    audit_log = ""
+    if node.has("audit_log"):
+        raw = Path(node.get("audit_log").str()).expanduser()
+        if not raw.is_absolute() and Path(node.source).is_file():
+            raw = Path(node.source).resolve().parent / raw
+        if not raw.parent.is_dir():
+            raise node.get("audit_log").error(f"no such folder {str(raw.parent)!r} for the audit log")
+        audit_log = str(raw)
+    return AuthConfig(callers=tuple(callers), audit_log=audit_log)
 
 
 def _caller(node: _Node) -> Caller:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from .config import Config, Policy
+from .config import Config, Policy, PoolSpec
 from .errors import (
     BudgetExceeded,
     ConfigError,
@@ -35,10 +35,12 @@ from .ledger import (
     PoolSnapshot,
     ReleaseOutcome,
     ReserveOutcome,
+    SpecResolver,
     spec_resolver,
 )
 from .ledger.feedback import MemoryQualityStore
 from .ledger.local import wall_clock_ms
+from .ledger.overrides import PoolOverride
 from .money import apply_margin
 from .quality import QualityGuard, QualityStore, ShadowPlan
 from .routing import difficulty
@@ -60,6 +62,10 @@ __all__ = [
 _RESERVATION_ID = re.compile(r"([0-9a-f]{24})\.([A-Za-z0-9][A-Za-z0-9._@-]{0,127})")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
+_POOL_ID = re.compile(
+    r"(org|quality):[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
+    r"|(team|user|session):[A-Za-z0-9][A-Za-z0-9._@-]{0,127}/[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
+)
 _ESCALATION_REASON = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}")
 
 
@@ -142,6 +148,9 @@ class Tollgate:
             self.classifier = open_classifier(config.routing)
         except ClassifierError as exc:
             raise ConfigError(str(exc), key="routing.classifier", file=config.source) from None
+        self.overrides: dict[str, PoolOverride] = {}
+        """Admin changes to pools (``admin.py``), applied over the config's specs."""
+        self.store.set_specs(self._resolver(config))
         log_config = config.routing.decision_log
         try:
             self.decision_log = DecisionLog(log_config, clock) if log_config is not None else None
@@ -187,7 +196,7 @@ class Tollgate:
             self.counter = TokenCounter(config.estimation.message_overhead_tokens)
         self.outputs.reconfigure(config.estimation)
         self.quality.config, self.quality.catalog = config.quality, config.catalog
-        self.store.set_specs(spec_resolver(config.budgets))
+        self.store.set_specs(self._resolver(config))
         self.config = config
         return [name for name in ("catalog", "budgets", "routing", "estimation", "reservations", "limits", "quality",
                                   "auth") if getattr(old, name) != getattr(config, name)]
@@ -621,7 +630,36 @@ class Tollgate:
         if request is not None:
             refs.append(PoolRef(f"request:{scope.org}", Level.REQUEST, request))
         refs.extend(PoolRef(pool_id, level, spec) for pool_id, level, spec in budgets.pools_for(scope))
+        if self.overrides:
+            now = self.clock()
+            refs = [r if (o := self.overrides.get(r.pool_id)) is None else PoolRef(r.pool_id, r.level,
+                                                                                  o.apply(r.spec, now))
+                    for r in refs]
         return refs
+
+    def _resolver(self, config: Config) -> SpecResolver:
+        """The store's pool specs: the config's, with the admin overrides of the moment over them."""
+        base = spec_resolver(config.budgets)
+
+        def resolve(pool_id: str) -> tuple[Level, PoolSpec] | None:
+            found = base(pool_id)
+            override = self.overrides.get(pool_id)
+            if found is None or override is None:
+                return found
+            return found[0], override.apply(found[1], self.clock())
+
+        return resolve
+
+    def pool_ref(self, pool_id: str) -> PoolRef:
+        """A pool by id, with its effective spec, or ``InvalidRequest`` if no config covers it."""
+        if not _POOL_ID.fullmatch(pool_id):
+            raise InvalidRequest(
+                f"{pool_id[:140]!r} is not a pool id: use LEVEL:ORG or LEVEL:ORG/ID, e.g. org:acme or user:acme/alice"
+            )
+        resolved = self._resolver(self.config)(pool_id)
+        if resolved is None:
+            raise InvalidRequest(f"no budget in the config covers pool {pool_id!r}")
+        return PoolRef(pool_id, resolved[0], resolved[1])
 
     def _margin(self, pools: Sequence[PoolRef]) -> int:
         # One hold covers every pool, so it takes the most cautious margin among them.

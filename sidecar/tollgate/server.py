@@ -29,12 +29,13 @@ from grpc_reflection.v1alpha import reflection
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
+from .admin import Admin, AuditLog
 from .auth import Authenticator
 from .config import Config, TlsConfig
 from .core import Tollgate
 from .errors import ConfigError, StoreUnavailable
-from .ledger import BudgetStore, open_quality_store, open_store
-from .service import TollgateServicer
+from .ledger import BudgetStore, open_override_store, open_quality_store, open_store
+from .service import AdminServicer, TollgateServicer
 from .telemetry import Telemetry
 
 __all__ = ["Sidecar", "run", "serve"]
@@ -42,6 +43,7 @@ __all__ = ["Sidecar", "run", "serve"]
 log = logging.getLogger("tollgate.server")
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TollgateService"].full_name
+ADMIN_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
 LIVENESS_SERVICE = "liveness"
 """Health service name that is SERVING while the process runs, for liveness and startup probes."""
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
@@ -62,6 +64,7 @@ class Sidecar:
     """The health-only listener (``server.health_port``), sharing ``health``."""
     health_address: str = ""
     servicer: TollgateServicer | None = None
+    admin: AdminServicer | None = None
     _sweeper: asyncio.Task[None] | None = None
     _serving: bool | None = None
 
@@ -82,6 +85,8 @@ class Sidecar:
         with contextlib.suppress(StoreUnavailable):
             # Every sidecar's feedback, and the overrides any of them decided.
             await self.gate.quality.refresh()
+            if self.admin is not None:
+                await self.admin.admin.refresh()
         if self.gate.decision_log is not None:
             self.gate.decision_log.flush()
 
@@ -97,8 +102,12 @@ class Sidecar:
         except ConfigError as exc:
             log.error("config reload refused, the running config stays: %s", exc)
             return False
+        auth = Authenticator(config.auth.callers)
         if self.servicer is not None:
-            self.servicer.auth = Authenticator(config.auth.callers)
+            self.servicer.auth = auth
+        if self.admin is not None:
+            self.admin.auth = auth
+            self.admin.admin.audit = AuditLog(config.auth.audit_log)
         self.config = config
         log.info("config reloaded from %s; changed: %s", config.source, ", ".join(changed) or "nothing")
         return True
@@ -134,6 +143,8 @@ class Sidecar:
             # Open through the drain, so probes read NOT_SERVING rather than a refused connection.
             await self.health_server.stop(None)
         await self.store.close()
+        if self.admin is not None:
+            await self.admin.admin.store.close()
         if self.gate.decision_log is not None:
             self.gate.decision_log.close()
         self.telemetry.shutdown()
@@ -155,10 +166,14 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     )
     servicer = TollgateServicer(gate, telemetry)
     pb_grpc.add_TollgateServiceServicer_to_server(servicer, server)
+    admin = Admin(gate, open_override_store(config), AuditLog(config.auth.audit_log))
+    admin_servicer = AdminServicer(admin, telemetry, servicer.auth)
+    pb_grpc.add_AdminServiceServicer_to_server(admin_servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        (SERVICE_NAME, ADMIN_SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME),
         server,
     )
     sc = config.server
@@ -198,7 +213,7 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
             log.error("cannot serve metrics on %s:%d: %s", config.telemetry.metrics_host,
                       config.telemetry.metrics_port, exc)
     sidecar = Sidecar(config, server, gate, store, health_servicer, telemetry, addresses, health_server,
-                      health_address, servicer)
+                      health_address, servicer, admin_servicer)
     # Start even when the store is down (a crash loop helps no one): health says
     # NOT_SERVING until the store answers, and every money RPC fails closed meanwhile.
     await sidecar.sweep_once()

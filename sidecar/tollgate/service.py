@@ -23,6 +23,7 @@ from google.rpc import status_pb2
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
+from .admin import Admin
 from .auth import Authenticator, Caller
 from .catalog import Capability, Latency
 from .config import Policy
@@ -46,7 +47,7 @@ from .routing.select import Priced
 from .scope import Level, Priority, Scope
 from .telemetry import Telemetry
 
-__all__ = ["BUDGET_EXCEEDED_TRAILER", "TollgateServicer"]
+__all__ = ["BUDGET_EXCEEDED_TRAILER", "AdminServicer", "TollgateServicer"]
 
 log = logging.getLogger("tollgate.service")
 
@@ -326,6 +327,50 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     ) -> pb.GetBudgetResponse:
         pools = await self.gate.budget(self._scope(request.scope if request.HasField("scope") else None))
         return pb.GetBudgetResponse(pools=[_pool(p) for p in pools])
+
+
+class AdminServicer(pb_grpc.AdminServiceServicer):
+    """The AdminService handlers: admin callers only, each action audited by ``Admin``."""
+
+    def __init__(self, admin: Admin, telemetry: Telemetry, auth: Authenticator) -> None:
+        self.admin = admin
+        self.telemetry = telemetry
+        self.auth = auth
+
+    @staticmethod
+    def _admin() -> str:
+        caller = _CALLER.get()
+        if caller is None:
+            raise PermissionDenied("admin operations need an admin caller: configure auth.callers with admin: true")
+        Authenticator.authorize_admin(caller, "this operation")
+        return caller.name
+
+    @_translated
+    async def SetPoolCap(self, request: pb.SetPoolCapRequest,
+                         context: grpc.aio.ServicerContext) -> pb.SetPoolCapResponse:
+        change = await self.admin.set_cap(self._admin(), request.pool_id, request.cap_nanos, request.reason)
+        return pb.SetPoolCapResponse(before=_pool(change.before), after=_pool(change.after))
+
+    @_translated
+    async def TopUp(self, request: pb.TopUpRequest, context: grpc.aio.ServicerContext) -> pb.TopUpResponse:
+        change = await self.admin.top_up(self._admin(), request.pool_id, request.amount_nanos, request.reason)
+        return pb.TopUpResponse(before=_pool(change.before), after=_pool(change.after))
+
+    @_translated
+    async def ResetWindow(self, request: pb.ResetWindowRequest,
+                          context: grpc.aio.ServicerContext) -> pb.ResetWindowResponse:
+        change = await self.admin.reset_window(self._admin(), request.pool_id, request.reason)
+        return pb.ResetWindowResponse(before=_pool(change.before), after=_pool(change.after))
+
+    @_translated
+    async def EndReservation(self, request: pb.EndReservationRequest,
+                             context: grpc.aio.ServicerContext) -> pb.EndReservationResponse:
+        outcome = await self.admin.end_reservation(self._admin(), request.reservation_id, charge=request.charge,
+                                                   reason=request.reason)
+        return pb.EndReservationResponse(
+            reservation_id=outcome.hold.reservation_id, state=str(outcome.hold.state),
+            charged_nanos=outcome.hold.charged, pools=[_pool(p) for p in outcome.pools], replayed=outcome.replayed,
+        )
 
 
 # -- conversions ------------------------------------------------------------------------------

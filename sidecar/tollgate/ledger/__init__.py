@@ -47,6 +47,7 @@ __all__ = [
     "ReleaseOutcome",
     "ReserveOutcome",
     "SqliteJournal",
+    "open_override_store",
     "open_quality_store",
     "open_store",
     "spec_resolver",
@@ -122,6 +123,18 @@ def open_quality_store(config: Config) -> QualityStore:
     if config.store.kind == "sqlite":
         return SqliteQualityStore(config.store.path)
     return MemoryQualityStore()
+
+
+def open_override_store(config: Config) -> Any:
+    """Where admin changes to pools live: beside the ledger, so Redis shares them across sidecars."""
+    from .overrides import MemoryOverrideStore, RedisOverrideStore, SqliteOverrideStore
+
+    if config.store.kind == "redis":
+        return RedisOverrideStore(_redis_client(config), prefix=config.store.key_prefix,
+                                  timeout=config.store.timeout_ms / 1000)
+    if config.store.kind == "sqlite":
+        return SqliteOverrideStore(config.store.path)
+    return MemoryOverrideStore()
 
 
 def _redis_client(config: Config) -> Any:

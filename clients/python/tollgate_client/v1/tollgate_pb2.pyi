@@ -515,3 +515,79 @@ class EscalateResponse(_message.Message):
     previous_commit: CommitResponse
     attempt: int
     def __init__(self, decision: _Optional[_Union[Decision, _Mapping]] = ..., reservation: _Optional[_Union[Reservation, _Mapping]] = ..., previous_reservation_id: _Optional[str] = ..., previous_commit: _Optional[_Union[CommitResponse, _Mapping]] = ..., attempt: _Optional[int] = ...) -> None: ...
+
+class SetPoolCapRequest(_message.Message):
+    __slots__ = ("pool_id", "cap_nanos", "reason")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    CAP_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    pool_id: str
+    cap_nanos: int
+    reason: str
+    def __init__(self, pool_id: _Optional[str] = ..., cap_nanos: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class SetPoolCapResponse(_message.Message):
+    __slots__ = ("before", "after")
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    before: PoolState
+    after: PoolState
+    def __init__(self, before: _Optional[_Union[PoolState, _Mapping]] = ..., after: _Optional[_Union[PoolState, _Mapping]] = ...) -> None: ...
+
+class TopUpRequest(_message.Message):
+    __slots__ = ("pool_id", "amount_nanos", "reason")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_NANOS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    pool_id: str
+    amount_nanos: int
+    reason: str
+    def __init__(self, pool_id: _Optional[str] = ..., amount_nanos: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TopUpResponse(_message.Message):
+    __slots__ = ("before", "after")
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    before: PoolState
+    after: PoolState
+    def __init__(self, before: _Optional[_Union[PoolState, _Mapping]] = ..., after: _Optional[_Union[PoolState, _Mapping]] = ...) -> None: ...
+
+class ResetWindowRequest(_message.Message):
+    __slots__ = ("pool_id", "reason")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    pool_id: str
+    reason: str
+    def __init__(self, pool_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ResetWindowResponse(_message.Message):
+    __slots__ = ("before", "after")
+    BEFORE_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    before: PoolState
+    after: PoolState
+    def __init__(self, before: _Optional[_Union[PoolState, _Mapping]] = ..., after: _Optional[_Union[PoolState, _Mapping]] = ...) -> None: ...
+
+class EndReservationRequest(_message.Message):
+    __slots__ = ("reservation_id", "charge", "reason")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    CHARGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    charge: bool
+    reason: str
+    def __init__(self, reservation_id: _Optional[str] = ..., charge: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class EndReservationResponse(_message.Message):
+    __slots__ = ("reservation_id", "state", "charged_nanos", "pools", "replayed")
+    RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    CHARGED_NANOS_FIELD_NUMBER: _ClassVar[int]
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    reservation_id: str
+    state: str
+    charged_nanos: int
+    pools: _containers.RepeatedCompositeFieldContainer[PoolState]
+    replayed: bool
+    def __init__(self, reservation_id: _Optional[str] = ..., state: _Optional[str] = ..., charged_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...

@@ -463,3 +463,221 @@ class TollgateService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class AdminServiceStub:
+    """Operator actions on budgets. Every call needs an admin caller (`auth.callers`
+    with `admin: true`; refused while no callers are configured) and is written to
+    the audit log: who, what, and the pool before and after.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.SetPoolCap = channel.unary_unary(
+                '/tollgate.v1.AdminService/SetPoolCap',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.SetPoolCapRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.SetPoolCapResponse.FromString,
+                _registered_method=True)
+        self.TopUp = channel.unary_unary(
+                '/tollgate.v1.AdminService/TopUp',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.TopUpRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.TopUpResponse.FromString,
+                _registered_method=True)
+        self.ResetWindow = channel.unary_unary(
+                '/tollgate.v1.AdminService/ResetWindow',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.ResetWindowRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.ResetWindowResponse.FromString,
+                _registered_method=True)
+        self.EndReservation = channel.unary_unary(
+                '/tollgate.v1.AdminService/EndReservation',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.EndReservationRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.EndReservationResponse.FromString,
+                _registered_method=True)
+
+
+class AdminServiceServicer:
+    """Operator actions on budgets. Every call needs an admin caller (`auth.callers`
+    with `admin: true`; refused while no callers are configured) and is written to
+    the audit log: who, what, and the pool before and after.
+    """
+
+    def SetPoolCap(self, request, context):
+        """Sets a pool's cap from now on, over the config's (kept across restarts and
+        shared by every sidecar of the store).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TopUp(self, request, context):
+        """Gives a pool more room in its current window only (for a window-less pool,
+        for good). Spend already recorded stays recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetWindow(self, request, context):
+        """Gives a pool back all the room its current window has used: what was spent
+        stays in the ledger, and the pool may spend its cap again until the window
+        ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndReservation(self, request, context):
+        """Ends a stuck reservation of any tenant: released, or charged its hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_AdminServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'SetPoolCap': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPoolCap,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.SetPoolCapRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.SetPoolCapResponse.SerializeToString,
+            ),
+            'TopUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.TopUp,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.TopUpRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.TopUpResponse.SerializeToString,
+            ),
+            'ResetWindow': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetWindow,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.ResetWindowRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.ResetWindowResponse.SerializeToString,
+            ),
+            'EndReservation': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndReservation,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.EndReservationRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.EndReservationResponse.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'tollgate.v1.AdminService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('tollgate.v1.AdminService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class AdminService:
+    """Operator actions on budgets. Every call needs an admin caller (`auth.callers`
+    with `admin: true`; refused while no callers are configured) and is written to
+    the audit log: who, what, and the pool before and after.
+    """
+
+    @staticmethod
+    def SetPoolCap(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.AdminService/SetPoolCap',
+            tollgate_dot_v1_dot_tollgate__pb2.SetPoolCapRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.SetPoolCapResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TopUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.AdminService/TopUp',
+            tollgate_dot_v1_dot_tollgate__pb2.TopUpRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.TopUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetWindow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.AdminService/ResetWindow',
+            tollgate_dot_v1_dot_tollgate__pb2.ResetWindowRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.ResetWindowResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndReservation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.AdminService/EndReservation',
+            tollgate_dot_v1_dot_tollgate__pb2.EndReservationRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.EndReservationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
