@@ -281,6 +281,8 @@ class Limits:
     max_text_chars: int = 4_000_000
     max_tokens: int = 10_000_000
     max_tags: int = 32
+    max_message_bytes: int = 16 * 1024 * 1024
+    """Largest gRPC message in either direction; set when the server starts."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -938,11 +940,13 @@ def _telemetry(node: _Node) -> TelemetryConfig:
 
 
 def _limits(node: _Node) -> Limits:
-    node.only("max_messages", "max_text_chars", "max_tokens", "max_tags")
+    node.only("max_messages", "max_text_chars", "max_tokens", "max_tags", "max_message_bytes")
     d = Limits()
     return Limits(
         max_messages=node.get("max_messages", d.max_messages).int(minimum=1),
         max_text_chars=node.get("max_text_chars", d.max_text_chars).int(minimum=1),
         max_tokens=node.get("max_tokens", d.max_tokens).int(minimum=1),
         max_tags=node.get("max_tags", d.max_tags).int(maximum=1_000),
+        max_message_bytes=node.get("max_message_bytes", d.max_message_bytes).int(minimum=4_096,
+                                                                                 maximum=1 << 30),
     )

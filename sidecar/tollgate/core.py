@@ -171,6 +171,8 @@ class Tollgate:
         fixed = [name for name in ("server", "store", "telemetry") if getattr(old, name) != getattr(config, name)]
         if old.reservations.expiry_policy != config.reservations.expiry_policy:
             fixed.append("reservations.expiry_policy")
+        if old.limits.max_message_bytes != config.limits.max_message_bytes:
+            fixed.append("limits.max_message_bytes")
         if fixed:
             raise ConfigError(f"{', '.join(fixed)} changed, which needs a restart; the running config stays",
                               key=fixed[0], file=config.source)

@@ -46,7 +46,6 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["TollgateService"].full_name
 ADMIN_SERVICE_NAME = pb.DESCRIPTOR.services_by_name["AdminService"].full_name
 LIVENESS_SERVICE = "liveness"
 """Health service name that is SERVING while the process runs, for liveness and startup probes."""
-MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass
@@ -159,8 +158,8 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     server = grpc.aio.server(
         interceptors=[telemetry.interceptor()],
         options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", config.limits.max_message_bytes),
+            ("grpc.max_send_message_length", config.limits.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
     )

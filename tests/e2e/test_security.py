@@ -38,6 +38,7 @@ def callers_config(data: dict[str, Any]) -> None:
     ]}
     # One user may hold at most 5 reservations open at once.
     data["budgets"]["templates"]["user"]["max_open"] = 5
+    data["limits"] = {"max_message_bytes": 262_144, "max_tags": 4}
 
 
 def auth(name: str) -> tuple[tuple[str, str], ...]:
@@ -255,6 +256,16 @@ async def test_a_caller_over_its_rate_is_slowed_and_others_are_not(stub: pb_grpc
     assert all(r.code() == C.RESOURCE_EXHAUSTED and "over its rate of 5 calls/s" in (r.details() or "")
                for r in limited)
     await stub.GetBudget(pb.GetBudgetRequest(scope=pb.Scope(org_id="acme")), metadata=auth("acme-app"))
+
+
+async def test_size_and_tag_limits_answer_clearly(stub: pb_grpc.TollgateServiceStub) -> None:
+    a = auth("acme-app")
+    huge = pb.RouteRequest(scope=pb.Scope(org_id="acme"), prompt=prompt("z" * 300_000))
+    assert "larger than max" in await refused(stub.Route(huge, metadata=a), C.RESOURCE_EXHAUSTED)
+    tagged = pb.RouteRequest(scope=pb.Scope(org_id="acme", tags={f"k{i}": "v" for i in range(5)}), prompt=prompt())
+    assert "limits.max_tags allows 4" in await refused(stub.Route(tagged, metadata=a), C.INVALID_ARGUMENT)
+    long_id = pb.RouteRequest(scope=pb.Scope(org_id="acme", user_id="u" * 129), prompt=prompt())
+    assert "scope.user_id" in await refused(stub.Route(long_id, metadata=a), C.INVALID_ARGUMENT)
 
 
 def test_the_ledger_balances_after_the_attacks(sidecar: SidecarProcess) -> None:
