@@ -11,6 +11,7 @@ the sidecar stays up, and afterwards the ledger audit balances.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import uuid
 from collections.abc import Iterator
@@ -28,7 +29,9 @@ from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
 pytestmark = pytest.mark.slow
 
-SERVICE = pb.DESCRIPTOR.services_by_name["TollgateService"]
+SERVICES = [pb.DESCRIPTOR.services_by_name[name] for name in ("TollgateService", "AdminService")]
+TOKEN = "tok-fuzz-admin"
+METADATA = (("authorization", f"Bearer {TOKEN}"),)
 NEVER = {grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL}
 INT64 = (-(2**63), -1, 0, 1, 2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1)
 HOSTILE = ("", "acme", "{acme}", "a:b", "*", "a\nb", "../../etc/passwd", "a/b", "x" * 129, "é🚀\u202e",
@@ -122,14 +125,17 @@ def build(cls: Any, values: dict[str, Any]) -> Any:
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
     tmp = tmp_path_factory.mktemp(f"fuzz-{request.param}")
+    # An admin caller of every org: the campaign reaches the admin operations and every tenant.
+    callers = {"callers": [{"name": "fuzz", "token_sha256": hashlib.sha256(TOKEN.encode()).hexdigest(),
+                            "grants": ["*"], "admin": True}]}
     if request.param == "redis":
         url = request.getfixturevalue("redis_server").url
         store = {"kind": "redis", "url": url, "timeout": "2s", "key_prefix": f"f{uuid.uuid4().hex[:8]}"}
-        config = write_config(tmp / "tollgate.yaml", lambda d: d.update(store=store))
+        config = write_config(tmp / "tollgate.yaml", lambda d: d.update(store=store, auth=callers))
         with SidecarProcess(tmp, config=config, store=None) as proc:
             yield proc
     else:
-        with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml")) as proc:
+        with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", lambda d: d.update(auth=callers))) as proc:
             yield proc
 
 
@@ -144,7 +150,8 @@ def live_ids(sidecar: SidecarProcess) -> list[str]:
             for i in range(4):
                 r = await stub.Route(pb.RouteRequest(
                     scope=pb.Scope(org_id="acme", user_id=f"u{i}"), reserve=True,
-                    prompt=pb.Prompt(messages=pb.Messages(items=[pb.Message(role="user", content="hi")]))))
+                    prompt=pb.Prompt(messages=pb.Messages(items=[pb.Message(role="user", content="hi")]))),
+                    metadata=METADATA)
                 ids.append(r.reservation.reservation_id)
             return ids
 
@@ -158,6 +165,8 @@ def _with_live_parts(values: dict[str, Any], descriptor: Descriptor, ids: list[s
     out = dict(values)
     if "reservation_id" in descriptor.fields_by_name:
         out["reservation_id"] = ids[pick % len(ids)]
+    if "pool_id" in descriptor.fields_by_name:
+        out["pool_id"] = ("org:acme", "user:acme/fuzz1", "team:acme/t", "session:acme/s")[pick % 4]
     if "scope" in descriptor.fields_by_name:
         out["scope"] = {"org_id": "acme", "user_id": f"fuzz{pick % 7}"}
     if "prompt" in descriptor.fields_by_name and pick % 3 == 0:
@@ -167,9 +176,11 @@ def _with_live_parts(values: dict[str, Any], descriptor: Descriptor, ids: list[s
     return out
 
 
-@pytest.mark.parametrize("method", [m.name for m in SERVICE.methods])
+@pytest.mark.parametrize("method", [f"{s.name}/{m.name}" for s in SERVICES for m in s.methods])
 def test_no_input_breaks_any_rpc(sidecar: SidecarProcess, live_ids: list[str], method: str) -> None:
-    descriptor = SERVICE.methods_by_name[method]
+    service_name, method = method.split("/")
+    service = pb.DESCRIPTOR.services_by_name[service_name]
+    descriptor = service.methods_by_name[method]
     request_cls = getattr(pb, descriptor.input_type.name)
     codes: dict[str, int] = {}
 
@@ -177,13 +188,13 @@ def test_no_input_breaks_any_rpc(sidecar: SidecarProcess, live_ids: list[str], m
         async with grpc.aio.insecure_channel(
             sidecar.target, options=[("grpc.max_send_message_length", 8 << 20)]
         ) as channel:
-            rpc = channel.unary_unary(f"/{SERVICE.full_name}/{method}",
+            rpc = channel.unary_unary(f"/{service.full_name}/{method}",
                                       request_serializer=lambda m: m.SerializeToString(),
                                       response_deserializer=lambda b: b)
             out = []
             for request in requests:
                 try:
-                    await rpc(request, timeout=10)
+                    await rpc(request, timeout=10, metadata=METADATA)
                     out.append(grpc.StatusCode.OK)
                 except grpc.aio.AioRpcError as exc:
                     out.append(exc.code())
