@@ -100,10 +100,12 @@ class Stores:
             return RedisStore(connect(self.cluster_url, cluster=True, timeout=2.0), specs=RESOLVE,
                               expiry_policy=self.expiry, clock=self.clock, prefix=self.prefix, timeout=5.0)
         journal = self.memory if self.kind == "memory" else SqliteJournal(self.path)
-        return LocalLedger(journal, specs=RESOLVE, expiry_policy=self.expiry, clock=self.clock)
+        # "sqlite-tiny" keeps one record and one pool in memory: every other read goes to the file.
+        tiny = {"recent_holds": 1, "recent_pools": 1} if self.kind == "sqlite-tiny" else {}
+        return LocalLedger(journal, specs=RESOLVE, expiry_policy=self.expiry, clock=self.clock, **tiny)
 
 
-@pytest.fixture(params=["memory", "sqlite", pytest.param("redis", marks=pytest.mark.redis),
+@pytest.fixture(params=["memory", "sqlite", "sqlite-tiny", pytest.param("redis", marks=pytest.mark.redis),
                         pytest.param("cluster", marks=pytest.mark.redis)])
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Stores:
     if request.param == "redis":
@@ -511,6 +513,10 @@ class SqliteLedgerMachine(LedgerMachine):
     kind = "sqlite"
 
 
+class SqliteTinyCacheLedgerMachine(LedgerMachine):
+    kind = "sqlite-tiny"
+
+
 _settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
                      suppress_health_check=[HealthCheck.too_slow])
 class RedisLedgerMachine(LedgerMachine):
@@ -533,6 +539,7 @@ def _cluster_for_machine(redis_cluster_url: str) -> None:
 
 TestMemoryLedger = _settings(MemoryLedgerMachine).TestCase
 TestSqliteLedger = _settings(SqliteLedgerMachine).TestCase
+TestSqliteTinyCacheLedger = _settings(SqliteTinyCacheLedgerMachine).TestCase
 TestRedisLedger = pytest.mark.redis(pytest.mark.usefixtures("_redis_for_machine")(
     _settings(RedisLedgerMachine).TestCase))
 TestClusterLedger = pytest.mark.redis(pytest.mark.usefixtures("_cluster_for_machine")(

@@ -65,12 +65,22 @@ def wall_clock_ms() -> int:
 
 RECENT_HOLDS = 8_192
 """Reservation records kept in memory, most recent first out of the journal's way."""
+RECENT_POOLS = 16_384
+"""Pool states kept in memory; the others are read from the journal when a request names them."""
 
 class Journal(Protocol):
     """Durable storage of pool counters and reservation records for ``LocalLedger``."""
 
-    def load(self) -> tuple[dict[str, PoolState], list[tuple[int, str]]]:
-        """All pool states, and the (expiry, id) of every open reservation."""
+    def load(self) -> list[tuple[int, str]]:
+        """The (expiry, id) of every open reservation."""
+        ...
+
+    def find_pool(self, pool_id: str) -> PoolState | None:
+        """A pool's stored state, if it has one."""
+        ...
+
+    def pools(self) -> dict[str, PoolState]:
+        """Every stored pool state, for the audit."""
         ...
 
     def find(self, reservation_id: str) -> Hold | None:
@@ -100,17 +110,23 @@ class LocalLedger:
         specs: SpecResolver,
         expiry_policy: ExpiryPolicy = ExpiryPolicy.CHARGE,
         clock: Callable[[], int] = wall_clock_ms,
+        recent_holds: int = RECENT_HOLDS,
+        recent_pools: int = RECENT_POOLS,
     ) -> None:
         self._journal = journal
+        self._recent_holds = max(recent_holds, 1)
+        self._recent_pools = max(recent_pools, 1)
         self._specs = specs
         self._expiry_policy = expiry_policy
         self._clock = clock
-        self._pools, self._deadlines = journal.load()
+        self._deadlines = journal.load()
         heapq.heapify(self._deadlines)
-        # Open reservations live in the journal; memory keeps only their deadlines and
-        # the most recent records, since a commit usually follows its reserve within
-        # seconds. So memory stays flat however many reservations are open.
+        # Reservations and pools live in the journal; memory keeps the open ones'
+        # deadlines, the most recent records (a commit usually follows its reserve
+        # within seconds) and the most recently used pools. So memory stays flat
+        # however many reservations are open and however many pools exist.
         self._recent: OrderedDict[str, Hold] = OrderedDict()
+        self._pools: OrderedDict[str, PoolState] = OrderedDict()
         self.expired_total = 0
 
     # -- the store interface ---------------------------------------------------
@@ -240,7 +256,7 @@ class LocalLedger:
         """Recompute every pool (of ``orgs``, default all) from the reservation records and compare."""
         now = self._clock()
         records = list(self._journal.records())
-        pools = self._pools
+        pools = self._journal.pools()
         if orgs is not None:
             wanted = set(orgs)
             records = [h for h in records if h.reservation_id.partition(".")[2] in wanted]
@@ -261,7 +277,7 @@ class LocalLedger:
         recent = self._recent
         recent[hold.reservation_id] = hold
         recent.move_to_end(hold.reservation_id)
-        if len(recent) > RECENT_HOLDS:
+        if len(recent) > self._recent_holds:
             recent.popitem(last=False)
 
     def _open_or_ended(self, reservation_id: str, now: int) -> Hold:
@@ -279,8 +295,21 @@ class LocalLedger:
         return hold
 
     def _state(self, pool_id: str) -> PoolState:
-        state = self._pools.get(pool_id)
-        return state if state is not None else PoolState(pool_id=pool_id)
+        cache = self._pools
+        state = cache.get(pool_id)
+        if state is not None:
+            cache.move_to_end(pool_id)
+            return state
+        state = self._journal.find_pool(pool_id) or PoolState(pool_id=pool_id)
+        self._cache_pool(state)
+        return state
+
+    def _cache_pool(self, state: PoolState) -> None:
+        cache = self._pools
+        cache[state.pool_id] = state
+        cache.move_to_end(state.pool_id)
+        if len(cache) > self._recent_pools:
+            cache.popitem(last=False)
 
     def _end(self, ended: Hold, now: int) -> None:
         changed = []
@@ -301,7 +330,7 @@ class LocalLedger:
     def _apply(self, changed: list[PoolState], hold: Hold) -> None:
         self._write(changed, hold)
         for state in changed:
-            self._pools[state.pool_id] = state
+            self._cache_pool(state)
         self._remember(hold)
 
     def _write(self, changed: list[PoolState], hold: Hold) -> None:

@@ -70,13 +70,19 @@ class SqliteJournal:
             if column not in present:
                 self._db.execute(f"ALTER TABLE reservations ADD COLUMN {column} {definition}")
 
-    def load(self) -> tuple[dict[str, PoolState], list[tuple[int, str]]]:
-        pools = {
+    def load(self) -> list[tuple[int, str]]:
+        rows = self._db.execute("SELECT expires_ms, reservation_id FROM reservations WHERE state = 'open'")
+        return [(expires, rid) for expires, rid in rows]
+
+    def find_pool(self, pool_id: str) -> PoolState | None:
+        row = self._db.execute("SELECT state FROM pools WHERE pool_id = ?", (pool_id,)).fetchone()
+        return None if row is None else PoolState.decode(pool_id, row[0])
+
+    def pools(self) -> dict[str, PoolState]:
+        return {
             pool_id: PoolState.decode(pool_id, state)
             for pool_id, state in self._db.execute("SELECT pool_id, state FROM pools")
         }
-        rows = self._db.execute("SELECT expires_ms, reservation_id FROM reservations WHERE state = 'open'")
-        return pools, [(expires, rid) for expires, rid in rows]
 
     def find(self, reservation_id: str) -> Hold | None:
         row = self._db.execute(
