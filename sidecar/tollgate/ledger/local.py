@@ -65,6 +65,7 @@ def wall_clock_ms() -> int:
 
 RECENT_HOLDS = 8_192
 """Reservation records kept in memory, most recent first out of the journal's way."""
+_COMPACT_BATCH = 1_024
 RECENT_POOLS = 16_384
 """Pool states kept in memory; the others are read from the journal when a request names them."""
 
@@ -112,15 +113,19 @@ class LocalLedger:
         clock: Callable[[], int] = wall_clock_ms,
         recent_holds: int = RECENT_HOLDS,
         recent_pools: int = RECENT_POOLS,
+        compact_batch: int = _COMPACT_BATCH,
     ) -> None:
         self._journal = journal
         self._recent_holds = max(recent_holds, 1)
         self._recent_pools = max(recent_pools, 1)
+        self._compact_batch = max(compact_batch, 1)
         self._specs = specs
         self._expiry_policy = expiry_policy
         self._clock = clock
         self._deadlines = journal.load()
         heapq.heapify(self._deadlines)
+        # Reservations ended since the deadlines were last compacted: their entries are dead weight.
+        self._ended_ids: set[str] = set()
         # Reservations and pools live in the journal; memory keeps the open ones'
         # deadlines, the most recent records (a commit usually follows its reserve
         # within seconds) and the most recently used pools. So memory stays flat
@@ -332,6 +337,22 @@ class LocalLedger:
         for state in changed:
             self._cache_pool(state)
         self._remember(hold)
+        if hold.state is not HoldState.OPEN:
+            self._forget_deadline(hold.reservation_id)
+
+    def _forget_deadline(self, reservation_id: str) -> None:
+        """Drop ended reservations' deadline entries in batches, so the heap tracks open ones only.
+
+        Every reservation ends exactly once, so an ended id never needs its entries again.
+        Compacting when the dead entries outnumber the live ones keeps the cost amortised O(1)
+        and the heap below twice the open reservations (plus the batch).
+        """
+        ended = self._ended_ids
+        ended.add(reservation_id)
+        if len(ended) >= self._compact_batch and 2 * len(ended) >= len(self._deadlines):
+            self._deadlines = [entry for entry in self._deadlines if entry[1] not in ended]
+            heapq.heapify(self._deadlines)
+            ended.clear()
 
     def _write(self, changed: list[PoolState], hold: Hold) -> None:
         try:
