@@ -213,8 +213,7 @@ class LocalLedger:
             ended_ms=now,
             commit_fingerprint=request.fingerprint,
         )
-        self._end(ended, now)
-        return CommitOutcome(ended, self._snapshots_by_id(ended.pool_ids, now))
+        return CommitOutcome(ended, self._end(ended, now))
 
     async def release(self, reservation_id: str) -> ReleaseOutcome:
         """End a reservation without charging; a repeated release returns the first result."""
@@ -224,8 +223,7 @@ class LocalLedger:
             return ReleaseOutcome(hold, self._snapshots_by_id(hold.pool_ids, now), replayed=True)
         refuse_ended(hold, "release")
         ended = replace(hold, state=HoldState.RELEASED, ended_ms=now)
-        self._end(ended, now)
-        return ReleaseOutcome(ended, self._snapshots_by_id(ended.pool_ids, now))
+        return ReleaseOutcome(ended, self._end(ended, now))
 
     async def extend(self, reservation_id: str, ttl_ms: int) -> Hold:
         """Move an open reservation's expiry to ``now + ttl_ms``."""
@@ -316,8 +314,10 @@ class LocalLedger:
         if len(cache) > self._recent_pools:
             cache.popitem(last=False)
 
-    def _end(self, ended: Hold, now: int) -> None:
+    def _end(self, ended: Hold, now: int) -> tuple[PoolSnapshot, ...]:
+        """End a reservation in every pool; returns the pools after it, as a normal-priority request sees them."""
         changed = []
+        snapshots = []
         for pool_id in ended.pool_ids:
             state = self._state(pool_id).copy()
             resolved = self._specs(pool_id)
@@ -330,7 +330,11 @@ class LocalLedger:
             if ended.state in (HoldState.COMMITTED, HoldState.EXPIRED):
                 state.charge(spec or PoolSpec(cap=0), ended.charged, ended.used_tokens, now)
             changed.append(state)
+            if resolved is not None:
+                # Rolled to now and changed: the same figures a fresh snapshot would show, without redoing them.
+                snapshots.append(state.snapshot(resolved[0], resolved[1], now, high_priority=False))
         self._apply(changed, ended)
+        return tuple(snapshots)
 
     def _apply(self, changed: list[PoolState], hold: Hold) -> None:
         self._write(changed, hold)
