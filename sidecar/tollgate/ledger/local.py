@@ -154,12 +154,14 @@ class LocalLedger:
             return ReserveOutcome(existing, self._snapshots(request.pools, now, request.high_priority), replayed=True)
 
         changed: list[PoolState] = []
+        stateful: list[PoolRef] = []
         for ref in request.pools:
             state = None
             if ref.level is not Level.REQUEST:
                 state = self._state(ref.pool_id).copy()
                 state.roll(ref.spec, now)
                 changed.append(state)
+                stateful.append(ref)
             refusal = check_admission(
                 ref.pool_id,
                 state,
@@ -191,7 +193,12 @@ class LocalLedger:
         )
         self._apply(changed, hold)
         heapq.heappush(self._deadlines, (hold.expires_ms, hold.reservation_id))
-        return ReserveOutcome(hold, self._snapshots(request.pools, now, request.high_priority))
+        # The states just written are rolled to now: snapshot them as they are.
+        snapshots = tuple(
+            state.snapshot(ref.level, ref.spec, now, high_priority=request.high_priority)
+            for state, ref in zip(changed, stateful, strict=True)
+        )
+        return ReserveOutcome(hold, snapshots)
 
     async def commit(self, request: CommitRequest) -> CommitOutcome:
         """Charge the actual cost in full and release the hold; idempotent by id and figures."""
