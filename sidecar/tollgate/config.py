@@ -436,6 +436,16 @@ class _Node:
             raise self.error(f"expected true or false, got {self.value!r}")
         return self.value
 
+    def path(self, what: str) -> Path:
+        """A path, relative to the config file's folder when the config came from a file."""
+        raw = self.str()
+        if not raw.strip():
+            raise self.error(f"expected {what}")
+        path = Path(raw).expanduser()
+        if not path.is_absolute() and Path(self.source).is_file():
+            path = Path(self.source).resolve().parent / path
+        return path
+
     def str(self, *, choices: tuple[str, ...] | None = None) -> str:
         v = self.value
         if not isinstance(v, str):
@@ -664,12 +674,7 @@ def _provider_rule(key: str, node: _Node, catalog: Catalog) -> ProviderRule:
 
 def _decision_log(node: _Node) -> DecisionLogConfig:
     node.only("path", "include_text")
-    raw = node.get("path").str()
-    if not raw.strip():
-        raise node.child("path", raw).error("expected the path of a JSON-lines file")
-    path = Path(raw).expanduser()
-    if not path.is_absolute() and Path(node.source).is_file():
-        path = Path(node.source).resolve().parent / path
+    path = node.get("path").path("the path of a JSON-lines file")
     return DecisionLogConfig(path=str(path), include_text=node.get("include_text", False).bool())
 
 
@@ -678,11 +683,7 @@ def _classifier_ref(node: _Node) -> str:
     value = node.str()
     if value in ("default", "none"):
         return value
-    if not value.strip():
-        raise node.error("expected default, none or the path of a model file from `tollgate train`")
-    path = Path(value).expanduser()
-    if not path.is_absolute() and Path(node.source).is_file():
-        path = Path(node.source).resolve().parent / path
+    path = node.path("default, none or the path of a model file from `tollgate train`")
     if not path.is_file():
         raise node.error(f"no such model file {str(path)!r}; use default, none or a file from `tollgate train`")
     return str(path)
@@ -783,10 +784,7 @@ def is_loopback(host: str) -> bool:
 
 def _path(node: _Node) -> str:
     """A file path, relative to the config file's folder, that must exist."""
-    raw = node.str()
-    path = Path(raw).expanduser()
-    if not path.is_absolute() and Path(node.source).is_file():
-        path = Path(node.source).resolve().parent / path
+    path = node.path("the path of a file")
     if not path.is_file():
         raise node.error(f"no such file {str(path)!r}")
     return str(path)
@@ -833,12 +831,10 @@ def _auth(node: _Node) -> AuthConfig:
         raise node.error(f"caller name {duplicate!r} is used twice; names must be unique")
     audit_log = ""
     if node.has("audit_log"):
-        raw = Path(node.get("audit_log").str()).expanduser()
-        if not raw.is_absolute() and Path(node.source).is_file():
-            raw = Path(node.source).resolve().parent / raw
-        if not raw.parent.is_dir():
-            raise node.get("audit_log").error(f"no such folder {str(raw.parent)!r} for the audit log")
-        audit_log = str(raw)
+        path = node.get("audit_log").path("the path of a JSON-lines file")
+        if not path.parent.is_dir():
+            raise node.get("audit_log").error(f"no such folder {str(path.parent)!r} for the audit log")
+        audit_log = str(path)
     return AuthConfig(callers=tuple(callers), audit_log=audit_log)
 
 
