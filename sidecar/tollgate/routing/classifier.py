@@ -175,7 +175,11 @@ def _slots(raw: bytes, task_type: str = "") -> tuple[np.ndarray, np.ndarray]:
 
 def _hashed(raw: bytes, task_type: str = "") -> tuple[np.ndarray, np.ndarray]:
     """Buckets and signed, family-scaled values of the n-grams of the lowercased ask's UTF-8 bytes."""
-    slots, counts = _slots(raw, task_type)
+    return _buckets_and_values(*_slots(raw, task_type))
+
+
+def _buckets_and_values(slots: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Slots (bucket × 2 + sign bit) as buckets and signed values, each family scaled by 1/sqrt(its size)."""
     values = 1.0 - 2.0 * (slots & 1)
     values *= np.repeat(1.0 / np.sqrt(counts), counts)
     return slots >> 1, values
@@ -303,9 +307,7 @@ def decode_features(obj: Any) -> Features:
         raise ValueError(f"features.dense must hold {len(DENSE_FEATURES)} finite numbers ({', '.join(DENSE_FEATURES)})")
     if len(slots) and int(slots.max()) >= 2 * BUCKETS:
         raise ValueError(f"features.slots must be below {2 * BUCKETS}")
-    values = 1.0 - 2.0 * (slots & 1)
-    values *= np.repeat(1.0 / np.sqrt(counts), counts)
-    return Features(slots >> 1, values, dense)
+    return Features(*_buckets_and_values(slots, counts), dense)
 
 
 def heuristic_prior() -> np.ndarray:
