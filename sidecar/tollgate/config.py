@@ -800,7 +800,7 @@ def _tls(node: _Node) -> TlsConfig:
 
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
-_GRANT = re.compile(r"\*|[A-Za-z0-9][A-Za-z0-9._@-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._@-]{0,127})?")
+_GRANT = re.compile(rf"\*|{ID_PATTERN.pattern}(/{ID_PATTERN.pattern})?")
 
 
 def _auth(node: _Node) -> AuthConfig:

@@ -45,7 +45,7 @@ from .money import apply_margin
 from .quality import QualityGuard, QualityStore, ShadowPlan
 from .routing import difficulty
 from .routing.classifier import ClassifierError, open_classifier, requirement_from_probability
-from .routing.decision_log import DecisionLog
+from .routing.decision_log import SHADOW_COMPARISON, DecisionLog
 from .routing.rules import Signals, TierRequirement, from_difficulty, from_signals
 from .routing.select import Priced, eligible, fallbacks
 from .scope import ID_PATTERN, Level, Scope
@@ -59,13 +59,11 @@ __all__ = [
     "Usage",
 ]
 
-_RESERVATION_ID = re.compile(r"([0-9a-f]{24})\.([A-Za-z0-9][A-Za-z0-9._@-]{0,127})")
+_ID = ID_PATTERN.pattern
+_RESERVATION_ID = re.compile(rf"([0-9a-f]{{24}})\.({_ID})")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 _IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
-_POOL_ID = re.compile(
-    r"(org|quality):[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
-    r"|(team|user|session):[A-Za-z0-9][A-Za-z0-9._@-]{0,127}/[A-Za-z0-9][A-Za-z0-9._@-]{0,127}"
-)
+_POOL_ID = re.compile(rf"(org|quality):{_ID}|(team|user|session):{_ID}/{_ID}")
 _ESCALATION_REASON = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}")
 
 
@@ -150,7 +148,8 @@ class Tollgate:
             raise ConfigError(str(exc), key="routing.classifier", file=config.source) from None
         self.overrides: dict[str, PoolOverride] = {}
         """Admin changes to pools (``admin.py``), applied over the config's specs."""
-        self.store.set_specs(self._resolver(config))
+        self._specs = self._resolver(config)
+        self.store.set_specs(self._specs)
         log_config = config.routing.decision_log
         try:
             self.decision_log = DecisionLog(log_config, clock) if log_config is not None else None
@@ -198,7 +197,8 @@ class Tollgate:
             self.counter = TokenCounter(config.estimation.message_overhead_tokens)
         self.outputs.reconfigure(config.estimation)
         self.quality.config, self.quality.catalog = config.quality, config.catalog
-        self.store.set_specs(self._resolver(config))
+        self._specs = self._resolver(config)
+        self.store.set_specs(self._specs)
         self.config = config
         return [name for name in ("catalog", "budgets", "routing", "estimation", "reservations", "limits", "quality",
                                   "auth") if getattr(old, name) != getattr(config, name)]
@@ -365,11 +365,12 @@ class Tollgate:
 
     # -- Feedback ------------------------------------------------------------------------
 
-    async def feedback(
-        self, reservation_id: str, score: float, *, shadow_comparison: bool, source: str = ""
-    ) -> tuple[str, str]:
-        """Count a quality signal for a reserved call; returns its (task type, tier)."""
-        source = source or ("shadow_comparison" if shadow_comparison else "user")
+    async def feedback(self, reservation_id: str, score: float, *, source: str = "user") -> tuple[str, str]:
+        """Count a quality signal for a reserved call; returns its (task type, tier).
+
+        ``source`` is ``user``, ``automated_eval``, ``human_review`` or ``shadow_comparison``;
+        only the last is a paired comparison for the quality guard.
+        """
         self._check_reservation_id(reservation_id)
         if not 0.0 <= score <= 1.0:  # NaN fails this too
             raise InvalidRequest(f"score must be between 0 and 1, got {score}")
@@ -377,7 +378,7 @@ class Tollgate:
         model = self.config.catalog.models.get(hold.model)
         if model is None:
             raise InvalidRequest(f"model {hold.model!r} of this reservation is no longer in the catalog")
-        await self.quality.record(hold.task_type, model.tier, shadow_comparison, score)
+        await self.quality.record(hold.task_type, model.tier, source == SHADOW_COMPARISON, score)
         if self.decision_log is not None:
             self.decision_log.feedback(reservation_id, score, source)
         return hold.task_type, model.tier
@@ -658,7 +659,7 @@ class Tollgate:
             raise InvalidRequest(
                 f"{pool_id[:140]!r} is not a pool id: use LEVEL:ORG or LEVEL:ORG/ID, e.g. org:acme or user:acme/alice"
             )
-        resolved = self._resolver(self.config)(pool_id)
+        resolved = self._specs(pool_id)
         if resolved is None:
             raise InvalidRequest(f"no budget in the config covers pool {pool_id!r}")
         return PoolRef(pool_id, resolved[0], resolved[1])

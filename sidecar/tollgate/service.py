@@ -297,7 +297,6 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         await self._authorize_reservation(request.reservation_id)
         task_type, tier = await self.gate.feedback(
             request.reservation_id, request.score,
-            shadow_comparison=request.source == pb.FEEDBACK_SOURCE_SHADOW_COMPARISON,
             source=pb.FeedbackSource.Name(request.source).removeprefix("FEEDBACK_SOURCE_").lower(),
         )
         return pb.FeedbackResponse(task_type=task_type, tier=tier)

@@ -46,8 +46,8 @@ async def _traffic(g: Tollgate) -> None:
         d = await g.route(Scope(org="acme"), Prompt(messages=(("user", text),)), Signals(task_type="extract"),
                           reserve=True, accept_shadow=True)
         assert d.reservation is not None and d.shadow is not None and d.shadow.purpose == "reference"
-        await g.feedback(d.reservation.hold.reservation_id, as_good, shadow_comparison=True)
-        await g.feedback(d.reservation.hold.reservation_id, 0.8, shadow_comparison=False, source="user")
+        await g.feedback(d.reservation.hold.reservation_id, as_good, source="shadow_comparison")
+        await g.feedback(d.reservation.hold.reservation_id, 0.8, source="user")
     assert g.decision_log is not None
     g.decision_log.close()
 

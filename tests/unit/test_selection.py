@@ -210,7 +210,7 @@ async def test_decision_log_has_features_not_text_and_joins_feedback(tmp_path: P
     d = await g.route(SCOPE, prompt, Signals(task_type="summarize"), reserve=True)
     assert d.reservation is not None
     rid = d.reservation.hold.reservation_id
-    await g.feedback(rid, 1.0, shadow_comparison=False)
+    await g.feedback(rid, 1.0)
     await g.route(SCOPE, prompt, Signals(task_type="summarize"))  # no reservation: logged, not joinable
     assert g.decision_log is not None
     g.decision_log.flush()

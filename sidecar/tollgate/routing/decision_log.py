@@ -34,7 +34,7 @@ from typing import IO, Any
 from ..config import DecisionLogConfig
 from .classifier import encode_features
 
-__all__ = ["DecisionLog", "ExportError", "ExportStats", "export_training"]
+__all__ = ["SHADOW_COMPARISON", "DecisionLog", "ExportError", "ExportStats", "export_training"]
 
 log = logging.getLogger("tollgate.decisions")
 
