@@ -74,10 +74,11 @@ class Admin:
             raise InvalidRequest(f"amount_nanos must be between 1 and 10^15 (one million USD), got {amount}")
 
         def add(o: PoolOverride, snap: PoolSnapshot, now: int) -> PoolOverride:
-            live = o.bonus_live(now) and o.bonus_until_ms == self._window_end(snap, now)
+            until = self._window_end(snap, now)
+            live = o.bonus_live(now) and o.bonus_until_ms == until
             base = o.bonus_nanos if live else 0
             return replace(o, bonus_nanos=base + amount, bonus_calls=o.bonus_calls if live else 0,
-                           bonus_tokens=o.bonus_tokens if live else 0, bonus_until_ms=self._window_end(snap, now))
+                           bonus_tokens=o.bonus_tokens if live else 0, bonus_until_ms=until)
 
         return await self._change(who, "top_up", pool_id, reason, {"amount_nanos": amount}, add)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BudgetConfig, Config, PoolSpec
 from ..quality import QualityStore
@@ -29,6 +29,9 @@ from .types import (
     ReleaseOutcome,
     ReserveOutcome,
 )
+
+if TYPE_CHECKING:
+    from .overrides import OverrideStore
 
 __all__ = [
     "AuditReport",
@@ -117,24 +120,24 @@ def open_quality_store(config: Config) -> QualityStore:
     """Where the quality guard keeps its counts: beside the ledger, so Redis shares them across sidecars."""
     from .feedback import MemoryQualityStore, RedisQualityStore, SqliteQualityStore
 
-    if config.store.kind == "redis":
-        return RedisQualityStore(_redis_client(config), prefix=config.store.key_prefix,
-                                 timeout=config.store.timeout_ms / 1000)
-    if config.store.kind == "sqlite":
-        return SqliteQualityStore(config.store.path)
-    return MemoryQualityStore()
+    return _beside_ledger(config, MemoryQualityStore, SqliteQualityStore, RedisQualityStore)
 
 
-def open_override_store(config: Config) -> Any:
+def open_override_store(config: Config) -> OverrideStore:
     """Where admin changes to pools live: beside the ledger, so Redis shares them across sidecars."""
     from .overrides import MemoryOverrideStore, RedisOverrideStore, SqliteOverrideStore
 
+    return _beside_ledger(config, MemoryOverrideStore, SqliteOverrideStore, RedisOverrideStore)
+
+
+def _beside_ledger(config: Config, memory: Callable[[], Any], sqlite: Callable[[str], Any],
+                   redis: Callable[..., Any]) -> Any:
+    """One of a side store's three kinds, on the same backend as the ledger."""
     if config.store.kind == "redis":
-        return RedisOverrideStore(_redis_client(config), prefix=config.store.key_prefix,
-                                  timeout=config.store.timeout_ms / 1000)
+        return redis(_redis_client(config), prefix=config.store.key_prefix, timeout=config.store.timeout_ms / 1000)
     if config.store.kind == "sqlite":
-        return SqliteOverrideStore(config.store.path)
-    return MemoryOverrideStore()
+        return sqlite(config.store.path)
+    return memory()
 
 
 def _redis_client(config: Config) -> Any:

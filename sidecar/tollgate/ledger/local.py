@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..config import ExpiryPolicy, PoolSpec
 from ..errors import (
@@ -284,11 +284,7 @@ class LocalLedger:
         return hold if hold is not None else self._journal.find(reservation_id)
 
     def _remember(self, hold: Hold) -> None:
-        recent = self._recent
-        recent[hold.reservation_id] = hold
-        recent.move_to_end(hold.reservation_id)
-        if len(recent) > self._recent_holds:
-            recent.popitem(last=False)
+        _keep_recent(self._recent, hold.reservation_id, hold, self._recent_holds)
 
     def _open_or_ended(self, reservation_id: str, now: int) -> Hold:
         hold = self._find(reservation_id)
@@ -315,11 +311,7 @@ class LocalLedger:
         return state
 
     def _cache_pool(self, state: PoolState) -> None:
-        cache = self._pools
-        cache[state.pool_id] = state
-        cache.move_to_end(state.pool_id)
-        if len(cache) > self._recent_pools:
-            cache.popitem(last=False)
+        _keep_recent(self._pools, state.pool_id, state, self._recent_pools)
 
     def _end(self, ended: Hold, now: int) -> tuple[PoolSnapshot, ...]:
         """End a reservation in every pool; returns the pools after it, as a normal-priority request sees them."""
@@ -410,3 +402,11 @@ class LocalLedger:
             if resolved is not None:
                 refs.append(PoolRef(pool_id, resolved[0], resolved[1]))
         return self._snapshots(refs, now, False)
+
+
+def _keep_recent(cache: OrderedDict[str, Any], key: str, value: Any, limit: int) -> None:
+    """Put ``value`` as the most recent entry, dropping the least recent beyond ``limit``."""
+    cache[key] = value
+    cache.move_to_end(key)
+    if len(cache) > limit:
+        cache.popitem(last=False)
