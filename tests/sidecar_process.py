@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,11 @@ def write_config(path: Path, edit: Callable[[dict[str, Any]], None] | None = Non
         edit(data)
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
+
+
+def redis_store(url: str) -> dict[str, Any]:
+    """A ``store`` config section on Redis at ``url``, under a key prefix of its own."""
+    return {"kind": "redis", "url": url, "timeout": "2s", "key_prefix": f"t{uuid.uuid4().hex[:10]}"}
 
 
 class SidecarProcess:

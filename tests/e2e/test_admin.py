@@ -6,7 +6,6 @@ import hashlib
 import json
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.sidecar_process import ROOT, SidecarProcess, audit, write_config
+from tests.sidecar_process import ROOT, SidecarProcess, audit, redis_store, write_config
 from tollgate.config import PoolSpec
 from tollgate.ledger.overrides import PoolOverride
 from tollgate_client.v1 import tollgate_pb2 as pb
@@ -44,7 +43,7 @@ def configure(tmp: Path, store: dict[str, Any] | None = None) -> Path:
 def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SidecarProcess]:
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        store = {"kind": "redis", "url": url, "timeout": "2s", "key_prefix": f"t{uuid.uuid4().hex[:8]}"}
+        store = redis_store(url)
         with SidecarProcess(tmp_path, config=configure(tmp_path, store), store=None) as proc:
             yield proc
     else:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 from tests.otlp_receiver import OtlpReceiver, attributes
-from tests.sidecar_process import SidecarProcess, audit, write_config
+from tests.sidecar_process import SidecarProcess, audit, redis_store, write_config
 from tollgate.config import load_config
 from tollgate.ledger import LocalLedger, SqliteJournal, open_store, spec_resolver
 from tollgate_client import (
@@ -66,7 +65,7 @@ def json_check(response: dict[str, Any]) -> str | None:
 def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     if request.param == "redis":
         url = request.getfixturevalue("redis_url")
-        store = {"kind": "redis", "url": url, "timeout": "2s", "key_prefix": f"t{uuid.uuid4().hex[:10]}"}
+        store = redis_store(url)
         with SidecarProcess(tmp_path, config=config(tmp_path, store), store=None) as proc:
             yield proc
     else:

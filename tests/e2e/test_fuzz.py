@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import math
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +22,7 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.sidecar_process import SidecarProcess, audit, write_config
+from tests.sidecar_process import SidecarProcess, audit, redis_store, write_config
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
@@ -130,7 +129,7 @@ def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
                             "grants": ["*"], "admin": True}]}
     if request.param == "redis":
         url = request.getfixturevalue("redis_server").url
-        store = {"kind": "redis", "url": url, "timeout": "2s", "key_prefix": f"f{uuid.uuid4().hex[:8]}"}
+        store = redis_store(url)
         config = write_config(tmp / "tollgate.yaml", lambda d: d.update(store=store, auth=callers))
         with SidecarProcess(tmp, config=config, store=None) as proc:
             yield proc

@@ -13,7 +13,7 @@ import grpc
 import pytest
 import trustme
 
-from tests.sidecar_process import SidecarProcess, audit, write_config
+from tests.sidecar_process import SidecarProcess, audit, redis_store, write_config
 from tollgate.config import load_config
 from tollgate.errors import ConfigError
 from tollgate_client.v1 import tollgate_pb2 as pb
@@ -137,7 +137,7 @@ def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
         def edit(data: dict[str, Any]) -> None:
             callers_config(data)
-            data["store"] = {"kind": "redis", "url": url, "timeout": "2s", "key_prefix": f"t{uuid.uuid4().hex[:8]}"}
+            data["store"] = redis_store(url)
 
         with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", edit), store=None) as proc:
             yield proc
