@@ -185,10 +185,10 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         org = reservation_id.rpartition(".")[2]
         if caller.permits(org):
             return
-        teams = caller.team_grants(org)
+        teams = {f"team:{org}/{t}" for t in caller.team_grants(org)}
         if teams:
             hold = await self.gate.store.describe(reservation_id)
-            if any(pool_id in {f"team:{org}/{t}" for t in teams} for pool_id in hold.pool_ids):
+            if not teams.isdisjoint(hold.pool_ids):
                 return
         raise PermissionDenied(f"caller {caller.name} may not use reservations of org {org[:128]!r}")
 
