@@ -20,10 +20,11 @@ The echo does not parse requests: it is the floor of grpc.aio itself.
 Loads (per store): ``one-at-a-time`` (one process, one call in flight); each offered
 load of ``--loads`` open-loop (every worker sends its share on a fixed timetable
 whatever the answers, so queueing shows); ``saturation`` (closed loop, ``--concurrency``
-calls in flight). Open-loop latency is measured from the later of the scheduled and
+calls in flight). Open-loop latency is measured from the earlier of the scheduled and
 the actual send time: a call is sent up to 1 ms early rather than late (the event
-loop's timers have 1 ms granularity), and a call sent late because the generator fell
-behind is measured from when it should have gone out (no coordinated omission).
+loop's timers have 1 ms granularity) and is then measured from its send, and a call
+sent late because the generator fell behind is measured from when it should have
+gone out (no coordinated omission).
 ``schedule_lag_p99_ms`` says how late the generator was.
 
 Then a scale check (a fresh sidecar over 0 and each ``--scale`` count of open
@@ -346,7 +347,7 @@ class _Worker:
         sent = time.monotonic()
         # Sent early (timer granularity): measure from the send. Sent late (the generator fell
         # behind): measure from when it should have gone, so the backlog counts.
-        t0 = sent if scheduled is None else max(sent, scheduled)
+        t0 = sent if scheduled is None else min(sent, scheduled)
         try:
             routed = await route(payload, timeout=RPC_TIMEOUT_S)
             t1 = time.monotonic()
