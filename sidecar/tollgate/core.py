@@ -471,8 +471,9 @@ class Tollgate:
             chosen = options[0]
             request = self._hold_request(scope, pools, chosen, apply_margin(chosen.cost, self._margin(pools)), ttl,
                                          "", parent.task_type)
+            # The id derives from the parent's, so a retried Escalate must find its first reserve.
             request = dataclasses.replace(request, reservation_id=new_id, parent_id=reservation_id,
-                                          attempt=parent.attempt + 1)
+                                          attempt=parent.attempt + 1, fresh=False)
             reservation = await self.store.reserve(request)
         outcome = Outcome.WARNED if any(p.warning for p in reservation.pools) else Outcome.ADMITTED
         decision = RouteDecision(
@@ -688,6 +689,7 @@ class Tollgate:
             high_priority=scope.priority == "high",
             model=priced.model.name,
             task_type=task_type,
+            fresh=not idempotency_key,
         )
 
     async def _check_fits(self, pools: list[PoolRef], amount: int, high: bool) -> None:

@@ -123,7 +123,7 @@ class TokenCounter:
                 cache.move_to_end(key)
             else:
                 self.misses += 1
-                tokens = self.count_text(content) + self.count_text(role)
+                tokens = self.count_text(content) + _role_tokens(role)
                 cache[key] = tokens
                 if len(cache) > self._max_entries:
                     cache.popitem(last=False)
@@ -133,11 +133,31 @@ class TokenCounter:
 
 def _digest(role: str, content: str) -> bytes:
     """A 16-byte collision-resistant key for one message that does not contain its text."""
-    encoded_role = role.encode("utf-8", "surrogatepass")
-    # Length-prefixing the role keeps ("ab", "c") and ("a", "bc") apart.
-    h = blake2b(len(encoded_role).to_bytes(4, "little") + encoded_role, digest_size=16)
+    prefix = _ROLE_PREFIXES.get(role)
+    if prefix is None:
+        encoded_role = role.encode("utf-8", "surrogatepass")
+        # Length-prefixing the role keeps ("ab", "c") and ("a", "bc") apart.
+        prefix = blake2b(len(encoded_role).to_bytes(4, "little") + encoded_role, digest_size=16)
+        if len(_ROLE_PREFIXES) < _ROLES_KEPT:
+            _ROLE_PREFIXES[role] = prefix
+    h = prefix.copy()
     h.update(content.encode("utf-8", "surrogatepass"))
     return h.digest()
+
+
+# Roles are a handful of words, so their hashing state and token counts are worked out once each.
+_ROLES_KEPT = 64
+_ROLE_PREFIXES: dict[str, blake2b] = {}
+_ROLE_TOKENS: dict[str, int] = {}
+
+
+def _role_tokens(role: str) -> int:
+    tokens = _ROLE_TOKENS.get(role)
+    if tokens is None:
+        tokens = len(_get_encoding().encode_ordinary(role)) if role else 0
+        if len(_ROLE_TOKENS) < _ROLES_KEPT:
+            _ROLE_TOKENS[role] = tokens
+    return tokens
 
 
 def quantile(sorted_values: Sequence[int], q: float) -> int:

@@ -397,7 +397,7 @@ def _scope(scope: pb.Scope | None) -> Scope:
 def _prompt(prompt: pb.Prompt) -> Prompt:
     which = prompt.WhichOneof("input")
     if which == "messages":
-        return Prompt(messages=tuple((m.role, m.content) for m in prompt.messages.items))
+        return Prompt(messages=tuple([(m.role, m.content) for m in prompt.messages.items]))
     if which == "input_tokens":
         return Prompt(input_tokens=prompt.input_tokens)
     raise InvalidRequest("prompt is required: set prompt.messages or prompt.input_tokens")

@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import os
@@ -47,6 +48,7 @@ _SERVICE_PREFIX = "/tollgate.v1.TollgateService/"
 _LOG_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("tollgate_log_fields",
                                                                                    default=None)
 _LINKS_KEPT = 100_000
+_NO_SPAN = contextlib.nullcontext(None)
 
 
 def tracing_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -209,6 +211,23 @@ class Telemetry:
         """One span, one latency sample and (for money RPCs) one log line per RPC."""
         return _Interceptor(self)
 
+    def server_span(self, method: str, context: grpc.aio.ServicerContext) -> contextlib.AbstractContextManager[Any]:
+        """The RPC's span, continuing the caller's trace; with tracing off, no span at all (``None``).
+
+        An RPC that no one traces pays nothing for a no-op span and its context switches.
+        """
+        if self._provider is None:
+            return _NO_SPAN
+        carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+        return self.tracer.start_as_current_span(
+            f"tollgate.v1.TollgateService/{method}",
+            context=propagate.extract(carrier),
+            kind=SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": "tollgate.v1.TollgateService", "rpc.method": method},
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
     # -- what the handlers report ----------------------------------------------------------------
 
     def routed(self, decision: Any, max_output_tokens: int) -> None:
@@ -218,22 +237,23 @@ class Telemetry:
                                       decision.outcome).inc()
         if decision.downgraded_by:
             self.metrics.child(self.metrics.downgrades, decision.downgraded_by).inc()
-        _annotate({
-            "gen_ai.request.model": chosen.model.name,
-            "gen_ai.provider.name": chosen.model.provider,
-            "gen_ai.request.max_tokens": max_output_tokens,
-            "tollgate.tier": chosen.model.tier,
-            "tollgate.required_tier": decision.requirement.tier,
-            "tollgate.routing.source": decision.requirement.source,
-            "tollgate.routing.reason": decision.reason,
-            "tollgate.routing.difficulty": decision.difficulty,
-            "tollgate.routing.fallbacks": [p.model.name for p in decision.fallbacks],
-            "tollgate.estimate.input_tokens": chosen.input_tokens,
-            "tollgate.estimate.output_tokens": chosen.output_tokens,
-            "tollgate.cost.estimated_nanos": chosen.cost,
-            "tollgate.cost.estimated_usd": _usd(chosen.cost),
-            "tollgate.policy.outcome": decision.outcome,
-        }, log_keys=("gen_ai.request.model", "tollgate.tier", "tollgate.policy.outcome"))
+        _annotate(
+            {"gen_ai.request.model": chosen.model.name, "tollgate.tier": chosen.model.tier,
+             "tollgate.policy.outcome": decision.outcome},
+            lambda: {
+                "gen_ai.provider.name": chosen.model.provider,
+                "gen_ai.request.max_tokens": max_output_tokens,
+                "tollgate.required_tier": decision.requirement.tier,
+                "tollgate.routing.source": decision.requirement.source,
+                "tollgate.routing.reason": decision.reason,
+                "tollgate.routing.difficulty": decision.difficulty,
+                "tollgate.routing.fallbacks": [p.model.name for p in decision.fallbacks],
+                "tollgate.estimate.input_tokens": chosen.input_tokens,
+                "tollgate.estimate.output_tokens": chosen.output_tokens,
+                "tollgate.cost.estimated_nanos": chosen.cost,
+                "tollgate.cost.estimated_usd": _usd(chosen.cost),
+            },
+        )
         if decision.reservation is not None:
             self.reserved(decision.reservation)
 
@@ -245,39 +265,39 @@ class Telemetry:
                 self.metrics.child(self.metrics.holds, str(pool.level), hold.model).inc(hold.amount)
             self.metrics.open.inc()
         span = trace.get_current_span()
-        if span.get_span_context().is_valid:
+        if span.is_recording():
             self._reserve_spans[hold.reservation_id] = span.get_span_context()
             if len(self._reserve_spans) > _LINKS_KEPT:
                 self._reserve_spans.popitem(last=False)
-        _annotate({
-            "gen_ai.request.model": hold.model,
-            "tollgate.reservation.id": hold.reservation_id,
-            "tollgate.reservation.replayed": outcome.replayed,
-            "tollgate.cost.held_nanos": hold.amount,
-            "tollgate.cost.held_usd": _usd(hold.amount),
-            **_pools(outcome.pools),
-        }, log_keys=("tollgate.reservation.id", "gen_ai.request.model", "tollgate.cost.held_nanos"))
+        _annotate(
+            {"tollgate.reservation.id": hold.reservation_id, "gen_ai.request.model": hold.model,
+             "tollgate.cost.held_nanos": hold.amount},
+            lambda: {
+                "tollgate.reservation.replayed": outcome.replayed,
+                "tollgate.cost.held_usd": _usd(hold.amount),
+                **_pools(outcome.pools),
+            },
+        )
 
     def committed(self, outcome: CommitOutcome, estimated: int, usage: Any) -> None:
         """A commit; ``estimated`` is the cost estimated before the margin."""
         hold = outcome.hold
         self._count_commit(outcome, estimated)
         self._link(hold.reservation_id)
-        _annotate({
-            "gen_ai.request.model": hold.model,
-            "gen_ai.usage.input_tokens": usage.input_tokens,
-            "gen_ai.usage.output_tokens": usage.output_tokens + usage.reasoning_tokens,
-            "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
-            "tollgate.reservation.id": hold.reservation_id,
-            "tollgate.reservation.replayed": outcome.replayed,
-            "tollgate.cost.held_nanos": hold.amount,
-            "tollgate.cost.charged_nanos": hold.charged,
-            "tollgate.cost.charged_usd": _usd(hold.charged),
-            "tollgate.cost.overshoot_nanos": hold.overshoot,
-            "tollgate.cost.overshoot_usd": _usd(hold.overshoot),
-            **_pools(outcome.pools),
-        }, log_keys=("tollgate.reservation.id", "gen_ai.request.model", "tollgate.cost.charged_nanos",
-                     "tollgate.cost.overshoot_nanos"))
+        _annotate(
+            {"tollgate.reservation.id": hold.reservation_id, "gen_ai.request.model": hold.model,
+             "tollgate.cost.charged_nanos": hold.charged, "tollgate.cost.overshoot_nanos": hold.overshoot},
+            lambda: {
+                "gen_ai.usage.input_tokens": usage.input_tokens,
+                "gen_ai.usage.output_tokens": usage.output_tokens + usage.reasoning_tokens,
+                "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+                "tollgate.reservation.replayed": outcome.replayed,
+                "tollgate.cost.held_nanos": hold.amount,
+                "tollgate.cost.charged_usd": _usd(hold.charged),
+                "tollgate.cost.overshoot_usd": _usd(hold.overshoot),
+                **_pools(outcome.pools),
+            },
+        )
 
     def _count_commit(self, outcome: CommitOutcome, estimated: int) -> None:
         hold = outcome.hold
@@ -306,12 +326,13 @@ class Telemetry:
         span = trace.get_current_span()
         if parent is not None and span.is_recording():
             span.add_link(parent, {"tollgate.link": "escalated_from"})
-        _annotate({
-            "tollgate.escalation.parent_id": escalation.parent_id,
-            "tollgate.escalation.attempt": escalation.attempt,
-            "tollgate.escalation.from_tier": escalation.failed_tier,
-            "tollgate.escalation.previous_charged_nanos": previous.hold.charged if previous is not None else 0,
-        }, log_keys=("tollgate.escalation.parent_id", "tollgate.escalation.attempt"))
+        _annotate(
+            {"tollgate.escalation.parent_id": escalation.parent_id, "tollgate.escalation.attempt": escalation.attempt},
+            lambda: {
+                "tollgate.escalation.from_tier": escalation.failed_tier,
+                "tollgate.escalation.previous_charged_nanos": previous.hold.charged if previous is not None else 0,
+            },
+        )
         self.routed(decision, max_output_tokens)
 
     def released(self, outcome: ReleaseOutcome) -> None:
@@ -319,22 +340,22 @@ class Telemetry:
         if not outcome.replayed:
             self.metrics.open.dec()
         self._link(hold.reservation_id)
-        _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.cost.released_nanos": hold.amount,
-                   **_pools(outcome.pools)}, log_keys=("tollgate.reservation.id", "tollgate.cost.released_nanos"))
+        _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.cost.released_nanos": hold.amount},
+                  lambda: _pools(outcome.pools))
 
     def extended(self, hold: Hold) -> None:
-        _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.reservation.expires_ms": hold.expires_ms},
-                  log_keys=("tollgate.reservation.id", "tollgate.reservation.expires_ms"))
+        _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.reservation.expires_ms": hold.expires_ms})
 
     def refused(self, refusal: Refusal) -> None:
         self.metrics.child(self.metrics.refusals, refusal.level, refusal.policy, refusal.limit).inc()
-        _annotate({
-            "tollgate.policy.outcome": "refused",
-            "tollgate.refusal.pool_id": refusal.pool_id,
-            "tollgate.refusal.limit": refusal.limit,
-            "tollgate.refusal.requested": refusal.requested,
-            "tollgate.refusal.remaining": refusal.remaining,
-        }, log_keys=("tollgate.policy.outcome", "tollgate.refusal.pool_id"))
+        _annotate(
+            {"tollgate.policy.outcome": "refused", "tollgate.refusal.pool_id": refusal.pool_id},
+            lambda: {
+                "tollgate.refusal.limit": refusal.limit,
+                "tollgate.refusal.requested": refusal.requested,
+                "tollgate.refusal.remaining": refusal.remaining,
+            },
+        )
 
     def store_failed(self, method: str) -> None:
         self.metrics.child(self.metrics.store_errors, method).inc()
@@ -359,14 +380,32 @@ def _pools(pools: Sequence[PoolSnapshot]) -> dict[str, Any]:
     return out
 
 
-def _annotate(attributes: dict[str, Any], *, log_keys: Sequence[str]) -> None:
+def _annotate(logged: dict[str, Any], span_only: Callable[[], dict[str, Any]] | None = None) -> None:
+    """Attributes of the current span; ``logged`` ones are also fields of the RPC's log line.
+
+    ``span_only`` is called only for a recording span: with tracing off, the RPC pays for
+    its log fields alone.
+    """
     span = trace.get_current_span()
     if span.is_recording():
-        span.set_attributes(attributes)
+        span.set_attributes(logged)
+        if span_only is not None:
+            span.set_attributes(span_only())
     fields = _LOG_FIELDS.get()
     if fields is not None:
-        for key in log_keys:
-            fields[key.removeprefix("tollgate.").replace(".", "_")] = attributes[key]
+        for key, value in logged.items():
+            fields[_log_name(key)] = value
+
+
+_LOG_NAMES: dict[str, str] = {}
+
+
+def _log_name(attribute: str) -> str:
+    """A log field's name: its span attribute's, without ``tollgate.`` and with ``_`` for dots."""
+    name = _LOG_NAMES.get(attribute)
+    if name is None:
+        name = _LOG_NAMES[attribute] = attribute.removeprefix("tollgate.").replace(".", "_")
+    return name
 
 
 class _Interceptor(grpc.aio.ServerInterceptor):
@@ -386,20 +425,14 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         inner = handler.unary_unary
         t = self._t
 
+        always_logged = method in _MONEY_METHODS
+
         async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
             started = time.perf_counter()
-            carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
             fields: dict[str, Any] = {}
             token = _LOG_FIELDS.set(fields)
             code = grpc.StatusCode.OK
-            with t.tracer.start_as_current_span(
-                f"tollgate.v1.TollgateService/{method}",
-                context=propagate.extract(carrier),
-                kind=SpanKind.SERVER,
-                attributes={"rpc.system": "grpc", "rpc.service": "tollgate.v1.TollgateService", "rpc.method": method},
-                record_exception=False,
-                set_status_on_exception=False,
-            ) as span:
+            with t.server_span(method, context) as span:
                 try:
                     return await inner(request, context)
                 except BaseException:
@@ -407,16 +440,17 @@ class _Interceptor(grpc.aio.ServerInterceptor):
                     raise
                 finally:
                     _LOG_FIELDS.reset(token)
-                    if code is not grpc.StatusCode.OK:
+                    if span is not None and code is not grpc.StatusCode.OK:
                         span.set_attribute("rpc.grpc.status_code", code.value[0])
                         span.set_status(Status(StatusCode.ERROR, code.name))
                     elapsed = time.perf_counter() - started
                     t.metrics.child(t.metrics.rpc, method, code.name).observe(elapsed)
                     if code is grpc.StatusCode.UNAVAILABLE:
                         t.store_failed(method)
-                    is_money = method in _MONEY_METHODS or (method == "Route" and getattr(request, "reserve", False))
+                    is_money = always_logged or (method == "Route" and getattr(request, "reserve", False))
                     if is_money and log.isEnabledFor(logging.INFO):
-                        ctx = span.get_span_context()
+                        # With tracing off, the caller's own trace context still joins the line to its trace.
+                        ctx = span.get_span_context() if span is not None else _caller_context(context)
                         log.info(method, extra={"fields": {
                             "rpc": method, "code": code.name, "ms": round(elapsed * 1000, 3),
                             "trace_id": f"{ctx.trace_id:032x}" if ctx.is_valid else "",
@@ -429,3 +463,12 @@ class _Interceptor(grpc.aio.ServerInterceptor):
             response_serializer=handler.response_serializer,
         )
 
+
+
+def _caller_context(context: grpc.aio.ServicerContext) -> trace.SpanContext:
+    """The span context the caller sent in ``traceparent``, or an invalid one."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "traceparent" and isinstance(value, str):
+            carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+            return trace.get_current_span(propagate.extract(carrier)).get_span_context()
+    return trace.INVALID_SPAN_CONTEXT

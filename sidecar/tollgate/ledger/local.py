@@ -144,7 +144,7 @@ class LocalLedger:
         """Hold ``request.amount`` on every pool, or raise ``BudgetExceeded`` and hold nothing."""
         now = self._clock()
         self._expire_due(now)
-        existing = self._find(request.reservation_id)
+        existing = None if request.fresh else self._find(request.reservation_id)
         if existing is not None:
             if existing.fingerprint != request.fingerprint:
                 raise IdempotencyConflict(

@@ -50,7 +50,7 @@ class PoolState:
             held=self.held,
             held_calls=self.held_calls,
             held_tokens=self.held_tokens,
-            buckets={k: list(v) for k, v in self.buckets.items()},
+            buckets={k: list(v) for k, v in self.buckets.items()} if self.buckets else {},
         )
 
     def to_dict(self) -> dict[str, object]:

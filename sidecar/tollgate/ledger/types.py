@@ -58,6 +58,9 @@ class HoldRequest:
     """The reservation of the failed attempt this one escalates, if any."""
     attempt: int = 1
     """1 for a first call, 2 for its first escalation, and so on."""
+    fresh: bool = False
+    """The id was drawn at random for this very request, so no record can hold it yet:
+    a store may skip looking for an earlier reserve of the same id."""
 
     @property
     def fingerprint(self) -> str:
