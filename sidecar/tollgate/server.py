@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -232,6 +233,11 @@ def _server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
 
 async def _main(config: Config, load: Callable[[], Config] | None) -> None:
     sidecar = await serve(config)
+    # What start-up loaded (code, config, catalog, classifier, encodings) lives as long as the
+    # process: move it out of the cyclic collector's sight, so that a full collection walks
+    # only what the calls since created rather than pausing a call for tens of milliseconds.
+    gc.collect()
+    gc.freeze()
     log.info("tollgate listening on %s (store: %s)", ", ".join(sidecar.addresses), _store_label(config))
     if sidecar.health_address:
         log.info("health checks (grpc.health.v1 only) on %s", sidecar.health_address)
