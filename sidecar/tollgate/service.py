@@ -479,24 +479,24 @@ def _candidate(priced: Priced) -> pb.Candidate:
 
 
 def _pool(snap: PoolSnapshot) -> pb.PoolState:
-    out = pb.PoolState(
+    spec = snap.spec
+    resets = snap.resets_at_ms
+    return pb.PoolState(
         pool_id=snap.pool_id,
         level=_LEVEL[snap.level],
-        policy=_POLICY[snap.spec.policy],
-        cap_nanos=snap.spec.cap,
+        policy=_POLICY[spec.policy],
+        cap_nanos=spec.cap,
         usable_cap_nanos=snap.usable_cap,
         spent_nanos=snap.spent,
         held_nanos=snap.held,
         remaining_nanos=snap.remaining,
         calls=snap.calls,
-        max_calls=snap.spec.max_calls,
+        max_calls=spec.max_calls,
         tokens=snap.tokens,
-        max_tokens=snap.spec.max_tokens,
+        max_tokens=spec.max_tokens,
         warning=snap.warning,
+        resets_at=None if resets is None else Timestamp(seconds=resets // 1000, nanos=(resets % 1000) * 1_000_000),
     )
-    if snap.resets_at_ms is not None:
-        out.resets_at.CopyFrom(_timestamp(snap.resets_at_ms))
-    return out
 
 
 def _reservation(outcome: ReserveOutcome) -> pb.Reservation:

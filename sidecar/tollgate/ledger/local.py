@@ -212,14 +212,8 @@ class LocalLedger:
                 )
             return CommitOutcome(hold, self._snapshots_by_id(hold.pool_ids, now), replayed=True)
         refuse_ended(hold, "commit")
-        ended = replace(
-            hold,
-            state=HoldState.COMMITTED,
-            charged=request.cost,
-            used_tokens=request.tokens,
-            ended_ms=now,
-            commit_fingerprint=request.fingerprint,
-        )
+        ended = hold.ended(HoldState.COMMITTED, now, charged=request.cost, used_tokens=request.tokens,
+                           commit_fingerprint=request.fingerprint)
         return CommitOutcome(ended, self._end(ended, now))
 
     async def release(self, reservation_id: str) -> ReleaseOutcome:
@@ -229,7 +223,7 @@ class LocalLedger:
         if hold.state is HoldState.RELEASED:
             return ReleaseOutcome(hold, self._snapshots_by_id(hold.pool_ids, now), replayed=True)
         refuse_ended(hold, "release")
-        ended = replace(hold, state=HoldState.RELEASED, ended_ms=now)
+        ended = hold.ended(HoldState.RELEASED, now)
         return ReleaseOutcome(ended, self._end(ended, now))
 
     async def extend(self, reservation_id: str, ttl_ms: int) -> Hold:
@@ -367,9 +361,9 @@ class LocalLedger:
 
     def _expire(self, hold: Hold, now: int) -> None:
         if self._expiry_policy is ExpiryPolicy.CHARGE:
-            ended = replace(hold, state=HoldState.EXPIRED, charged=hold.amount, used_tokens=hold.tokens, ended_ms=now)
+            ended = hold.ended(HoldState.EXPIRED, now, charged=hold.amount, used_tokens=hold.tokens)
         else:
-            ended = replace(hold, state=HoldState.EXPIRED, ended_ms=now)
+            ended = hold.ended(HoldState.EXPIRED, now)
         self._end(ended, now)
         self.expired_total += 1
 

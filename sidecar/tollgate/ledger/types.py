@@ -106,6 +106,15 @@ class Hold:
         """The part of the charge the hold did not cover."""
         return max(self.charged - self.amount, 0)
 
+    def ended(self, state: HoldState, ended_ms: int, *, charged: int = 0, used_tokens: int = 0,
+              commit_fingerprint: str = "") -> Hold:
+        """This record, ended: committed, released or expired at ``ended_ms``."""
+        # Built directly: ``dataclasses.replace`` walks the fields on every call, and this runs
+        # on every Commit.
+        return Hold(self.reservation_id, self.pool_ids, self.amount, self.tokens, self.created_ms, self.expires_ms,
+                    state, charged, used_tokens, ended_ms, self.model, self.task_type, self.fingerprint,
+                    commit_fingerprint, self.parent_id, self.attempt)
+
 
 @dataclass(frozen=True, slots=True)
 class PoolSnapshot:
