@@ -72,6 +72,10 @@ class SqliteJournal:
         self.path = str(path)
         # isolation_level=None: transactions are explicit, one per mutation.
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Every mutation rewrites a few small rows on a few pages, and WAL appends each dirty page
+        # whole: 1 KiB pages write about a third of the bytes of 4 KiB ones per call. It only takes
+        # effect on a new file (before WAL mode is set); an existing file keeps its page size.
+        self._db.execute("PRAGMA page_size=1024")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=2000")
