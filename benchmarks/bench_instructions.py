@@ -1,0 +1,190 @@
+"""Instructions per Route+Commit pair in the sidecar's own code, counted by callgrind.
+
+The full-path benchmark (``bench.py``) measures time on a shared machine, where a run
+varies by 1.5x from one minute to the next: too coarse to tell whether a change to the
+hot path saved 5 %. This one counts instructions instead, which repeat to within about
+1 % whatever else the machine does. It builds a sidecar in-process (``serve()`` with the
+benchmark's config: its servicer, the telemetry interceptor, the JSON log line, the
+store) and calls the interceptor-wrapped ``Route(reserve=true)`` and ``Commit``
+handlers directly with the benchmark's request, so the count is Tollgate's work per
+LLM call without the gRPC transport, which is the same for every build.
+
+Only user-space instructions count: the kernel work of a store's writes (SQLite's WAL
+appends) does not show here; ``bench.py``'s CPU figures include it.
+
+    python benchmarks/bench_instructions.py [--store memory,sqlite] [--calls 1000] [--json]
+
+Needs ``valgrind`` (Debian's package) and ``callgrind_control`` on PATH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for _path in (str(ROOT), str(ROOT / "sidecar"), str(Path(__file__).resolve().parent)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+WARMUP = 300
+
+
+class _Context:
+    """What the handlers read of a grpc.aio context on a successful call."""
+
+    def invocation_metadata(self) -> tuple[()]:
+        return ()
+
+    def code(self) -> None:
+        return None
+
+
+class _Details:
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.invocation_metadata = ()
+
+
+def _wait_for(path: Path) -> None:
+    while not path.exists():
+        time.sleep(0.02)
+
+
+async def _child(store: str, calls: int, signals: Path) -> None:
+    """Under valgrind: warm up, say so, run ``calls`` pairs once instrumentation is on, say so."""
+    import bench
+    import grpc
+    import yaml
+
+    from tollgate.config import load_config
+    from tollgate.server import serve
+    from tollgate_client.v1 import tollgate_pb2 as pb
+
+    tmp = Path(tempfile.mkdtemp(prefix="tollgate-instr-"))
+    config_path, _ = bench.write_bench_config(tmp / "bench.yaml", store, None, {})
+    data = yaml.safe_load(config_path.read_text())
+    data["store"] = {"kind": store, "path": str(tmp / "ledger.db")}
+    data["server"]["port"] = 0
+    config_path.write_text(yaml.safe_dump(data))
+    sidecar = await serve(load_config(config_path))
+    servicer = sidecar.servicer
+    assert servicer is not None
+    interceptor = sidecar.telemetry.interceptor()
+
+    async def handler(method: str) -> Any:
+        async def continuation(details: Any) -> grpc.RpcMethodHandler:
+            return grpc.unary_unary_rpc_method_handler(getattr(servicer, method))
+
+        wrapped = await interceptor.intercept_service(continuation, _Details(f"/tollgate.v1.TollgateService/{method}"))
+        return wrapped.unary_unary
+
+    route, commit = await handler("Route"), await handler("Commit")
+    base = bench.base_conversation()
+    context = _Context()
+
+    # Built before counting starts: the count is the sidecar's work, from the parse of the bytes on.
+    payloads = [bench.route_request(base, "i", n).SerializeToString() for n in range(WARMUP + calls)]
+
+    async def pair(payload: bytes) -> None:
+        routed = await route(pb.RouteRequest.FromString(payload), context)
+        await commit(pb.CommitRequest(reservation_id=routed.reservation.reservation_id, usage=bench.USAGE), context)
+
+    for payload in payloads[:WARMUP]:
+        await pair(payload)
+    (signals / "ready").touch()
+    _wait_for(signals / "go")
+    for payload in payloads[WARMUP:]:
+        await pair(payload)
+    (signals / "done").touch()
+    _wait_for(signals / "exit")
+    await sidecar.stop(0)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def measure(store: str, calls: int) -> dict[str, Any]:
+    """Run one store's child under callgrind; instructions per pair."""
+    with tempfile.TemporaryDirectory(prefix="tollgate-cg-") as tmp:
+        signals = Path(tmp)
+        out = signals / "callgrind.out"
+        child = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p",
+             sys.executable, __file__, "--child", store, "--calls", str(calls), "--signals", str(signals)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "sidecar")),
+        )
+        try:
+            _wait_until(signals / "ready", child)
+            subprocess.run(["callgrind_control", "-i", "on", str(child.pid)], check=True, capture_output=True)
+            (signals / "go").touch()
+            _wait_until(signals / "done", child)
+            subprocess.run(["callgrind_control", "-i", "off", str(child.pid)], check=True, capture_output=True)
+            (signals / "exit").touch()
+            _, err = child.communicate(timeout=600)
+        finally:
+            if child.poll() is None:
+                child.kill()
+        if child.returncode != 0:
+            raise RuntimeError(f"the {store} run failed: {err.decode(errors='replace')[-2000:]}")
+        total = sum(_totals(path) for path in signals.glob("callgrind.out.*"))
+    return {"store": store, "calls": calls, "instructions_per_pair": total // calls}
+
+
+def _wait_until(path: Path, child: subprocess.Popen[bytes]) -> None:
+    while not path.exists():
+        if child.poll() is not None:
+            _, err = child.communicate()
+            raise RuntimeError(f"the measured process ended early: {err.decode(errors='replace')[-2000:]}")
+        time.sleep(0.05)
+
+
+def _totals(path: Path) -> int:
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith("totals:"):
+            return int(line.split()[1])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--store", default="memory,sqlite", help="memory, sqlite, or both (default)")
+    parser.add_argument("--calls", type=int, default=1_000, help="measured Route+Commit pairs per store")
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--signals", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        import uvloop
+
+        uvloop.run(_child(args.child, args.calls, args.signals))
+        return 0
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            print(f"{tool} is not on PATH: apt-get install -y valgrind", file=sys.stderr)
+            return 2
+    stores = [s.strip() for s in args.store.split(",") if s.strip()]
+    results = []
+    for store in stores:
+        if store not in ("memory", "sqlite"):
+            parser.error(f"unknown store {store!r}: use memory or sqlite")
+        print(f"[{store}] {args.calls:,} pairs under callgrind…", file=sys.stderr)
+        results.append(measure(store, args.calls))
+    if args.json:
+        print(json.dumps({"schema": "tollgate-instructions/1", "results": results}, indent=2))
+    else:
+        for r in results:
+            print(f"{r['store']:>7}: {r['instructions_per_pair']:>10,} instructions per Route+Commit pair "
+                  f"(handlers, telemetry and store; {r['calls']:,} pairs)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
