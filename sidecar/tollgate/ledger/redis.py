@@ -65,7 +65,7 @@ from .types import (
     ReleaseOutcome,
     ReserveOutcome,
 )
-from .windows import bucket_ms, fixed_window
+from .windows import adjacent_windows, bucket_ms, fixed_window
 
 __all__ = ["RedisStore", "connect"]
 
@@ -222,15 +222,15 @@ class RedisStore:
             w: tuple[int, int, int, int] = (0, 0, 0, 0)
             if window.kind is WindowKind.FIXED:
                 start, end = fixed_window(now, window.period, window.tz)
-                prev, _ = fixed_window(start - 1, window.period, window.tz)
-                _, after = fixed_window(end, window.period, window.tz)
+                prev, after = adjacent_windows(start, end, window.period, window.tz)
                 w = (prev, start, end, after)
             elif window.kind is WindowKind.SLIDING:
                 w = (bucket_ms(window.duration_ms), 0, 0, 0)
             elif window.kind is WindowKind.TOKEN_BUCKET:
                 w = (window.duration_ms, 0, 0, 0)
-            args += [ref.pool_id, str(spec.policy), spec.cap, spec.usable_cap(high_priority=high_priority),
-                     spec.max_calls, spec.max_tokens, spec.max_open, str(window.kind), *w]
+            # One argument per pool (the script splits it): see read_specs in ledger.lua.
+            args.append(f"{ref.pool_id} {spec.policy} {spec.cap} {spec.usable_cap(high_priority=high_priority)} "
+                        f"{spec.max_calls} {spec.max_tokens} {spec.max_open} {window.kind} {w[0]} {w[1]} {w[2]} {w[3]}")
         return args
 
     def _refs(self, pool_ids: Sequence[str]) -> list[PoolRef]:
@@ -370,6 +370,7 @@ class RedisStore:
         verdict, reply = await self._end(request.reservation_id, "commit",
                                          [request.cost, request.tokens, request.fingerprint])
         hold = self._hold(request.reservation_id, reply[2])
+        self._facts.pop(request.reservation_id, None)
         refs = self._refs(hold.pool_ids)
         return CommitOutcome(hold, self._snapshots(refs, reply[3], int(reply[1]), False), replayed=verdict == "replay")
 
@@ -377,6 +378,7 @@ class RedisStore:
         """End a reservation without charging."""
         verdict, reply = await self._end(reservation_id, "release", [])
         hold = self._hold(reservation_id, reply[2])
+        self._facts.pop(reservation_id, None)
         refs = self._refs(hold.pool_ids)
         return ReleaseOutcome(hold, self._snapshots(refs, reply[3], int(reply[1]), False),
                               replayed=verdict == "replay")
@@ -516,7 +518,10 @@ class RedisStore:
         return changed
 
 
-_FACTS_CACHE = 100_000
+# Facts of the reservations still open here, so that a Commit costs one round trip. An ended
+# one's facts go at once (a retried Commit reads the record again); beyond the bound, the
+# oldest go, and their Commit reads the record first.
+_FACTS_CACHE = 16_384
 _RECORD = ("pools", "amount", "tokens", "created", "expires", "state", "charged", "used", "ended", "model", "task",
            "fp", "cfp", "parent", "attempt")
 _FIELDS = ("mark", "spent", "calls", "tokens", "held", "hcalls", "htokens")

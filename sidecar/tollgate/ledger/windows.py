@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 __all__ = [
     "SLIDING_BUCKETS",
+    "adjacent_windows",
     "bucket_debt",
     "bucket_ms",
     "drained",
@@ -48,6 +49,12 @@ def fixed_window(now_ms: int, period: str, tz: str) -> tuple[int, int]:
     window = _fixed_window(now_ms, period, tz)
     _LAST_WINDOW[(period, tz)] = window
     return window
+
+
+@lru_cache(maxsize=256)
+def adjacent_windows(start_ms: int, end_ms: int, period: str, tz: str) -> tuple[int, int]:
+    """The start of the window before ``[start_ms, end_ms)`` and the end of the one after it."""
+    return _fixed_window(start_ms - 1, period, tz)[0], _fixed_window(end_ms, period, tz)[1]
 
 
 def _fixed_window(now_ms: int, period: str, tz: str) -> tuple[int, int]:

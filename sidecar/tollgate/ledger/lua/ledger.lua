@@ -8,10 +8,9 @@
 --
 -- ARGV[1] action: reserve | commit | release | expire | extend | snapshot
 -- ARGV[2] now in ms, or "" for the server's own clock (TIME), so skewed pods agree
--- ARGV[3] number of pools; ARGV[4..] one block of SPEC fields per pool (below),
--- then the action's own arguments.
+-- ARGV[3] number of pools; ARGV[4..] one spec per pool (below), then the action's
+-- own arguments.
 
-local SPEC = 12
 local BUCKETS = 60
 
 local function fmt(x) return string.format('%.0f', x) end
@@ -38,23 +37,25 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + idiv(tonumber(t[2]), 1000)
 end
 
--- A pool spec: id, policy (hard|soft|warn), cap, usable cap for this request's
--- priority, max_calls, max_tokens, max_open, window kind (none|fixed|sliding|token_bucket),
--- then the window's numbers: fixed windows get three consecutive window starts
--- around the caller's clock (the zone arithmetic is done by the caller), sliding
--- windows their bucket width, token buckets their duration.
+-- A pool spec, one argument of space-separated fields (pool ids hold no spaces): id,
+-- policy (hard|soft|warn), cap, usable cap for this request's priority, max_calls,
+-- max_tokens, max_open, window kind (none|fixed|sliding|token_bucket), then the window's
+-- numbers: fixed windows get three consecutive window starts around the caller's clock
+-- (the zone arithmetic is done by the caller), sliding windows their bucket width, token
+-- buckets their duration. One argument per pool rather than twelve: the client's cost of
+-- sending a call grows with its argument count.
 local function read_specs(n, base)
   local specs = {}
   for i = 1, n do
-    local o = base + (i - 1) * SPEC
+    local f = {}
+    for field in string.gmatch(ARGV[base + i - 1], '%S+') do f[#f + 1] = field end
     specs[i] = {
-      id = ARGV[o], policy = ARGV[o + 1], cap = tonumber(ARGV[o + 2]), usable = tonumber(ARGV[o + 3]),
-      max_calls = tonumber(ARGV[o + 4]), max_tokens = tonumber(ARGV[o + 5]), max_open = tonumber(ARGV[o + 6]),
-      kind = ARGV[o + 7], w1 = tonumber(ARGV[o + 8]), w2 = tonumber(ARGV[o + 9]), w3 = tonumber(ARGV[o + 10]),
-      w4 = tonumber(ARGV[o + 11]),
+      id = f[1], policy = f[2], cap = tonumber(f[3]), usable = tonumber(f[4]),
+      max_calls = tonumber(f[5]), max_tokens = tonumber(f[6]), max_open = tonumber(f[7]),
+      kind = f[8], w1 = tonumber(f[9]), w2 = tonumber(f[10]), w3 = tonumber(f[11]), w4 = tonumber(f[12]),
     }
   end
-  return specs, base + n * SPEC
+  return specs, base + n
 end
 
 local FIELDS = {'mark', 'spent', 'calls', 'tokens', 'held', 'hcalls', 'htokens'}
