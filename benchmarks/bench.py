@@ -80,7 +80,7 @@ The targets are the issue's, as ratios to the echo of the same run: Route+Reserv
 (embedded stores; p99 ≤ 2.5× on Redis); server CPU per RPC ≤ 1.6× (at that load and at
 saturation); saturation calls/s ≥ 0.6× the echo's; RSS ≤ 150 MB with 100k open
 reservations; and "flat" read as ≤ 5 MB of RSS growth over the second half of the
-memory check (bounded caches, such as the 100k-entry token-count cache, fill in the
+memory check (bounded caches, such as the 50k-entry token-count cache, fill in the
 first half of a 200k-call run).
 """
 
