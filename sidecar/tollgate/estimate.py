@@ -16,6 +16,7 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from hashlib import blake2b
 from typing import Protocol, TypeVar
 
@@ -107,9 +108,7 @@ class TokenCounter:
 
     def count_text(self, text: str) -> int:
         """Tokens of ``text`` alone, uncached; special-token strings count as plain text."""
-        if not text:
-            return 0
-        return len(_get_encoding().encode_ordinary(text))
+        return _count_text(text)
 
     def count_messages(self, messages: Sequence[tuple[str, str]]) -> int:
         """Input tokens of a chat request of ``(role, content)`` pairs.
@@ -135,33 +134,30 @@ class TokenCounter:
         return total
 
 
+def _count_text(text: str) -> int:
+    if not text:
+        return 0
+    return len(_get_encoding().encode_ordinary(text))
+
+
 def _digest(role: str, content: str) -> bytes:
     """A 16-byte collision-resistant key for one message that does not contain its text."""
-    prefix = _ROLE_PREFIXES.get(role)
-    if prefix is None:
-        encoded_role = role.encode("utf-8", "surrogatepass")
-        # Length-prefixing the role keeps ("ab", "c") and ("a", "bc") apart.
-        prefix = blake2b(len(encoded_role).to_bytes(4, "little") + encoded_role, digest_size=16)
-        if len(_ROLE_PREFIXES) < _ROLES_KEPT:
-            _ROLE_PREFIXES[role] = prefix
-    h = prefix.copy()
+    h = _role_prefix(role).copy()
     h.update(content.encode("utf-8", "surrogatepass"))
     return h.digest()
 
 
-# Roles are a handful of words, so their hashing state and token counts are worked out once each.
-_ROLES_KEPT = 64
-_ROLE_PREFIXES: dict[str, blake2b] = {}
-_ROLE_TOKENS: dict[str, int] = {}
+# Roles are a handful of words, so each one's hashing state and token count are worked out once.
+@lru_cache(maxsize=64)
+def _role_prefix(role: str) -> blake2b:
+    encoded_role = role.encode("utf-8", "surrogatepass")
+    # Length-prefixing the role keeps ("ab", "c") and ("a", "bc") apart.
+    return blake2b(len(encoded_role).to_bytes(4, "little") + encoded_role, digest_size=16)
 
 
+@lru_cache(maxsize=64)
 def _role_tokens(role: str) -> int:
-    tokens = _ROLE_TOKENS.get(role)
-    if tokens is None:
-        tokens = len(_get_encoding().encode_ordinary(role)) if role else 0
-        if len(_ROLE_TOKENS) < _ROLES_KEPT:
-            _ROLE_TOKENS[role] = tokens
-    return tokens
+    return _count_text(role)
 
 
 def quantile(sorted_values: Sequence[int], q: float) -> int:

@@ -495,7 +495,7 @@ def _pool(snap: PoolSnapshot) -> pb.PoolState:
         tokens=snap.tokens,
         max_tokens=spec.max_tokens,
         warning=snap.warning,
-        resets_at=None if resets is None else Timestamp(seconds=resets // 1000, nanos=(resets % 1000) * 1_000_000),
+        resets_at=None if resets is None else _timestamp(resets),
     )
 
 

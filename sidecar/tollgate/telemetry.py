@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import logging
 import os
 import time
@@ -218,10 +219,9 @@ class Telemetry:
         """
         if self._provider is None:
             return _NO_SPAN
-        carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
         return self.tracer.start_as_current_span(
             f"tollgate.v1.TollgateService/{method}",
-            context=propagate.extract(carrier),
+            context=propagate.extract(_carrier(context)),
             kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.service": "tollgate.v1.TollgateService", "rpc.method": method},
             record_exception=False,
@@ -397,15 +397,10 @@ def _annotate(logged: dict[str, Any], span_only: Callable[[], dict[str, Any]] | 
             fields[_log_name(key)] = value
 
 
-_LOG_NAMES: dict[str, str] = {}
-
-
+@functools.lru_cache(maxsize=256)
 def _log_name(attribute: str) -> str:
     """A log field's name: its span attribute's, without ``tollgate.`` and with ``_`` for dots."""
-    name = _LOG_NAMES.get(attribute)
-    if name is None:
-        name = _LOG_NAMES[attribute] = attribute.removeprefix("tollgate.").replace(".", "_")
-    return name
+    return attribute.removeprefix("tollgate.").replace(".", "_")
 
 
 class _Interceptor(grpc.aio.ServerInterceptor):
@@ -464,11 +459,14 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         )
 
 
+def _carrier(context: grpc.aio.ServicerContext) -> dict[str, str]:
+    """The call's text metadata, where W3C trace context travels."""
+    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
+
 
 def _caller_context(context: grpc.aio.ServicerContext) -> trace.SpanContext:
     """The span context the caller sent in ``traceparent``, or an invalid one."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "traceparent" and isinstance(value, str):
-            carrier = {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-            return trace.get_current_span(propagate.extract(carrier)).get_span_context()
-    return trace.INVALID_SPAN_CONTEXT
+    carrier = _carrier(context)
+    if "traceparent" not in carrier:
+        return trace.INVALID_SPAN_CONTEXT
+    return trace.get_current_span(propagate.extract(carrier)).get_span_context()

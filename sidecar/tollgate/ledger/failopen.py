@@ -132,8 +132,8 @@ class FailOpenStore:
                 raise IdempotencyConflict(f"reservation {hold.reservation_id} was already committed with other usage")
             return CommitOutcome(hold, (), replayed=True)
         refuse_ended(hold, "commit")
-        ended = replace(hold, state=HoldState.COMMITTED, charged=request.cost, used_tokens=request.tokens,
-                        ended_ms=self._clock(), commit_fingerprint=request.fingerprint)
+        ended = hold.ended(HoldState.COMMITTED, self._clock(), charged=request.cost, used_tokens=request.tokens,
+                           commit_fingerprint=request.fingerprint)
         self.used += ended.charged - hold.amount
         self._local[hold.reservation_id] = ended
         await self._try_reconcile()
@@ -146,7 +146,7 @@ class FailOpenStore:
         if hold.state is HoldState.RELEASED:
             return ReleaseOutcome(hold, (), replayed=True)
         refuse_ended(hold, "release")
-        ended = replace(hold, state=HoldState.RELEASED, ended_ms=self._clock())
+        ended = hold.ended(HoldState.RELEASED, self._clock())
         self.used -= hold.amount
         self._local[reservation_id] = ended
         await self._try_reconcile()
@@ -176,8 +176,8 @@ class FailOpenStore:
         for rid, hold in list(self._local.items()):
             if hold.state is HoldState.OPEN and now >= hold.expires_ms:
                 charged = hold.amount if self._expiry_policy is ExpiryPolicy.CHARGE else 0
-                self._local[rid] = replace(hold, state=HoldState.EXPIRED, charged=charged,
-                                           used_tokens=hold.tokens if charged else 0, ended_ms=now)
+                self._local[rid] = hold.ended(HoldState.EXPIRED, now, charged=charged,
+                                              used_tokens=hold.tokens if charged else 0)
                 self.used += charged - hold.amount
         try:
             expired = await self.inner.expire_due()
