@@ -905,7 +905,7 @@ _DEFAULT_QUALITY_POOL = PoolSpec(cap=50_000_000_000, window=Window(WindowKind.FI
 
 def _quality(node: _Node, catalog: Catalog) -> tuple[QualityConfig, PoolSpec]:
     node.only("enabled", "guard", "reference_tier", "tolerance", "min_samples", "shadow_share", "warmup_share",
-              "probe_share", "window_days", "budget")
+              "probe_share", "window_days", "seed", "budget")
     d = QualityConfig()
 
     def flag(name: str, default: bool) -> bool:
@@ -923,6 +923,7 @@ def _quality(node: _Node, catalog: Catalog) -> tuple[QualityConfig, PoolSpec]:
         warmup_share=node.get("warmup_share", d.warmup_share).number(minimum=0.0, maximum=1.0),
         probe_share=node.get("probe_share", d.probe_share).number(minimum=0.0, maximum=1.0),
         window_days=node.get("window_days", d.window_days).int(minimum=1, maximum=90),
+        seed=node.get("seed").int() if node.has("seed") else None,
     ), pool
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import random
 import re
 import secrets
 from collections.abc import Callable, Sequence
@@ -141,7 +142,8 @@ class Tollgate:
         self.clock = clock
         self.counter = TokenCounter(config.estimation.message_overhead_tokens)
         self.outputs = OutputEstimator(config.estimation)
-        self.quality = QualityGuard(config.quality, config.catalog, quality_store or MemoryQualityStore(), clock)
+        self.quality = QualityGuard(config.quality, config.catalog, quality_store or MemoryQualityStore(), clock,
+                                    rng=random.Random(config.quality.seed))
         try:
             self.classifier = open_classifier(config.routing)
         except ClassifierError as exc:

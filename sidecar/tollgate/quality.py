@@ -75,6 +75,8 @@ class QualityConfig:
     """Share of an escalated task type's requests that probe the cheap model."""
     window_days: int = 7
     """Comparisons older than this are forgotten."""
+    seed: int | None = None
+    """Seeds shadow sampling, so a replayed workload samples the same requests; unset, it is random."""
 
 
 @dataclass(slots=True)

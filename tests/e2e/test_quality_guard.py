@@ -41,7 +41,9 @@ def config(tmp: Path, *, guard: bool, metrics_port: int = 0) -> Path:
         data["routing"]["task_types"] = {**{t: "cheap" for t in SIMPLE}, **{t: "frontier" for t in COMPLEX}}
         data["routing"]["classifier"] = "none"  # every task type here has a rule
         data["quality"] = {"guard": guard, "tolerance": 0.10, "min_samples": 20, "warmup_share": 0.3,
-                           "shadow_share": 0.05, "probe_share": 0.1, "budget": {"cap": "100.00"}}
+                           "shadow_share": 0.05, "probe_share": 0.1, "budget": {"cap": "100.00"},
+                           # The sidecar's sampling is seeded as the workload is: the run is the same every time.
+                           "seed": 1}
         data["budgets"]["templates"] = {"org": {"cap": "10000.00", "policy": "hard"}}
 
     return write_config(tmp / "tollgate.yaml", edit)

@@ -133,3 +133,23 @@ def test_callers_file_holds_the_secrets(tmp_path: Path) -> None:
     assert caller.name == "app" and caller.token_sha256 == bytes.fromhex("ab" * 32) and caller.rate == 50
     assert caller.permits("acme") and caller.permits("bravo", "search")
     assert not caller.permits("bravo") and not caller.permits("bravo", "ads") and not caller.permits("other")
+
+
+def test_quality_seed_makes_shadow_sampling_repeat() -> None:
+    from tollgate.core import Tollgate
+    from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
+
+    data = yaml.safe_load(default_config_text())
+    data["quality"] = {"seed": 7}
+    config = parse_config(yaml.safe_dump(data))
+    assert config.quality.seed == 7
+    assert load_config(None).quality.seed is None
+
+    def plans() -> list[bool]:
+        gate = Tollgate(config, LocalLedger(MemoryJournal(), specs=spec_resolver(config.budgets)))
+        return [gate.quality.plan_shadow("extract", "cheap", None, "claude-opus-4-1") is not None
+                for _ in range(200)]
+
+    first = plans()
+    assert plans() == first
+    assert 0 < sum(first) < 200
