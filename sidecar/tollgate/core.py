@@ -783,7 +783,10 @@ class Tollgate:
                 raise InvalidRequest("idempotency_key must be 1-128 printable ASCII characters without spaces")
             token = hashlib.blake2b(f"{org}\0{idempotency_key}".encode(), digest_size=12).hexdigest()
         else:
-            token = secrets.token_hex(12)
+            # Time first, so a new reservation lands beside the last ones in an ordered store
+            # (SQLite's B-tree appends to one leaf instead of dirtying a random one): 40 bits of
+            # milliseconds (wrapping every 35 years, which only costs locality) and 56 random bits.
+            token = f"{wall_clock_ms() & 0xFF_FFFF_FFFF:010x}{secrets.token_hex(7)}"
         return f"{token}.{org}"
 
     @staticmethod

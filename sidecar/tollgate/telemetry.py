@@ -406,6 +406,9 @@ def _log_name(attribute: str) -> str:
 class _Interceptor(grpc.aio.ServerInterceptor):
     def __init__(self, telemetry: Telemetry) -> None:
         self._t = telemetry
+        # grpc.aio asks on every RPC; a method's handler is the same object each time, so its
+        # traced wrapper is built once rather than per call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -416,7 +419,14 @@ class _Interceptor(grpc.aio.ServerInterceptor):
         method_path = details.method
         if handler is None or handler.unary_unary is None or not method_path.startswith(_SERVICE_PREFIX):
             return handler
-        method = method_path[len(_SERVICE_PREFIX):]
+        known = self._wrapped.get(method_path)
+        if known is not None and known[0] is handler:
+            return known[1]
+        wrapped = self._wrap(method_path[len(_SERVICE_PREFIX):], handler)
+        self._wrapped[method_path] = (handler, wrapped)
+        return wrapped
+
+    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
         inner = handler.unary_unary
         t = self._t
 

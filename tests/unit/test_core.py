@@ -104,3 +104,25 @@ async def test_hold_uses_the_most_cautious_margin_in_scope() -> None:
     assert r.reservation.hold.amount == -(-r.estimate.cost * 15 // 10)
     other = await g.reserve(Scope(org="acme", user="bob"), "gpt-4o", PROMPT, max_output_tokens=100)
     assert other.reservation.hold.amount == -(-other.estimate.cost * 13 // 10)
+
+
+async def test_fresh_reservation_ids_are_ordered_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Time-ordered ids are what let the embedded store append each new reservation beside the
+    # last ones; they must stay unique within a millisecond and round-trip through Commit.
+    import tollgate.core
+
+    g = gate()
+    now = [1_796_205_557_446]
+    monkeypatch.setattr(tollgate.core, "wall_clock_ms", lambda: now[0])
+    ids = []
+    for _ in range(3):
+        ids.append((await g.reserve(SCOPE, "gpt-4o", PROMPT)).reservation.hold.reservation_id)
+        ids.append((await g.reserve(SCOPE, "gpt-4o", PROMPT)).reservation.hold.reservation_id)
+        now[0] += 1
+    assert len(set(ids)) == len(ids)
+    assert all(rid.endswith(".acme") and len(rid.split(".")[0]) == 24 for rid in ids)
+    ms = [rid[:10] for rid in ids]
+    assert ms == sorted(ms) and len(set(ms)) == 3
+    assert ids[0::2] == sorted(ids[0::2])
+    committed = await g.commit(ids[0], Usage(input_tokens=2_000, output_tokens=10))
+    assert committed.hold.reservation_id == ids[0] and committed.hold.charged > 0
