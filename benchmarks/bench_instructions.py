@@ -12,7 +12,14 @@ LLM call without the gRPC transport, which is the same for every build.
 Only user-space instructions count: the kernel work of a store's writes (SQLite's WAL
 appends) does not show here; ``bench.py``'s CPU figures include it.
 
-    python benchmarks/bench_instructions.py [--store memory,sqlite] [--calls 1000] [--json]
+``--servers`` counts whole server processes instead, transport and all threads included:
+``tollgate serve`` on each store and the benchmark's bare ``grpc.aio`` echo (answering the
+sidecar's own response bytes), each under callgrind, driven over loopback one pair at a
+time. Their ratio is the CPU target's ratio without the machine's noise and without the
+kernel's share (wake-ups, socket and WAL syscalls), which the two servers pay alike
+except for the store's writes.
+
+    python benchmarks/bench_instructions.py [--store memory,sqlite] [--calls 1000] [--servers] [--json]
 
 Needs ``valgrind`` (Debian's package) and ``callgrind_control`` on PATH.
 """
@@ -27,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +146,100 @@ def measure(store: str, calls: int) -> dict[str, Any]:
     return {"store": store, "calls": calls, "instructions_per_pair": total // calls}
 
 
+def measure_servers(store: str, calls: int, echo_cache: dict[str, int]) -> dict[str, Any]:
+    """Whole-process instructions per pair: the sidecar on ``store``, and the echo answering its bytes."""
+    import bench
+    import grpc
+
+    from tests.sidecar_process import free_port
+    from tollgate_client.v1 import tollgate_pb2 as pb
+
+    base = bench.base_conversation()
+    last: dict[str, bytes] = {}
+
+    def tollgate_pair(channel: grpc.Channel, n: int) -> None:
+        route = channel.unary_unary(bench.TOLLGATE_ROUTE)
+        commit = channel.unary_unary(bench.TOLLGATE_COMMIT)
+        last["route"] = route(bench.route_request(base, "i", n).SerializeToString(), timeout=_RPC_TIMEOUT_S)
+        rid = pb.RouteResponse.FromString(last["route"]).reservation.reservation_id
+        last["commit_request"] = pb.CommitRequest(reservation_id=rid, usage=bench.USAGE).SerializeToString()
+        last["commit"] = commit(last["commit_request"], timeout=_RPC_TIMEOUT_S)
+
+    def echo_pair(channel: grpc.Channel, n: int) -> None:
+        # The echo does not parse: the same request bytes, answered with the sidecar's response bytes.
+        channel.unary_unary(bench.ECHO_ROUTE)(bench.route_request(base, "i", n).SerializeToString(),
+                                               timeout=_RPC_TIMEOUT_S)
+        channel.unary_unary(bench.ECHO_COMMIT)(last["commit_request"], timeout=_RPC_TIMEOUT_S)
+
+    with tempfile.TemporaryDirectory(prefix="tollgate-cg-") as tmp:
+        work = Path(tmp)
+        config, _ = bench.write_bench_config(work / "bench.yaml", store, None, {})
+        port = free_port()
+        store_args = ["--db", str(work / "ledger.db")] if store == "sqlite" else ["--store", "memory"]
+        sidecar = [sys.executable, "-m", "tollgate.cli", "serve", "--config", str(config), "--port", str(port),
+                   *store_args]
+        tollgate = _count_server(sidecar, f"127.0.0.1:{port}", tollgate_pair, calls)
+        if "echo" not in echo_cache:
+            (work / "route.bin").write_bytes(last["route"])
+            (work / "commit.bin").write_bytes(last["commit"])
+            port = free_port()
+            echo = [sys.executable, "-c", bench.ECHO_SERVER, str(port), str(work / "route.bin"),
+                    str(work / "commit.bin")]
+            echo_cache["echo"] = _count_server(echo, f"127.0.0.1:{port}", echo_pair, calls)
+    return {"store": store, "calls": calls, "tollgate_instructions_per_pair": tollgate,
+            "echo_instructions_per_pair": echo_cache["echo"], "ratio": round(tollgate / echo_cache["echo"], 2)}
+
+
+_RPC_TIMEOUT_S = 120.0
+
+
+def _count_server(command: list[str], target: str, pair: Callable[[Any, int], None], calls: int) -> int:
+    """Instructions per ``pair`` of a server process run under callgrind, after a warm-up."""
+    import bench
+    import grpc
+
+    with tempfile.TemporaryDirectory(prefix="tollgate-cg-") as tmp, open(Path(tmp) / "server.log", "w+b") as log:
+        out = Path(tmp) / "callgrind.out"
+        # The sidecar logs a line per money RPC: to a file, as a pipe nobody reads would fill and block it.
+        server = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p", *command],
+            stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, PYTHONPATH=str(ROOT / "sidecar")),
+        )
+        try:
+            with grpc.insecure_channel(target, options=bench.CHANNEL_OPTIONS) as channel:
+                _ready(channel, server, Path(log.name))
+                for n in range(WARMUP):
+                    pair(channel, n)
+                subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True)
+                for n in range(WARMUP, WARMUP + calls):
+                    pair(channel, n)
+                subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True, capture_output=True)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        return sum(_totals(path) for path in Path(tmp).glob("callgrind.out.*")) // calls
+
+
+def _ready(channel: Any, server: subprocess.Popen[bytes], log: Path) -> None:
+    import grpc
+
+    deadline = time.monotonic() + 600
+    while True:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=5)
+            return
+        except grpc.FutureTimeoutError:
+            if server.poll() is not None:
+                why = log.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"the server under callgrind exited: {why}") from None
+            if time.monotonic() > deadline:
+                raise
+
+
 def _wait_until(path: Path, child: subprocess.Popen[bytes]) -> None:
     while not path.exists():
         if child.poll() is not None:
@@ -157,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--store", default="memory,sqlite", help="memory, sqlite, or both (default)")
     parser.add_argument("--calls", type=int, default=1_000, help="measured Route+Commit pairs per store")
+    parser.add_argument("--servers", action="store_true",
+                        help="count the whole server processes (sidecar and echo) instead of the handlers")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--signals", type=Path, help=argparse.SUPPRESS)
@@ -171,14 +275,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{tool} is not on PATH: apt-get install -y valgrind", file=sys.stderr)
             return 2
     stores = [s.strip() for s in args.store.split(",") if s.strip()]
-    results = []
     for store in stores:
         if store not in ("memory", "sqlite"):
             parser.error(f"unknown store {store!r}: use memory or sqlite")
-        print(f"[{store}] {args.calls:,} pairs under callgrind…", file=sys.stderr)
-        results.append(measure(store, args.calls))
+    results = []
+    echo: dict[str, int] = {}
+    for store in stores:
+        what = "the sidecar and echo processes" if args.servers else "pairs"
+        print(f"[{store}] {args.calls:,} pairs, {what} under callgrind…", file=sys.stderr)
+        results.append(measure_servers(store, args.calls, echo) if args.servers else measure(store, args.calls))
     if args.json:
         print(json.dumps({"schema": "tollgate-instructions/1", "results": results}, indent=2))
+    elif args.servers:
+        for r in results:
+            print(f"{r['store']:>7}: {r['tollgate_instructions_per_pair']:>10,} instructions per Route+Commit pair, "
+                  f"whole sidecar process; echo {r['echo_instructions_per_pair']:,} ({r['ratio']:.2f}× echo; "
+                  f"{r['calls']:,} pairs)")
     else:
         for r in results:
             print(f"{r['store']:>7}: {r['instructions_per_pair']:>10,} instructions per Route+Commit pair "
