@@ -4,8 +4,9 @@ The full-path benchmark (``bench.py``) measures time on a shared machine, where 
 varies by 1.5x from one minute to the next: too coarse to tell whether a change to the
 hot path saved 5 %. This one counts instructions instead, which repeat to within about
 1 % whatever else the machine does. It builds a sidecar in-process (``serve()`` with the
-benchmark's config: its servicer, the telemetry interceptor, the JSON log line, the
-store) and calls the interceptor-wrapped ``Route(reserve=true)`` and ``Commit``
+benchmark's config: its servicer, the telemetry interceptor and the store; logging is
+not set up, so the JSON log line is not counted, which ``--servers`` does count) and
+calls the interceptor-wrapped ``Route(reserve=true)`` and ``Commit``
 handlers directly with the benchmark's request, so the count is Tollgate's work per
 LLM call without the gRPC transport, which is the same for every build.
 
