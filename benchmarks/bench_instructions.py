@@ -125,17 +125,17 @@ def measure(store: str, calls: int) -> dict[str, Any]:
         signals = Path(tmp)
         out = signals / "callgrind.out"
         child = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p",
-             sys.executable, __file__, "--child", store, "--calls", str(calls), "--signals", str(signals)],
+            [*_callgrind(out), sys.executable, __file__, "--child", store, "--calls", str(calls),
+             "--signals", str(signals)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=dict(os.environ, PYTHONPATH=str(ROOT / "sidecar")),
         )
         try:
             _wait_until(signals / "ready", child)
-            subprocess.run(["callgrind_control", "-i", "on", str(child.pid)], check=True, capture_output=True)
+            _instrument(child.pid, "on")
             (signals / "go").touch()
             _wait_until(signals / "done", child)
-            subprocess.run(["callgrind_control", "-i", "off", str(child.pid)], check=True, capture_output=True)
+            _instrument(child.pid, "off")
             (signals / "exit").touch()
             _, err = child.communicate(timeout=600)
         finally:
@@ -147,8 +147,9 @@ def measure(store: str, calls: int) -> dict[str, Any]:
     return {"store": store, "calls": calls, "instructions_per_pair": total // calls}
 
 
-def measure_servers(store: str, calls: int, echo_cache: dict[str, int]) -> dict[str, Any]:
-    """Whole-process instructions per pair: the sidecar on ``store``, and the echo answering its bytes."""
+def measure_servers(store: str, calls: int, echo: int | None) -> dict[str, Any]:
+    """Whole-process instructions per pair: the sidecar on ``store``, and (unless ``echo`` is already
+    known) the echo answering its bytes."""
     import bench
     import grpc
 
@@ -180,15 +181,15 @@ def measure_servers(store: str, calls: int, echo_cache: dict[str, int]) -> dict[
         sidecar = [sys.executable, "-m", "tollgate.cli", "serve", "--config", str(config), "--port", str(port),
                    *store_args]
         tollgate = _count_server(sidecar, f"127.0.0.1:{port}", tollgate_pair, calls)
-        if "echo" not in echo_cache:
+        if echo is None:
             (work / "route.bin").write_bytes(last["route"])
             (work / "commit.bin").write_bytes(last["commit"])
             port = free_port()
-            echo = [sys.executable, "-c", bench.ECHO_SERVER, str(port), str(work / "route.bin"),
-                    str(work / "commit.bin")]
-            echo_cache["echo"] = _count_server(echo, f"127.0.0.1:{port}", echo_pair, calls)
+            server = [sys.executable, "-c", bench.ECHO_SERVER, str(port), str(work / "route.bin"),
+                      str(work / "commit.bin")]
+            echo = _count_server(server, f"127.0.0.1:{port}", echo_pair, calls)
     return {"store": store, "calls": calls, "tollgate_instructions_per_pair": tollgate,
-            "echo_instructions_per_pair": echo_cache["echo"], "ratio": round(tollgate / echo_cache["echo"], 2)}
+            "echo_instructions_per_pair": echo, "ratio": round(tollgate / echo, 2)}
 
 
 _RPC_TIMEOUT_S = 120.0
@@ -203,7 +204,7 @@ def _count_server(command: list[str], target: str, pair: Callable[[Any, int], No
         out = Path(tmp) / "callgrind.out"
         # The sidecar logs a line per money RPC: to a file, as a pipe nobody reads would fill and block it.
         server = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p", *command],
+            [*_callgrind(out), *command],
             stdout=subprocess.DEVNULL, stderr=log, env=dict(os.environ, PYTHONPATH=str(ROOT / "sidecar")),
         )
         try:
@@ -211,10 +212,10 @@ def _count_server(command: list[str], target: str, pair: Callable[[Any, int], No
                 _ready(channel, server, Path(log.name))
                 for n in range(WARMUP):
                     pair(channel, n)
-                subprocess.run(["callgrind_control", "-i", "on", str(server.pid)], check=True, capture_output=True)
+                _instrument(server.pid, "on")
                 for n in range(WARMUP, WARMUP + calls):
                     pair(channel, n)
-                subprocess.run(["callgrind_control", "-i", "off", str(server.pid)], check=True, capture_output=True)
+                _instrument(server.pid, "off")
         finally:
             server.terminate()
             try:
@@ -239,6 +240,16 @@ def _ready(channel: Any, server: subprocess.Popen[bytes], log: Path) -> None:
                 raise RuntimeError(f"the server under callgrind exited: {why}") from None
             if time.monotonic() > deadline:
                 raise
+
+
+def _callgrind(out: Path) -> list[str]:
+    """valgrind's command line: counting starts off, so start-up and warm-up are not counted."""
+    return ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}.%p"]
+
+
+def _instrument(pid: int, state: str) -> None:
+    """Turn counting ``on`` or ``off`` in the process under callgrind."""
+    subprocess.run(["callgrind_control", "-i", state, str(pid)], check=True, capture_output=True)
 
 
 def _wait_until(path: Path, child: subprocess.Popen[bytes]) -> None:
@@ -279,12 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     for store in stores:
         if store not in ("memory", "sqlite"):
             parser.error(f"unknown store {store!r}: use memory or sqlite")
-    results = []
-    echo: dict[str, int] = {}
+    results: list[dict[str, Any]] = []
     for store in stores:
-        what = "the sidecar and echo processes" if args.servers else "pairs"
+        what = "the sidecar and echo processes" if args.servers else "the handlers"
         print(f"[{store}] {args.calls:,} pairs, {what} under callgrind…", file=sys.stderr)
-        results.append(measure_servers(store, args.calls, echo) if args.servers else measure(store, args.calls))
+        if args.servers:
+            # The echo does the same work whatever the store: counted once, beside the first.
+            echo = results[0]["echo_instructions_per_pair"] if results else None
+            results.append(measure_servers(store, args.calls, echo))
+        else:
+            results.append(measure(store, args.calls))
     if args.json:
         print(json.dumps({"schema": "tollgate-instructions/1", "results": results}, indent=2))
     elif args.servers:
