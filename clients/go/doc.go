@@ -17,9 +17,10 @@
 // the gRPC status errors themselves, classified by IsUnavailable, IsNotFound,
 // IsInvalidArgument and IsReservationEnded.
 //
-// The tollgatev1 stubs are generated from proto/tollgate/v1/tollgate.proto,
-// not committed: run `go generate` in this directory (needs protoc,
-// protoc-gen-go and protoc-gen-go-grpc on PATH).
+// The tollgatev1 stubs are generated from proto/tollgate/v1/tollgate.proto
+// and committed; `go generate` here (or `make proto` at the repository root)
+// regenerates them with protoc and the pinned protoc-gen-go and
+// protoc-gen-go-grpc, which it installs from the module proxy.
 package tollgate
 
-//go:generate protoc -I ../../proto --go_out=. --go_opt=module=github.com/tollgate/tollgate/clients/go --go_opt=Mtollgate/v1/tollgate.proto=github.com/tollgate/tollgate/clients/go/tollgatev1 --go-grpc_out=. --go-grpc_opt=module=github.com/tollgate/tollgate/clients/go --go-grpc_opt=Mtollgate/v1/tollgate.proto=github.com/tollgate/tollgate/clients/go/tollgatev1 tollgate/v1/tollgate.proto
+//go:generate python3 ../../scripts/gen_protos.py --go
