@@ -1,10 +1,10 @@
-"""The Go client in clients/go: gofmt, go vet and go test, its integration tests against a real sidecar.
+"""The Go client in clients/go, as the Go module it is: gofmt, go vet and go test, the latter against a real sidecar.
 
-The tollgatev1 stubs are not committed: they are generated here from proto/tollgate/v1/tollgate.proto with
-protoc, protoc-gen-go and protoc-gen-go-grpc into a temporary GOPATH, next to a copy of the wrapper. Builds
-run in GOPATH mode against the Go sources of Debian's -dev packages in /usr/share/gocode, so no module
-proxy is needed (clients/go/go.mod is for users who have one). Go's build cache stays where it normally
-is (~/.cache/go-build), so only the first run compiles gRPC.
+Everything runs in module mode from clients/go: the dependencies pinned in go.mod and go.sum come from the
+module proxy of the environment (GOPROXY, default https://proxy.golang.org) into the module cache, and
+-mod=readonly makes a go.mod that is not tidy an error rather than something silently fixed. The committed
+tollgatev1 stubs must match proto/ (scripts/gen_protos.py --check --go). Go's build and module caches stay where
+they normally are, so only the first run downloads and compiles gRPC.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,22 +23,7 @@ import pytest
 from tests.sidecar_process import ROOT, SidecarProcess, write_config
 
 GO_CLIENT = ROOT / "clients" / "go"
-IMPORT_PATH = "github.com/tollgate/tollgate/clients/go"
-STUBS = f"{IMPORT_PATH}/tollgatev1"
-PROTO = "tollgate/v1/tollgate.proto"
-GOCODE = Path("/usr/share/gocode")
-TOOLS = ("go", "gofmt", "protoc", "protoc-gen-go", "protoc-gen-go-grpc")
-APT = (
-    "apt-get install -y golang-go protobuf-compiler protoc-gen-go protoc-gen-go-grpc "
-    "golang-google-grpc-dev golang-google-protobuf-dev golang-github-golang-protobuf-1-5-dev"
-)
-# Debian sources the build needs; golang/protobuf must be 1.4 or later (the 1.3 package lacks registry.go).
-NEEDED_SOURCES = (
-    "google.golang.org/grpc/clientconn.go",
-    "google.golang.org/protobuf/proto/proto.go",
-    "google.golang.org/genproto/googleapis/rpc/status/status.pb.go",
-    "github.com/golang/protobuf/proto/registry.go",
-)
+TOOLS = ("go", "gofmt")
 INTEGRATION_TESTS = (
     "TestIntegrationRouteReserveCommitReplay",
     "TestIntegrationBudgetRefusal",
@@ -45,26 +31,29 @@ INTEGRATION_TESTS = (
     "TestIntegrationWithReservationCommits",
     "TestIntegrationErrors",
 )
-TIMEOUT = 600  # the first run compiles gRPC; later runs take seconds
+TIMEOUT = 600  # the first run downloads and compiles gRPC; later runs take seconds
 
 
-def _check_toolchain() -> None:
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    missing += [str(GOCODE / "src" / src) for src in NEEDED_SOURCES if not (GOCODE / "src" / src).is_file()]
+def _tools() -> dict[str, str]:
+    found = {tool: shutil.which(tool) for tool in TOOLS}
+    missing = [tool for tool, path in found.items() if path is None]
     if missing:
-        pytest.fail(f"the Go client tests need {', '.join(missing)}; CI installs them with: {APT}")
+        pytest.fail(f"the Go client tests need {', '.join(missing)} on PATH (Go 1.21 or later)", pytrace=False)
+    return {tool: path for tool, path in found.items() if path is not None}
 
 
-def _go_env(gopath: Path) -> dict[str, str]:
-    env = dict(os.environ, GO111MODULE="off", GOPATH=f"{gopath}{os.pathsep}{GOCODE}", GOFLAGS="",
-               GOPROXY="off", GOTOOLCHAIN="local")
+def _go_env() -> dict[str, str]:
+    """The environment's Go settings (GOPROXY included), in module mode, never changing go.mod or go.sum."""
+    flags = [flag for flag in os.environ.get("GOFLAGS", "").split() if not flag.startswith("-mod=")]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("TOLLGATE_")}
+    env.update(GO111MODULE="on", GOFLAGS=" ".join([*flags, "-mod=readonly"]), GOWORK="off")
     if not any(env.get(name) for name in ("GOCACHE", "XDG_CACHE_HOME", "HOME")):
         env["GOCACHE"] = str(Path(tempfile.gettempdir()) / "tollgate-go-build")
     return env
 
 
-def _run(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=GO_CLIENT, env=env or _go_env(), capture_output=True, text=True, timeout=TIMEOUT)
 
 
 def _output(result: subprocess.CompletedProcess[str]) -> str:
@@ -76,23 +65,14 @@ def _tiny_org(data: dict[str, Any]) -> None:
 
 
 @pytest.fixture(scope="module")
-def gopath(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A GOPATH holding a copy of the wrapper and the stubs generated from the proto."""
-    _check_toolchain()
-    gopath = tmp_path_factory.mktemp("gopath")
-    package = gopath / "src" / IMPORT_PATH
-    package.mkdir(parents=True)
-    for source in GO_CLIENT.glob("*.go"):
-        shutil.copy2(source, package)
-    mapping = f"M{PROTO}={STUBS}"
-    result = _run(
-        ["protoc", f"-I{ROOT / 'proto'}", f"--go_out={gopath / 'src'}", f"--go_opt={mapping}",
-         f"--go-grpc_out={gopath / 'src'}", f"--go-grpc_opt={mapping}", PROTO],
-        cwd=ROOT, env=_go_env(gopath),
-    )
+def go() -> str:
+    """`go`, with the module's dependencies downloaded and verified against go.sum."""
+    go = _tools()["go"]
+    result = _run([go, "mod", "download"])
     assert result.returncode == 0, _output(result)
-    assert sorted(p.name for p in (gopath / "src" / STUBS).iterdir()) == ["tollgate.pb.go", "tollgate_grpc.pb.go"]
-    return gopath
+    result = _run([go, "mod", "verify"])
+    assert result.returncode == 0, _output(result)
+    return go
 
 
 @pytest.fixture(scope="module")
@@ -104,23 +84,48 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
         yield process
 
 
+def test_go_mod_is_a_module_with_committed_stubs() -> None:
+    go_mod = (GO_CLIENT / "go.mod").read_text()
+    assert go_mod.startswith("module github.com/tollgate/tollgate/clients/go\n"), go_mod
+    assert (GO_CLIENT / "go.sum").is_file(), "go.sum is committed next to go.mod"
+    tracked = subprocess.run(["git", "ls-files", "tollgatev1"], cwd=GO_CLIENT, capture_output=True, text=True)
+    if tracked.returncode == 0:  # in a git checkout: the stubs are committed, not generated at build time
+        assert sorted(Path(name).name for name in tracked.stdout.split()) == [
+            "tollgate.pb.go",
+            "tollgate_grpc.pb.go",
+        ], f"the tollgatev1 stubs are not committed:\n{tracked.stdout}"
+
+
+def test_go_stubs_match_the_proto(go: str) -> None:
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "gen_protos.py"), "--check", "--go"],
+                            cwd=ROOT, env=_go_env(), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, _output(result)
+    assert "generated Go code is up to date" in result.stdout, _output(result)
+
+
+def test_go_mod_is_tidy(go: str) -> None:
+    result = _run([go, "mod", "tidy", "-diff"])
+    if result.returncode != 0 and "flag provided but not defined: -diff" in result.stderr:
+        pytest.skip("`go mod tidy -diff` needs Go 1.23 or later")
+    assert result.returncode == 0, f"go.mod or go.sum is not tidy:\n{_output(result)}"
+
+
 def test_gofmt_clean() -> None:
-    _check_toolchain()
-    result = subprocess.run(["gofmt", "-l", "."], cwd=GO_CLIENT, capture_output=True, text=True, timeout=60)
+    result = _run([_tools()["gofmt"], "-l", "."])
     assert result.returncode == 0 and result.stdout == "", f"not gofmt-formatted:\n{_output(result)}"
 
 
-def test_go_vet(gopath: Path) -> None:
-    result = _run(["go", "vet", IMPORT_PATH, STUBS], cwd=gopath / "src" / IMPORT_PATH, env=_go_env(gopath))
+def test_go_vet(go: str) -> None:
+    result = _run([go, "vet", "./..."])
     assert result.returncode == 0, _output(result)
 
 
-def test_go_test_against_a_sidecar(gopath: Path, sidecar: SidecarProcess) -> None:
+def test_go_test_against_a_sidecar(go: str, sidecar: SidecarProcess) -> None:
     assert sidecar.unix_socket is not None
-    env = _go_env(gopath)
+    env = _go_env()
     env["TOLLGATE_TARGET"] = sidecar.target
     env["TOLLGATE_UNIX_TARGET"] = f"unix://{sidecar.unix_socket}"
-    result = _run(["go", "test", "-count=1", "-v", IMPORT_PATH], cwd=gopath / "src" / IMPORT_PATH, env=env)
+    result = _run([go, "test", "-count=1", "-v", "./..."], env=env)
     report = f"{_output(result)}\n--- sidecar log ---\n{sidecar.logs()}"
     assert result.returncode == 0, report
     assert "--- SKIP" not in result.stdout, f"integration tests were skipped:\n{report}"
