@@ -18,6 +18,7 @@ from typing import Any
 from .config import WindowKind
 from .core import Tollgate
 from .errors import InvalidRequest
+from .ids import parse_reservation_id
 from .ledger import CommitOutcome, CommitRequest, PoolSnapshot, ReleaseOutcome
 from .ledger.overrides import OverrideStore, PoolOverride
 
@@ -94,7 +95,7 @@ class Admin:
         self, who: str, reservation_id: str, *, charge: bool, reason: str = ""
     ) -> CommitOutcome | ReleaseOutcome:
         self._check_reason(reason)
-        self.gate._check_reservation_id(reservation_id)
+        parse_reservation_id(reservation_id)
         hold = await self.gate.store.get(reservation_id)
         outcome: CommitOutcome | ReleaseOutcome
         if charge:

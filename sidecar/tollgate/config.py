@@ -15,16 +15,18 @@ from enum import StrEnum
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
 from .auth import Caller
 from .catalog import Capability, Catalog, Latency, Model
-from .errors import ConfigError
+from .errors import ConfigError, InvalidRequest
+from .ids import ID_PATTERN, parse_pool_id
 from .money import Price, parse_margin, parse_usd
 from .quality import QualityConfig
-from .scope import ID_PATTERN, Level, Scope
+from .scope import Level, Scope
 
 __all__ = [
     "BudgetConfig",
@@ -603,15 +605,16 @@ def _budgets(node: _Node) -> BudgetConfig:
             raise tnode.error("a request pool caps one call and has no window")
     overrides: dict[str, PoolSpec] = {}
     for pool_id, onode in node.get("overrides", {}).items():
-        level_name, _, rest = pool_id.partition(":")
-        parts = rest.split("/")
-        valid = level_name in {"session", "user", "team", "org"} and all(ID_PATTERN.fullmatch(p) for p in parts)
-        valid = valid and len(parts) == (1 if level_name == "org" else 2)
-        if not valid:
+        try:
+            parsed = parse_pool_id(pool_id)
+        except InvalidRequest as exc:
+            raise onode.error(f"{exc}; override keys are pool ids: org:ORG, team:ORG/TEAM, user:ORG/USER or "
+                              "session:ORG/SESSION") from None
+        if parsed.level not in {"session", "user", "team", "org"}:
             raise onode.error(
                 "override keys are pool ids: org:ORG, team:ORG/TEAM, user:ORG/USER or session:ORG/SESSION"
             )
-        overrides[pool_id] = _pool(onode, templates.get(Level(level_name)))
+        overrides[pool_id] = _pool(onode, templates.get(Level(parsed.level)))
     return BudgetConfig(templates=templates, overrides=overrides)
 
 
@@ -737,8 +740,8 @@ def _store(node: _Node) -> StoreConfig:
     d = StoreConfig()
     kind = node.get("kind", "sqlite").str(choices=("sqlite", "redis", "memory"))
     url = node.get("url", d.url).str()
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise node.child("url", url).error("expected a redis://, rediss:// or unix:// URL")
+    if problem := store_url_problem(url):
+        raise node.child("url", None).error(problem)
     cluster = node.get("cluster", False).value
     if not isinstance(cluster, bool):
         raise node.child("cluster", cluster).error("expected true or false")
@@ -758,6 +761,33 @@ def _store(node: _Node) -> StoreConfig:
         sentinels=sentinels,
         sentinel_service=node.get("sentinel_service", d.sentinel_service).str(),
     )
+
+
+# TLS options of a rediss:// URL's query, handed to redis-py as they are; the files
+# must be absolute paths, as redis-py opens them from the working directory.
+_REDIS_TLS_FILES = ("ssl_ca_certs", "ssl_ca_path", "ssl_certfile", "ssl_keyfile")
+_REDIS_TLS_OPTIONS = (*_REDIS_TLS_FILES, "ssl_cert_reqs", "ssl_check_hostname", "ssl_password", "ssl_min_version",
+                      "ssl_ciphers")
+
+
+def store_url_problem(url: str) -> str:
+    """What is wrong with a store URL, or ``""``. Never quotes the URL: it may carry a password."""
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return "expected a redis://, rediss:// or unix:// URL"
+    for name, values in parse_qs(urlsplit(url).query).items():
+        if not name.startswith("ssl_"):
+            continue
+        if name not in _REDIS_TLS_OPTIONS:
+            return f"unknown TLS option {name}; known: {', '.join(_REDIS_TLS_OPTIONS)}"
+        if not url.startswith("rediss://"):
+            return f"{name} needs a rediss:// URL (TLS)"
+        if name in _REDIS_TLS_FILES:
+            path = Path(values[0])
+            if not path.is_absolute():
+                return f"{name} must be an absolute path"
+            if not path.exists():
+                return f"{name}: no such file: {path}"
+    return ""
 
 
 def check_listener(server: ServerConfig, source: str) -> None:

@@ -10,7 +10,6 @@ import dataclasses
 import hashlib
 import random
 import re
-import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -26,6 +25,15 @@ from .errors import (
     ReservationNotFound,
 )
 from .estimate import OutputEstimator, TokenCounter
+from .ids import (
+    check_idempotency_key,
+    escalation_id,
+    fresh_reservation_id,
+    keyed_reservation_id,
+    parse_pool_id,
+    parse_reservation_id,
+    pool_id,
+)
 from .ledger import (
     BudgetStore,
     CommitOutcome,
@@ -60,11 +68,7 @@ __all__ = [
     "Usage",
 ]
 
-_ID = ID_PATTERN.pattern
-_RESERVATION_ID = re.compile(rf"([0-9a-f]{{24}})\.({_ID})")
 _ROLES = ("system", "developer", "user", "assistant", "tool")
-_IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,128}")
-_POOL_ID = re.compile(rf"(org|quality):{_ID}|(team|user|session):{_ID}/{_ID}")
 _ESCALATION_REASON = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._:/-]{0,63}")
 
 
@@ -219,7 +223,36 @@ class Tollgate:
         ttl_ms: int = 0,
         accept_shadow: bool = False,
     ) -> RouteDecision:
-        """Pick the cheapest capable model; with ``reserve``, hold its cost in the same step."""
+        """Pick the cheapest capable model; with ``reserve``, hold its cost in the same step.
+
+        A Route(reserve) retried with the same idempotency key returns the key's first
+        reservation, even if what the sidecar learned since would route it elsewhere.
+        """
+        fingerprint = ""
+        if reserve and idempotency_key:
+            check_idempotency_key(idempotency_key)
+            fingerprint = _fingerprint("route", scope, prompt, signals.task_type, signals.agent_mode,
+                                       signals.min_tier, sorted(signals.needs), signals.latency or "",
+                                       max_output_tokens, ttl_ms, accept_shadow)
+            try:
+                return await self._route(scope, prompt, signals, max_output_tokens, reserve, idempotency_key,
+                                         ttl_ms, accept_shadow, fingerprint)
+            except InvalidRequest:
+                replay = await self._replay(scope, idempotency_key, fingerprint)
+                if replay is None:
+                    raise
+                hold = replay.hold
+                first = self._replayed_choice([], hold)
+                requirement = TierRequirement(first.model.tier, first.model.tier_rank, "replay of idempotency key",
+                                              "rule")
+                return RouteDecision(chosen=first, fallbacks=(), requirement=requirement,
+                                     reason="replay of idempotency key", difficulty=0.0, outcome=Outcome.ADMITTED,
+                                     reservation=replay)
+        return await self._route(scope, prompt, signals, max_output_tokens, reserve, idempotency_key, ttl_ms,
+                                 accept_shadow, fingerprint)
+
+    async def _route(self, scope: Scope, prompt: Prompt, signals: Signals, max_output_tokens: int, reserve: bool,
+                     idempotency_key: str, ttl_ms: int, accept_shadow: bool, fingerprint: str) -> RouteDecision:
         cfg = self.config
         self._check_signals(signals)
         self._check_max_output(max_output_tokens)
@@ -268,19 +301,6 @@ class Tollgate:
         reason = requirement.reason
         outcome = Outcome.ADMITTED
         reservation: ReserveOutcome | None = None
-        if reserve and idempotency_key:
-            replay = await self._replay(scope, pools, [chosen, *downgrades], idempotency_key, high)
-            if replay is not None:
-                attempt, reservation = replay
-                return RouteDecision(
-                    chosen=attempt,
-                    fallbacks=self._fallbacks(priced, attempt, requirement),
-                    requirement=requirement,
-                    reason=f"{requirement.reason}; replay of idempotency key",
-                    difficulty=score,
-                    outcome=Outcome.ADMITTED if attempt is chosen else Outcome.DOWNGRADED,
-                    reservation=reservation,
-                )
         refused: BudgetExceeded | None = None
         downgraded_by = ""
         for attempt in [chosen, *downgrades]:
@@ -289,9 +309,8 @@ class Tollgate:
                 continue  # cannot fit the soft pool that already refused
             try:
                 if reserve:
-                    reservation = await self.store.reserve(
-                        self._hold_request(scope, pools, attempt, hold, ttl, idempotency_key, signals.task_type)
-                    )
+                    reservation = await self.store.reserve(self._hold_request(
+                        scope, pools, attempt, hold, ttl, idempotency_key, signals.task_type, fingerprint))
                 else:
                     await self._check_fits(pools, hold, high)
             except BudgetExceeded as exc:
@@ -299,6 +318,18 @@ class Tollgate:
                     raise
                 refused = refused or exc
                 continue
+            if reservation is not None and reservation.replayed:
+                # The key's first reservation, whatever this request would route to today.
+                first = self._replayed_choice(priced, reservation.hold)
+                return RouteDecision(
+                    chosen=first,
+                    fallbacks=self._fallbacks(priced, first, requirement),
+                    requirement=requirement,
+                    reason=f"{requirement.reason}; replay of idempotency key",
+                    difficulty=score,
+                    outcome=Outcome.ADMITTED if first.model.tier_rank >= requirement.rank else Outcome.DOWNGRADED,
+                    reservation=reservation,
+                )
             if attempt is not chosen:
                 outcome = Outcome.DOWNGRADED
                 downgraded_by = refused.refusal.level if refused else ""
@@ -351,13 +382,14 @@ class Tollgate:
         spec = self.config.budgets.templates[Level.QUALITY]
         pool = PoolRef(f"quality:{scope.org}", Level.QUALITY, spec)
         request = HoldRequest(
-            reservation_id=self._new_reservation_id(scope.org, ""),
+            reservation_id=fresh_reservation_id(scope.org),
             pools=(pool,),
             amount=apply_margin(shadow.cost, self._margin([pool])),
             tokens=shadow.input_tokens + shadow.output_tokens,
             ttl_ms=ttl,
             model=shadow.model.name,
             task_type=task_type,
+            fresh=True,
         )
         try:
             return plan, await self.store.reserve(request)
@@ -373,7 +405,7 @@ class Tollgate:
         ``source`` is ``user``, ``automated_eval``, ``human_review`` or ``shadow_comparison``;
         only the last is a paired comparison for the quality guard.
         """
-        self._check_reservation_id(reservation_id)
+        parse_reservation_id(reservation_id)
         if not 0.0 <= score <= 1.0:  # NaN fails this too
             raise InvalidRequest(f"score must be between 0 and 1, got {score}")
         hold = await self.store.describe(reservation_id)
@@ -407,8 +439,7 @@ class Tollgate:
         one does: downgrading it would retry the tier that just failed.
         """
         cfg = self.config
-        self._check_reservation_id(reservation_id)
-        org = reservation_id.split(".", 1)[1]
+        org = parse_reservation_id(reservation_id).org
         if org != scope.org:
             raise InvalidRequest(f"reservation {reservation_id} belongs to another organisation than scope.org_id")
         if reason and not _ESCALATION_REASON.fullmatch(reason):
@@ -455,7 +486,7 @@ class Tollgate:
                 )
         previous = await self.commit(reservation_id, usage) if usage is not None else None
         pools = self._pools(scope)
-        new_id = self._escalation_id(org, reservation_id)
+        new_id = escalation_id(reservation_id)
         try:
             existing = await self.store.get(new_id)
         except ReservationNotFound:
@@ -507,8 +538,25 @@ class Tollgate:
     ) -> ReserveResult:
         """Hold the estimated cost of a call to ``model_name`` on every pool of ``scope``.
 
-        Soft pools refuse here like hard ones: only Route can choose another model.
+        Soft pools refuse here like hard ones: only Route can choose another model. A
+        Reserve retried with the same idempotency key returns the key's first reservation.
         """
+        if not idempotency_key:
+            return await self._reserve(scope, model_name, prompt, task_type, max_output_tokens, "", ttl_ms, "")
+        check_idempotency_key(idempotency_key)
+        fingerprint = _fingerprint("reserve", scope, prompt, model_name, task_type, max_output_tokens, ttl_ms)
+        try:
+            return await self._reserve(scope, model_name, prompt, task_type, max_output_tokens, idempotency_key,
+                                       ttl_ms, fingerprint)
+        except InvalidRequest:
+            replay = await self._replay(scope, idempotency_key, fingerprint)
+            if replay is None:
+                raise
+            first = self._replayed_choice([], replay.hold)
+            return ReserveResult(first, replay)
+
+    async def _reserve(self, scope: Scope, model_name: str, prompt: Prompt, task_type: str, max_output_tokens: int,
+                       idempotency_key: str, ttl_ms: int, fingerprint: str) -> ReserveResult:
         model = self.config.catalog.model(model_name)
         self._check_max_output(max_output_tokens)
         if max_output_tokens > model.max_output_tokens:
@@ -529,13 +577,13 @@ class Tollgate:
         pools = self._pools(scope)
         hold = apply_margin(priced.cost, self._margin(pools))
         outcome = await self.store.reserve(
-            self._hold_request(scope, pools, priced, hold, ttl, idempotency_key, task_type)
+            self._hold_request(scope, pools, priced, hold, ttl, idempotency_key, task_type, fingerprint)
         )
         return ReserveResult(priced, outcome)
 
     async def commit(self, reservation_id: str, usage: Usage) -> CommitOutcome:
         """Charge what the provider reported; the rest of the hold is released."""
-        self._check_reservation_id(reservation_id)
+        parse_reservation_id(reservation_id)
         self._check_usage(usage)
         hold = await self.store.describe(reservation_id)
         model = self.config.catalog.models.get(hold.model)
@@ -558,12 +606,12 @@ class Tollgate:
 
     async def release(self, reservation_id: str) -> ReleaseOutcome:
         """End a reservation without charging."""
-        self._check_reservation_id(reservation_id)
+        parse_reservation_id(reservation_id)
         return await self.store.release(reservation_id)
 
     async def extend(self, reservation_id: str, ttl_ms: int) -> Hold:
         """Push a reservation's expiry to now + ttl."""
-        self._check_reservation_id(reservation_id)
+        parse_reservation_id(reservation_id)
         return await self.store.extend(reservation_id, self._ttl(ttl_ms))
 
     async def budget(self, scope: Scope) -> list[PoolSnapshot]:
@@ -634,7 +682,7 @@ class Tollgate:
         refs = []
         request = budgets.templates.get(Level.REQUEST)
         if request is not None:
-            refs.append(PoolRef(f"request:{scope.org}", Level.REQUEST, request))
+            refs.append(PoolRef(pool_id(Level.REQUEST, scope.org), Level.REQUEST, request))
         refs.extend(PoolRef(pool_id, level, spec) for pool_id, level, spec in budgets.pools_for(scope))
         if self.overrides:
             now = self.clock()
@@ -658,10 +706,8 @@ class Tollgate:
 
     def pool_ref(self, pool_id: str) -> PoolRef:
         """A pool by id, with its effective spec, or ``InvalidRequest`` if no config covers it."""
-        if not _POOL_ID.fullmatch(pool_id):
-            raise InvalidRequest(
-                f"{pool_id[:140]!r} is not a pool id: use LEVEL:ORG or LEVEL:ORG/ID, e.g. org:acme or user:acme/alice"
-            )
+        if parse_pool_id(pool_id).level == Level.REQUEST:
+            raise InvalidRequest(f"{pool_id!r} is a request pool, which caps each call and has no state to change")
         resolved = self._specs(pool_id)
         if resolved is None:
             raise InvalidRequest(f"no budget in the config covers pool {pool_id!r}")
@@ -681,9 +727,11 @@ class Tollgate:
         ttl: int,
         idempotency_key: str,
         task_type: str,
+        fingerprint: str = "",
     ) -> HoldRequest:
         return HoldRequest(
-            reservation_id=self._new_reservation_id(scope.org, idempotency_key),
+            reservation_id=(keyed_reservation_id(scope.org, idempotency_key) if idempotency_key
+                            else fresh_reservation_id(scope.org)),
             pools=tuple(pools),
             amount=amount,
             tokens=priced.input_tokens + priced.output_tokens,
@@ -692,6 +740,7 @@ class Tollgate:
             model=priced.model.name,
             task_type=task_type,
             fresh=not idempotency_key,
+            fingerprint=fingerprint,
         )
 
     async def _check_fits(self, pools: list[PoolRef], amount: int, high: bool) -> None:
@@ -708,27 +757,34 @@ class Tollgate:
                     snap.resets_at_ms if snap else None,
                 ))
 
-    async def _replay(
-        self, scope: Scope, pools: list[PoolRef], attempts: list[Priced], idempotency_key: str, high: bool
-    ) -> tuple[Priced, ReserveOutcome] | None:
-        """A Route retried with the same key returns its first reservation, downgrade included."""
+    async def _replay(self, scope: Scope, idempotency_key: str, fingerprint: str) -> ReserveOutcome | None:
+        """The key's first reservation, if there is one, for a request refused before it reached the store.
+
+        What the sidecar learned since (output estimates, the quality guard) can make the
+        very request that was admitted then fail a check now; its retry must still replay.
+        """
         try:
-            hold = await self.store.get(self._new_reservation_id(scope.org, idempotency_key))
+            hold = await self.store.get(keyed_reservation_id(scope.org, idempotency_key))
         except ReservationNotFound:
             return None
-        for attempt in attempts:
-            if attempt.model.name == hold.model:
-                snapshots = await self.store.snapshot(pools, high_priority=high)
-                return attempt, ReserveOutcome(hold, tuple(snapshots), replayed=True)
-        raise IdempotencyConflict(
-            f"idempotency key already reserved {hold.model}, which this request would not route to; "
-            "use a new key for a new call"
-        )
+        if hold.fingerprint != fingerprint:
+            raise IdempotencyConflict(
+                f"reservation {hold.reservation_id} already exists for a different request under this "
+                "idempotency key; use a new key for a new call"
+            )
+        snapshots = await self.store.snapshot(self._pools(scope), high_priority=scope.priority == "high")
+        return ReserveOutcome(hold, tuple(snapshots), replayed=True)
 
-    @staticmethod
-    def _escalation_id(org: str, parent_id: str) -> str:
-        token = hashlib.blake2b(f"{org}\0escalate\0{parent_id}".encode(), digest_size=12).hexdigest()
-        return f"{token}.{org}"
+    def _replayed_choice(self, priced: list[Priced], hold: Hold) -> Priced:
+        """The candidate a replayed reservation was made for, as routing sees it now."""
+        found = next((p for p in priced if p.model.name == hold.model), None)
+        if found is not None:
+            return found
+        model = self.config.catalog.models.get(hold.model)
+        if model is None:
+            raise InvalidRequest(f"model {hold.model!r} of reservation {hold.reservation_id} is no longer in the "
+                                 "catalog; use a new idempotency key")
+        return Priced(model, hold.tokens, 0, self.estimated_cost(hold))
 
     def _log_decision(
         self,
@@ -773,27 +829,6 @@ class Tollgate:
             escalation_reason=escalation_reason,
         )
 
-    @staticmethod
-    def _new_reservation_id(org: str, idempotency_key: str) -> str:
-        # The org travels inside the id: Commit and Release find the tenant (and, on a
-        # shared store, its key slot) from the id alone, and a key reused by another
-        # org can never collide with this one.
-        if idempotency_key:
-            if not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
-                raise InvalidRequest("idempotency_key must be 1-128 printable ASCII characters without spaces")
-            token = hashlib.blake2b(f"{org}\0{idempotency_key}".encode(), digest_size=12).hexdigest()
-        else:
-            # Time first, so a new reservation lands beside the last ones in an ordered store
-            # (SQLite's B-tree appends to one leaf instead of dirtying a random one): 40 bits of
-            # milliseconds (wrapping every 35 years, which only costs locality) and 56 random bits.
-            token = f"{wall_clock_ms() & 0xFF_FFFF_FFFF:010x}{secrets.token_hex(7)}"
-        return f"{token}.{org}"
-
-    @staticmethod
-    def _check_reservation_id(reservation_id: str) -> None:
-        if not _RESERVATION_ID.fullmatch(reservation_id):
-            shown = reservation_id[:60]
-            raise InvalidRequest(f"{shown!r} is not a reservation id: pass the reservation_id that Reserve returned")
 
     def _check_usage(self, usage: Usage) -> None:
         limit = self.config.limits.max_tokens
@@ -834,3 +869,17 @@ class Tollgate:
         self.outputs.observe(hold.task_type, hold.model, usage.output_tokens + usage.reasoning_tokens)
         self.outputs.record_error(hold.task_type, hold.model, self.estimated_cost(hold), cost)
 
+
+
+def _fingerprint(kind: str, scope: Scope, prompt: Prompt, *options: object) -> str:
+    """What a caller sent for a reservation, digested: the same request retried, the same fingerprint."""
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{kind}\0{scope.org}\0{scope.team}\0{scope.user}\0{scope.session}\0{scope.priority}".encode())
+    if prompt.messages is None:
+        digest.update(f"\0tokens={prompt.input_tokens}".encode())
+    else:
+        for role, content in prompt.messages:
+            digest.update(f"\0{role}\1".encode())
+            digest.update(content.encode("utf-8", "surrogatepass"))
+    digest.update("\0".join(["", *map(str, options)]).encode())
+    return f"{kind}:{digest.hexdigest()}"

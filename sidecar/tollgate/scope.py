@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from .errors import InvalidRequest
+from .ids import ID_PATTERN, pool_id
 
 __all__ = ["ID_PATTERN", "Level", "Priority", "Scope", "validate_id"]
 
-# Ids end up inside store keys; ':' and '/' separate key parts and '{' '}' pick the
-# Redis Cluster hash slot, so a safe alphabet is what keeps one tenant out of
-# another tenant's keys.
-ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")
 MAX_TAGS = 1_000
 
 
@@ -80,6 +76,6 @@ class Scope:
         out: list[tuple[Level, str]] = []
         for level, value in ((Level.SESSION, self.session), (Level.USER, self.user), (Level.TEAM, self.team)):
             if value:
-                out.append((level, f"{level}:{self.org}/{value}"))
-        out.append((Level.ORG, f"org:{self.org}"))
+                out.append((level, pool_id(level, self.org, value)))
+        out.append((Level.ORG, pool_id(Level.ORG, self.org)))
         return out

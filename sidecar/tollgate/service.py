@@ -41,6 +41,7 @@ from .errors import (
     TollgateError,
     Unauthenticated,
 )
+from .ids import reservation_org
 from .ledger import CommitOutcome, PoolSnapshot, ReserveOutcome
 from .routing.rules import Signals
 from .routing.select import Priced
@@ -179,10 +180,10 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     async def _authorize_reservation(self, reservation_id: str) -> None:
         """Refuse a reservation of an org (or a team) outside the caller's grants; nothing is read otherwise."""
+        org = reservation_org(reservation_id)  # the id's grammar is checked for every caller
         caller = _CALLER.get()
         if caller is None:
             return
-        org = reservation_id.rpartition(".")[2]
         if caller.permits(org):
             return
         teams = {f"team:{org}/{t}" for t in caller.team_grants(org)}

@@ -120,10 +120,10 @@ _ids = itertools.count()
 
 
 def hold(pools: tuple[PoolRef, ...], amount: int, *, tokens: int = 100, ttl: int = 60_000, high: bool = False,
-         rid: str | None = None) -> HoldRequest:
+         rid: str | None = None, fingerprint: str = "") -> HoldRequest:
     return HoldRequest(
         reservation_id=rid or f"{next(_ids):024x}.acme", pools=pools, amount=amount, tokens=tokens, ttl_ms=ttl,
-        high_priority=high, model="m",
+        high_priority=high, model="m", fingerprint=fingerprint,
     )
 
 
@@ -195,11 +195,15 @@ async def test_overshoot_is_charged_in_full_and_visible(stores: Stores) -> None:
 
 async def test_reserve_replay_by_id(stores: Stores) -> None:
     ledger = stores.open()
-    first = await ledger.reserve(hold(SCOPES[3], 10_000, rid="5" * 24 + ".acme"))
-    again = await ledger.reserve(hold(SCOPES[3], 10_000, rid="5" * 24 + ".acme"))
+    rid = "5" * 24 + ".acme"
+    first = await ledger.reserve(hold(SCOPES[3], 10_000, rid=rid, fingerprint="sent-a"))
+    again = await ledger.reserve(hold(SCOPES[3], 10_000, rid=rid, fingerprint="sent-a"))
     assert again.replayed and again.hold == first.hold
+    # The same request retried after the sidecar's estimate moved: the first hold, not a new one.
+    moved = await ledger.reserve(hold(SCOPES[3], 11_000, rid=rid, fingerprint="sent-a"))
+    assert moved.replayed and moved.hold == first.hold
     with pytest.raises(IdempotencyConflict):
-        await ledger.reserve(hold(SCOPES[3], 11_000, rid="5" * 24 + ".acme"))
+        await ledger.reserve(hold(SCOPES[3], 10_000, rid=rid, fingerprint="sent-b"))
     (org,) = await ledger.snapshot(list(SCOPES[3]))
     assert org.held == 10_000
 

@@ -109,11 +109,11 @@ async def test_hold_uses_the_most_cautious_margin_in_scope() -> None:
 async def test_fresh_reservation_ids_are_ordered_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # Time-ordered ids are what let the embedded store append each new reservation beside the
     # last ones; they must stay unique within a millisecond and round-trip through Commit.
-    import tollgate.core
+    import tollgate.ids
 
     g = gate()
     now = [1_796_205_557_446]
-    monkeypatch.setattr(tollgate.core, "wall_clock_ms", lambda: now[0])
+    monkeypatch.setattr(tollgate.ids, "now_ms", lambda: now[0])
     ids = []
     for _ in range(3):
         ids.append((await g.reserve(SCOPE, "gpt-4o", PROMPT)).reservation.hold.reservation_id)

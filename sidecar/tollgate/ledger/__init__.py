@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..config import BudgetConfig, Config, PoolSpec
+from ..errors import InvalidRequest
+from ..ids import parse_pool_id
 from ..quality import QualityStore
 from ..scope import Level
 from .local import Journal, LocalLedger, SpecResolver, wall_clock_ms
@@ -77,10 +79,9 @@ def spec_resolver(budgets: BudgetConfig) -> Callable[[str], tuple[Level, PoolSpe
     """Look up a pool's level and spec from its id (``user:acme/alice``)."""
 
     def resolve(pool_id: str) -> tuple[Level, PoolSpec] | None:
-        level_name, _, _ = pool_id.partition(":")
         try:
-            level = Level(level_name)
-        except ValueError:
+            level = Level(parse_pool_id(pool_id).level)
+        except InvalidRequest:
             return None
         spec = budgets.spec_for(level, pool_id)
         return None if spec is None else (level, spec)

@@ -18,7 +18,7 @@ from .pools import PoolState
 from .types import AuditReport, Hold, HoldState, Mismatch
 from .windows import SLIDING_BUCKETS, bucket_debt, bucket_ms, fixed_window
 
-__all__ = ["audit_pools", "pool_org"]
+__all__ = ["audit_pools"]
 
 _CHARGED = (HoldState.COMMITTED, HoldState.EXPIRED)
 
@@ -52,11 +52,6 @@ def audit_pools(
         overshoot_total=sum(overshoots),
         overshoot_count=len(overshoots),
     )
-
-
-def pool_org(pool_id: str) -> str:
-    """The org a pool id belongs to: ``user:acme/alice`` -> ``acme``."""
-    return pool_id.partition(":")[2].partition("/")[0]
 
 
 def _recompute(state: PoolState, spec: PoolSpec, holds: list[Hold]) -> dict[str, int]:

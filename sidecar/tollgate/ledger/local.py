@@ -24,8 +24,9 @@ from ..errors import (
     ReservationNotFound,
     StoreUnavailable,
 )
+from ..ids import pool_org, reservation_org
 from ..scope import Level
-from .audit import audit_pools, pool_org
+from .audit import audit_pools
 from .pools import PoolState, check_admission
 from .types import (
     AuditReport,
@@ -263,7 +264,7 @@ class LocalLedger:
         pools = self._journal.pools()
         if orgs is not None:
             wanted = set(orgs)
-            records = [h for h in records if h.reservation_id.partition(".")[2] in wanted]
+            records = [h for h in records if reservation_org(h.reservation_id) in wanted]
             pools = {k: v for k, v in pools.items() if pool_org(k) in wanted}
         return audit_pools(pools, records, self._specs, now)
 

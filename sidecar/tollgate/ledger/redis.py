@@ -44,13 +44,15 @@ from ..config import ExpiryPolicy, PoolSpec, WindowKind
 from ..errors import (
     BudgetExceeded,
     IdempotencyConflict,
+    InvalidRequest,
     Refusal,
     ReservationEnded,
     ReservationNotFound,
     StoreUnavailable,
 )
+from ..ids import pool_org, reservation_org
 from ..scope import Level
-from .audit import audit_pools, pool_org
+from .audit import audit_pools
 from .local import SpecResolver, refuse_ended
 from .pools import PoolState, check_admission
 from .types import (
@@ -187,10 +189,10 @@ class RedisStore:
 
     @staticmethod
     def _org_of(reservation_id: str) -> str:
-        _, _, org = reservation_id.partition(".")
-        if not org:
-            raise ReservationNotFound(f"no reservation {reservation_id!r}")
-        return org
+        try:
+            return reservation_org(reservation_id)
+        except InvalidRequest:
+            raise ReservationNotFound(f"no reservation {reservation_id[:60]!r}") from None
 
     def _keys(self, org: str, reservation_id: str, pool_ids: Sequence[str]) -> list[str]:
         keys = [self._org_key(org, f"r:{reservation_id}"), self._org_key(org, "d"), self._org_key(org, "rs")]

@@ -60,13 +60,12 @@ class HoldRequest:
     """1 for a first call, 2 for its first escalation, and so on."""
     fresh: bool = False
     """The id was drawn at random for this very request, so no record can hold it yet:
-    a store may skip looking for an earlier reserve of the same id."""
-
-    @property
-    def fingerprint(self) -> str:
-        """What must match for a repeated reserve to be the same request."""
-        pools = ",".join(p.pool_id for p in self.pools)
-        return f"{self.model}|{self.amount}|{self.tokens}|{pools}"
+    a store may skip looking for an earlier reserve of the same id, and a call the store
+    gave up on can be undone, since no caller can know the id."""
+    fingerprint: str = ""
+    """What the caller sent, digested: a repeated reserve of the same id is a replay only
+    if this matches. Never a figure the sidecar derives (the amount moves with what it
+    learns), or a retry could not replay."""
 
 
 @dataclass(frozen=True, slots=True)
