@@ -21,6 +21,7 @@ from .errors import InvalidRequest
 from .ids import parse_reservation_id
 from .ledger import CommitOutcome, CommitRequest, PoolSnapshot, ReleaseOutcome
 from .ledger.overrides import OverrideStore, PoolOverride
+from .money import MAX_CAP_NANOS
 
 __all__ = ["Admin", "AuditLog"]
 
@@ -65,14 +66,14 @@ class Admin:
         self.gate.overrides = await self.store.load()
 
     async def set_cap(self, who: str, pool_id: str, cap: int, reason: str = "") -> PoolChange:
-        if not 0 <= cap <= 10**15:
-            raise InvalidRequest(f"cap_nanos must be between 0 and 10^15 (one million USD), got {cap}")
+        if not 0 <= cap <= MAX_CAP_NANOS:
+            raise InvalidRequest(f"cap_nanos must be between 0 and {MAX_CAP_NANOS} (2^52), got {cap}")
         return await self._change(who, "set_cap", pool_id, reason, {"cap_nanos": cap},
                                   lambda o, snap, now: replace(o, cap=cap))
 
     async def top_up(self, who: str, pool_id: str, amount: int, reason: str = "") -> PoolChange:
-        if not 0 < amount <= 10**15:
-            raise InvalidRequest(f"amount_nanos must be between 1 and 10^15 (one million USD), got {amount}")
+        if not 0 < amount <= MAX_CAP_NANOS:
+            raise InvalidRequest(f"amount_nanos must be between 1 and {MAX_CAP_NANOS} (2^52), got {amount}")
 
         def add(o: PoolOverride, snap: PoolSnapshot, now: int) -> PoolOverride:
             until = self._window_end(snap, now)
@@ -123,6 +124,15 @@ class Admin:
         now = self.gate.clock()
         current = self.gate.overrides.get(pool_id) or PoolOverride(pool_id)
         changed = update(current, before, now)
+        # Checked before anything is written: an answer that fails after the write would tell
+        # the caller "no" about a change that stays.
+        configured = self.gate.config.budgets.spec_for(ref.level, pool_id)
+        cap = changed.apply(configured, now).cap if configured is not None else changed.cap or 0
+        if cap > MAX_CAP_NANOS:
+            raise InvalidRequest(
+                f"this would make {pool_id}'s cap {cap} nano-USD, over the largest a pool may have "
+                f"({MAX_CAP_NANOS}, 2^52); nothing was changed"
+            )
         await self.store.put(changed)
         self.gate.overrides = {**self.gate.overrides, pool_id: changed}
         (after,) = await self.gate.store.snapshot([self.gate.pool_ref(pool_id)])

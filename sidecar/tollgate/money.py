@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 __all__ = [
+    "MAX_CAP_NANOS",
     "NANOS_PER_USD",
     "Price",
     "apply_margin",
@@ -22,6 +23,12 @@ __all__ = [
 ]
 
 NANOS_PER_USD = 1_000_000_000
+MAX_CAP_NANOS = 2**52
+"""The largest cap a pool may have, configured or after admin changes (about 4.5 million USD).
+
+The shared store's script does its arithmetic in Lua doubles, exact below 2^53: with
+caps below 2^52, a pool's spend plus its holds stays exact, and every figure fits the
+wire's int64 with room to spare."""
 # USD per million tokens -> milli-nanos per token: 1e9 nanos * 1e3 milli / 1e6 tokens.
 _MILLINANOS_PER_TOKEN_PER_USD_PER_MTOK = 1_000_000
 

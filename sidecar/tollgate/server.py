@@ -28,7 +28,6 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from tollgate_client.v1 import tollgate_pb2 as pb
-from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
 from .admin import Admin, AuditLog
 from .auth import Authenticator
@@ -36,7 +35,7 @@ from .config import Config, TlsConfig
 from .core import Tollgate
 from .errors import ConfigError, StoreUnavailable
 from .ledger import BudgetStore, open_override_store, open_quality_store, open_store
-from .service import AdminServicer, TollgateServicer
+from .service import AdminServicer, TollgateServicer, add_to_server
 from .telemetry import Telemetry
 
 __all__ = ["Sidecar", "run", "serve"]
@@ -165,10 +164,10 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
         ]
     )
     servicer = TollgateServicer(gate, telemetry)
-    pb_grpc.add_TollgateServiceServicer_to_server(servicer, server)
+    add_to_server(servicer, server, pb.DESCRIPTOR.services_by_name["TollgateService"])
     admin = Admin(gate, open_override_store(config), AuditLog(config.auth.audit_log))
     admin_servicer = AdminServicer(admin, telemetry, servicer.auth)
-    pb_grpc.add_AdminServiceServicer_to_server(admin_servicer, server)
+    add_to_server(admin_servicer, server, pb.DESCRIPTOR.services_by_name["AdminService"])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

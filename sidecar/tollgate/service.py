@@ -13,10 +13,13 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, message_factory
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message import DecodeError
 from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import status_pb2
 
@@ -48,7 +51,7 @@ from .routing.select import Priced
 from .scope import Level, Priority, Scope
 from .telemetry import Telemetry
 
-__all__ = ["BUDGET_EXCEEDED_TRAILER", "AdminServicer", "TollgateServicer"]
+__all__ = ["BUDGET_EXCEEDED_TRAILER", "AdminServicer", "Malformed", "TollgateServicer", "add_to_server"]
 
 log = logging.getLogger("tollgate.service")
 
@@ -102,39 +105,93 @@ Resp = TypeVar("Resp")
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 
+@dataclass(frozen=True, slots=True)
+class Malformed:
+    """A request body that did not parse as its message: the handler answers INVALID_ARGUMENT.
+
+    Parsing happens in the method's deserializer, outside any handler; returning this
+    instead of raising brings a garbage body to the error table like any bad request.
+    """
+
+    message: str
+    problem: str
+
+
+def _parser(message_class: Any) -> Callable[[bytes], Any]:
+    parse = message_class.FromString
+    name = message_class.DESCRIPTOR.full_name
+
+    def parse_or_flag(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as exc:
+            return Malformed(name, str(exc)[:120])
+        except Exception as exc:  # whatever else the parser raises, the body is the caller's to fix
+            return Malformed(name, type(exc).__name__)
+
+    return parse_or_flag
+
+
+def add_to_server(servicer: Any, server: grpc.aio.Server, service: ServiceDescriptor) -> None:
+    """Serve ``service``'s methods from ``servicer``, bodies parsed where the error table sees them."""
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_parser(message_factory.GetMessageClass(method.input_type)),
+            response_serializer=message_factory.GetMessageClass(method.output_type).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+    server.add_registered_method_handlers(service.full_name, handlers)
+
+
 def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
     """Turn domain errors into their status; anything unexpected into INTERNAL, logged."""
 
     @functools.wraps(handler)
     async def wrapper(self: Any, request: Req, context: grpc.aio.ServicerContext) -> Resp:
         token = None
+        failure: _Failure
         try:
             if self.auth.enabled:
                 caller = self.auth.authenticate(*_credentials(context))
                 self.auth.admit(caller)
                 token = _CALLER.set(caller)
+            if isinstance(request, Malformed):
+                raise InvalidRequest(f"malformed request: the body is not a valid {request.message} "
+                                     f"({request.problem}); send a message built by the generated stubs")
             return await handler(self, request, context)
         except TollgateError as exc:
             if isinstance(exc, BudgetExceeded):
                 self.telemetry.refused(exc.refusal)
-            await _abort(context, exc)
+            failure = _failure(exc)
         except (ValueError, OverflowError) as exc:
             # Protobuf conversion of out-of-range values ends up here.
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {exc}")
-        except grpc.aio.AbortError:
-            raise
+            failure = _Failure(grpc.StatusCode.INVALID_ARGUMENT, f"invalid request: {str(exc)[:200]}")
         except Exception:
             log.exception("unexpected error in %s", handler.__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the sidecar log has the details")
+            failure = _Failure(grpc.StatusCode.INTERNAL, "internal error; the sidecar log has the details")
         finally:
             if token is not None:
                 _CALLER.reset(token)
+        # Aborted outside the except clauses: an exception kept alive by the abort would
+        # hold its traceback's frames, and through them the rejected request, until a
+        # full garbage collection.
+        await context.abort(failure.code, failure.message, trailing_metadata=failure.trailers)
         raise AssertionError("unreachable: abort raises")
 
     return wrapper
 
 
-async def _abort(context: grpc.aio.ServicerContext, exc: TollgateError) -> None:
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    code: grpc.StatusCode
+    message: str
+    trailers: tuple[tuple[str, bytes], ...] = ()
+
+
+def _failure(exc: TollgateError) -> _Failure:
     code = next((c for cls, c in _STATUS.items() if isinstance(exc, cls)), grpc.StatusCode.INTERNAL)
     message = str(exc)
     if isinstance(exc, BudgetExceeded):
@@ -152,15 +209,11 @@ async def _abort(context: grpc.aio.ServicerContext, exc: TollgateError) -> None:
         packed = any_pb2.Any()
         packed.Pack(detail)
         status = status_pb2.Status(code=code.value[0], message=message, details=[packed])
-        await context.abort(
-            code,
-            message,
-            trailing_metadata=(
-                ("grpc-status-details-bin", status.SerializeToString()),
-                (BUDGET_EXCEEDED_TRAILER, detail.SerializeToString()),
-            ),
-        )
-    await context.abort(code, message)
+        return _Failure(code, message, (
+            ("grpc-status-details-bin", status.SerializeToString()),
+            (BUDGET_EXCEEDED_TRAILER, detail.SerializeToString()),
+        ))
+    return _Failure(code, message)
 
 
 class TollgateServicer(pb_grpc.TollgateServiceServicer):
@@ -174,7 +227,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     def _scope(self, scope: pb.Scope | None) -> Scope:
         """The request's scope, once the caller is known to be allowed it."""
-        out = _scope(scope)
+        out = _scope(scope, self.gate.config.limits.max_tags)
         Authenticator.authorize(_CALLER.get(), out.org, out.team)
         return out
 
@@ -197,7 +250,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         decision = await self.gate.route(
             self._scope(request.scope if request.HasField("scope") else None),
-            _prompt(request.prompt),
+            _prompt(request.prompt, self.gate.config.limits.max_messages),
             _signals(request.signals),
             max_output_tokens=request.max_output_tokens,
             reserve=request.reserve,
@@ -221,7 +274,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         result = await self.gate.reserve(
             self._scope(request.scope if request.HasField("scope") else None),
             request.model,
-            _prompt(request.prompt),
+            _prompt(request.prompt, self.gate.config.limits.max_messages),
             task_type=request.task_type,
             max_output_tokens=request.max_output_tokens,
             idempotency_key=request.reservation.idempotency_key,
@@ -250,7 +303,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         escalation = await self.gate.escalate(
             request.reservation_id,
             scope,
-            _prompt(request.prompt),
+            _prompt(request.prompt, self.gate.config.limits.max_messages),
             _signals(request.signals),
             max_output_tokens=request.max_output_tokens,
             model=request.model,
@@ -376,9 +429,12 @@ class AdminServicer(pb_grpc.AdminServiceServicer):
 # -- conversions ------------------------------------------------------------------------------
 
 
-def _scope(scope: pb.Scope | None) -> Scope:
+def _scope(scope: pb.Scope | None, max_tags: int) -> Scope:
     if scope is None:
         raise InvalidRequest("scope is required: set scope.org_id to the organisation that pays")
+    # Counted before anything is built from them: a rejected request must cost no memory.
+    if len(scope.tags) > max_tags:
+        raise InvalidRequest(f"scope.tags has {len(scope.tags)} entries; limits.max_tags allows {max_tags}")
     if scope.priority == pb.PRIORITY_HIGH:
         priority = Priority.HIGH
     elif scope.priority in (pb.PRIORITY_UNSPECIFIED, pb.PRIORITY_NORMAL):
@@ -395,10 +451,14 @@ def _scope(scope: pb.Scope | None) -> Scope:
     )
 
 
-def _prompt(prompt: pb.Prompt) -> Prompt:
+def _prompt(prompt: pb.Prompt, max_messages: int) -> Prompt:
     which = prompt.WhichOneof("input")
     if which == "messages":
-        return Prompt(messages=tuple([(m.role, m.content) for m in prompt.messages.items]))
+        items = prompt.messages.items
+        # Counted before anything is built from them: a rejected request must cost no memory.
+        if len(items) > max_messages:
+            raise InvalidRequest(f"{len(items)} messages exceed limits.max_messages of {max_messages}")
+        return Prompt(messages=tuple([(m.role, m.content) for m in items]))
     if which == "input_tokens":
         return Prompt(input_tokens=prompt.input_tokens)
     raise InvalidRequest("prompt is required: set prompt.messages or prompt.input_tokens")
