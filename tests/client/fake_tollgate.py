@@ -67,20 +67,38 @@ class Failure:
 
 
 @dataclass
+class Hang:
+    """The call takes effect, but its answer never arrives: the fake waits until the client gives up."""
+
+    seconds: float = 30.0
+
+
+@dataclass
 class FakeTollgate(pb_grpc.TollgateServiceServicer):
     """Answers like the sidecar, keeping reservations in memory and recording every request.
 
-    ``failures`` makes a method abort with a given status; ``delay`` makes every
-    method wait before answering.
+    ``failures`` makes a method abort with a given status on every call;
+    ``script`` gives a method's next calls, one entry each, a ``Failure`` (refused
+    before anything happened) or a ``Hang`` (done, but never answered), after
+    which it answers normally; ``delay`` makes every method wait before answering.
+    Like the sidecar, a repeated reserve with the same idempotency key returns the
+    first reservation with ``replayed`` set, and a repeated commit or release of
+    a reservation ended the same way answers again with ``replayed`` set.
     """
 
     requests: list[tuple[str, Message]] = field(default_factory=list)
     metadata: list[dict[str, str | bytes]] = field(default_factory=list)
     failures: dict[str, Failure] = field(default_factory=dict)
+    script: dict[str, list[Failure | Hang]] = field(default_factory=dict)
     delay: float = 0.0
     open: dict[str, str] = field(default_factory=dict)
-    ended: set[str] = field(default_factory=set)
+    ended: dict[str, str] = field(default_factory=dict)
+    """Ended reservations: how each ended, ``"Commit"`` or ``"Release"``."""
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def keys(self, method: str) -> list[str]:
+        """The idempotency key each ``method`` request carried, in order."""
+        return [request.reservation.idempotency_key for request in self.calls(method)]  # type: ignore[attr-defined]
 
     def calls(self, method: str) -> list[Message]:
         return [request for name, request in self.requests if name == method]
@@ -96,10 +114,16 @@ class FakeTollgate(pb_grpc.TollgateServiceServicer):
         if self.delay:
             await asyncio.sleep(self.delay)
         failure = self.failures.get(method)
+        scripted = self.script[method].pop(0) if self.script.get(method) else None
+        if isinstance(scripted, Failure):
+            failure = scripted
         if failure is not None:
             await context.abort(failure.code, failure.details, trailing_metadata=failure.trailing_metadata)
         try:
-            return answer()
+            response = answer()
+            if isinstance(scripted, Hang):
+                await asyncio.sleep(scripted.seconds)  # cancelled when the client's deadline passes
+            return response
         except UnknownReservation as missing:
             await context.abort(grpc.StatusCode.NOT_FOUND, f"no reservation {missing}")
         except EndedReservation as ended:
@@ -108,8 +132,9 @@ class FakeTollgate(pb_grpc.TollgateServiceServicer):
 
     def _hold(self, model: str, idempotency_key: str) -> pb.Reservation:
         reservation_id = f"res-{idempotency_key or next(self._ids)}"
-        replayed = reservation_id in self.open
-        self.open[reservation_id] = model
+        replayed = reservation_id in self.open or reservation_id in self.ended
+        if not replayed:
+            self.open[reservation_id] = model
         return pb.Reservation(
             reservation_id=reservation_id,
             model=model,
@@ -119,13 +144,17 @@ class FakeTollgate(pb_grpc.TollgateServiceServicer):
             replayed=replayed,
         )
 
-    def _end(self, reservation_id: str) -> None:
+    def _end(self, reservation_id: str, how: str) -> bool:
+        """End the reservation by ``how``; True when it already ended that way (a replay)."""
         if reservation_id in self.ended:
+            if self.ended[reservation_id] == how:
+                return True
             raise EndedReservation(reservation_id)
         if reservation_id not in self.open:
             raise UnknownReservation(reservation_id)
         del self.open[reservation_id]
-        self.ended.add(reservation_id)
+        self.ended[reservation_id] = how
+        return False
 
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         def answer() -> pb.RouteResponse:
@@ -163,21 +192,23 @@ class FakeTollgate(pb_grpc.TollgateServiceServicer):
 
     async def Commit(self, request: pb.CommitRequest, context: grpc.aio.ServicerContext) -> pb.CommitResponse:
         def answer() -> pb.CommitResponse:
-            self._end(request.reservation_id)
+            replayed = self._end(request.reservation_id, "Commit")
             return pb.CommitResponse(
                 reservation_id=request.reservation_id,
                 charged_nanos=900_000,
                 overshoot_nanos=0,
                 released_nanos=HELD - 900_000,
                 pools=[pool(held=0)],
+                replayed=replayed,
             )
 
         return await self._answer("Commit", request, context, answer)
 
     async def Release(self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext) -> pb.ReleaseResponse:
         def answer() -> pb.ReleaseResponse:
-            self._end(request.reservation_id)
-            return pb.ReleaseResponse(reservation_id=request.reservation_id, released_nanos=HELD, pools=[pool(held=0)])
+            replayed = self._end(request.reservation_id, "Release")
+            return pb.ReleaseResponse(reservation_id=request.reservation_id, released_nanos=HELD,
+                                      pools=[pool(held=0)], replayed=replayed)
 
         return await self._answer("Release", request, context, answer)
 
@@ -196,6 +227,40 @@ class FakeTollgate(pb_grpc.TollgateServiceServicer):
             return pb.GetBudgetResponse(pools=[pool(), org])
 
         return await self._answer("GetBudget", request, context, answer)
+
+    async def Feedback(self, request: pb.FeedbackRequest, context: grpc.aio.ServicerContext) -> pb.FeedbackResponse:
+        def answer() -> pb.FeedbackResponse:
+            if request.reservation_id not in self.open and request.reservation_id not in self.ended:
+                raise UnknownReservation(request.reservation_id)
+            return pb.FeedbackResponse(task_type="extract", tier="cheap")
+
+        return await self._answer("Feedback", request, context, answer)
+
+    async def GetQuality(self, request: pb.GetQualityRequest,
+                         context: grpc.aio.ServicerContext) -> pb.GetQualityResponse:
+        return await self._answer("GetQuality", request, context, pb.GetQualityResponse)
+
+    async def Escalate(self, request: pb.EscalateRequest, context: grpc.aio.ServicerContext) -> pb.EscalateResponse:
+        def answer() -> pb.EscalateResponse:
+            # As the sidecar does: the next attempt's id derives from the failed one's, so a retry replays.
+            if request.reservation_id not in self.open and request.reservation_id not in self.ended:
+                raise UnknownReservation(request.reservation_id)
+            previous = None
+            if request.HasField("usage"):
+                replayed = self._end(request.reservation_id, "Commit")
+                previous = pb.CommitResponse(reservation_id=request.reservation_id, charged_nanos=900_000,
+                                             replayed=replayed)
+            held = self._hold("gpt-4o", f"escalated-{request.reservation_id}")
+            return pb.EscalateResponse(
+                decision=pb.Decision(chosen=candidate("gpt-4o", "openai", "strong", 9_000_000),
+                                     reason=f"escalation: {request.reason}", source=pb.DECISION_SOURCE_ESCALATION),
+                reservation=held,
+                previous_reservation_id=request.reservation_id,
+                previous_commit=previous,
+                attempt=2,
+            )
+
+        return await self._answer("Escalate", request, context, answer)
 
 
 async def serve(fake: FakeTollgate, address: str) -> tuple[grpc.aio.Server, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -142,7 +143,11 @@ async def test_reserve_commit_release_extend_and_get_budget(client: AsyncClient,
     assert request.model == "gpt-4o"
     assert request.task_type == "chat"
     assert request.max_output_tokens == 64
-    assert request.reservation == pb.ReservationOptions(ttl_ms=10_000)
+    # Retries are on by default, so the client gave the reservation a key of its own.
+    key = request.reservation.idempotency_key
+    assert re.fullmatch(r"[0-9a-f]{32}", key), key
+    assert request.reservation == pb.ReservationOptions(idempotency_key=key, ttl_ms=10_000)
+    assert reserved.reservation.idempotency_key == key
     assert [(m.role, m.content) for m in request.prompt.messages.items] == [("user", "hi")]
     assert isinstance(reserved, ReserveResult)
     assert reserved.reservation.model == "gpt-4o"
@@ -256,7 +261,10 @@ def test_client_can_be_created_outside_an_event_loop() -> None:
     client = AsyncClient("unix:///run/tollgate.sock", timeout=0.5)
     assert client.target == "unix:///run/tollgate.sock"
     assert client.timeout == 0.5
-    assert repr(client) == "AsyncClient('unix:///run/tollgate.sock', timeout=0.5)"
+    assert repr(client) == (
+        "AsyncClient('unix:///run/tollgate.sock', timeout=0.5, "
+        "retry=Retry(attempts=4, budget_s=5.0, backoff_s=0.05, max_backoff_s=1.0))"
+    )
     with pytest.raises(ValueError, match="timeout"):
         AsyncClient(timeout=0)
     with pytest.raises(ValueError, match="target"):

@@ -29,6 +29,7 @@ from ._errors import (
 from ._escalate import Attempt, Cascade, call_with_escalation
 from ._money import NANOS_PER_USD, format_usd
 from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
+from ._retry import DEFAULT_RETRY, Retry
 from ._shadow import call_with_shadow, default_judge
 from ._types import (
     Candidate,
@@ -55,6 +56,7 @@ from ._usage import usage_from_anthropic, usage_from_openai
 
 __all__ = [
     "BUDGET_EXCEEDED_TRAILER",
+    "DEFAULT_RETRY",
     "DEFAULT_TARGET",
     "NANOS_PER_USD",
     "AsyncClient",
@@ -82,6 +84,7 @@ __all__ = [
     "ReservationSource",
     "ReserveOptions",
     "ReserveResult",
+    "Retry",
     "RouteOptions",
     "Scope",
     "Shadow",

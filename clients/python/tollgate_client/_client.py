@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TypeVar, Unpack
@@ -10,8 +12,9 @@ import grpc
 import grpc.aio
 
 from . import _wire
-from ._errors import from_rpc_error
+from ._errors import TollgateClientError, from_rpc_error
 from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
+from ._retry import DEFAULT_RETRY, Attempts, Retry, new_idempotency_key
 from ._types import (
     CommitResult,
     Decision,
@@ -52,18 +55,21 @@ except ImportError:  # pragma: no cover - exercised where OpenTelemetry is not i
 class _Settings:
     """Connection settings common to both clients."""
 
-    __slots__ = ("_credentials", "_metadata", "_target", "_timeout")
+    __slots__ = ("_credentials", "_metadata", "_retry", "_target", "_timeout")
 
     def __init__(self, target: str, timeout: float, metadata: Metadata,
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
+                 credentials: grpc.ChannelCredentials | None = None, retry: Retry | None = DEFAULT_RETRY) -> None:
         if not target:
             raise ValueError('target must be "host:port" or "unix:///path/to.sock"')
         if timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout}")
+        if retry is not None and not isinstance(retry, Retry):
+            raise TypeError(f"retry must be a Retry or None, got {type(retry).__name__}")
         self._target = target
         self._timeout = timeout
         self._metadata = tuple(metadata)
         self._credentials = credentials
+        self._retry = retry if retry is None or retry.attempts > 1 else None
 
     @property
     def target(self) -> str:
@@ -72,8 +78,27 @@ class _Settings:
 
     @property
     def timeout(self) -> float:
-        """The deadline of every call, in seconds."""
+        """The deadline of every attempt of a call, in seconds."""
         return self._timeout
+
+    @property
+    def retry(self) -> Retry | None:
+        """How calls the sidecar did not answer are retried; None when they are not."""
+        return self._retry
+
+    def _attempts(self, call: _wire.Call[T]) -> Attempts:
+        """The retry bookkeeping of ``call``, with its idempotency key filled in when it needs one."""
+        if self._retry is not None and call.reservation is not None and not call.reservation.idempotency_key:
+            call.reservation.idempotency_key = new_idempotency_key()
+        return Attempts(self._retry, call.retry_on, self._timeout)
+
+    @staticmethod
+    def _failed(call: _wire.Call[T], attempts: Attempts, failure: TollgateClientError) -> TollgateClientError:
+        """The exception of the call's last attempt, saying how many were made and under which key."""
+        failure.attempts = attempts.count
+        if call.reservation is not None:
+            failure.idempotency_key = call.reservation.idempotency_key
+        return failure
 
     def _call_metadata(self) -> tuple[tuple[str, str], ...]:
         """The configured metadata plus the caller's trace context, when OpenTelemetry is in use."""
@@ -83,20 +108,22 @@ class _Settings:
         return self._metadata + tuple(carrier.items()) if carrier else self._metadata
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._target!r}, timeout={self._timeout})"
+        return f"{type(self).__name__}({self._target!r}, timeout={self._timeout}, retry={self._retry!r})"
 
 
 class AsyncClient(_Settings):
     """Client of the Tollgate sidecar for asyncio applications.
 
     ``target`` is ``"host:port"`` or ``"unix:///path/to.sock"``; ``timeout`` is
-    the deadline of each call in seconds; ``metadata`` is sent with every call
-    (for example an authorization header a proxy in front of the sidecar
-    checks, or ``("authorization", "Bearer <token>")`` for a sidecar with
-    callers configured); ``credentials`` (``grpc.ssl_channel_credentials(...)``)
-    connects over TLS. The channel is opened on first use, inside the running event
-    loop, so the client may be created anywhere. Close it with ``close()`` or
-    use it as ``async with AsyncClient() as client:``.
+    the deadline of each attempt of a call in seconds; ``metadata`` is sent with
+    every call (for example an authorization header a proxy in front of the
+    sidecar checks, or ``("authorization", "Bearer <token>")`` for a sidecar
+    with callers configured); ``credentials`` (``grpc.ssl_channel_credentials(...)``)
+    connects over TLS; ``retry`` is how a call the sidecar did not answer is
+    tried again (``None``: never), with the same idempotency key. The channel
+    is opened on first use, inside the running event loop, so the client may be
+    created anywhere. Close it with ``close()`` or use it as
+    ``async with AsyncClient() as client:``.
 
     Failed calls raise a ``TollgateClientError`` subclass.
     """
@@ -104,8 +131,8 @@ class AsyncClient(_Settings):
     __slots__ = ("_channel", "_closed", "_stub")
 
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = (),
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
-        super().__init__(target, timeout, metadata, credentials)
+                 credentials: grpc.ChannelCredentials | None = None, retry: Retry | None = DEFAULT_RETRY) -> None:
+        super().__init__(target, timeout, metadata, credentials, retry)
         self._channel: grpc.aio.Channel | None = None
         self._stub: TollgateServiceStub | None = None
         self._closed = False
@@ -192,19 +219,28 @@ class AsyncClient(_Settings):
             )
             self._stub = TollgateServiceStub(self._channel)
         method = getattr(self._stub, call.method)
-        try:
-            response = await method(call.request, timeout=self._timeout, metadata=self._call_metadata())
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from error
-        return call.convert(response)
+        attempts = self._attempts(call)
+        metadata = self._call_metadata()
+        while True:
+            try:
+                response = await method(call.request, timeout=attempts.timeout(), metadata=metadata)
+            except grpc.RpcError as error:
+                failure = from_rpc_error(error)
+                wait = attempts.retry_after(failure.code)
+                if wait is None:
+                    raise self._failed(call, attempts, failure) from error
+                await asyncio.sleep(wait)
+                continue
+            return call.convert(response)
 
 
 class Client(_Settings):
     """Blocking client of the Tollgate sidecar, with the same methods as ``AsyncClient``.
 
     ``target`` is ``"host:port"`` or ``"unix:///path/to.sock"``; ``timeout`` is
-    the deadline of each call in seconds; ``metadata`` is sent with every call.
-    Close it with ``close()`` or use it as ``with Client() as client:``. The
+    the deadline of each attempt of a call in seconds; ``metadata`` is sent with
+    every call; ``retry`` is how a call the sidecar did not answer is tried again
+    (``None``: never). Close it with ``close()`` or use it as ``with Client() as client:``. The
     client is safe to share between threads.
 
     Failed calls raise a ``TollgateClientError`` subclass.
@@ -213,8 +249,8 @@ class Client(_Settings):
     __slots__ = ("_channel", "_stub")
 
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = (),
-                 credentials: grpc.ChannelCredentials | None = None) -> None:
-        super().__init__(target, timeout, metadata, credentials)
+                 credentials: grpc.ChannelCredentials | None = None, retry: Retry | None = DEFAULT_RETRY) -> None:
+        super().__init__(target, timeout, metadata, credentials, retry)
         self._channel = (
             grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
             if credentials is not None
@@ -288,8 +324,16 @@ class Client(_Settings):
 
     def _run(self, call: _wire.Call[T]) -> T:
         method = getattr(self._stub, call.method)
-        try:
-            response = method(call.request, timeout=self._timeout, metadata=self._call_metadata())
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from error
-        return call.convert(response)
+        attempts = self._attempts(call)
+        metadata = self._call_metadata()
+        while True:
+            try:
+                response = method(call.request, timeout=attempts.timeout(), metadata=metadata)
+            except grpc.RpcError as error:
+                failure = from_rpc_error(error)
+                wait = attempts.retry_after(failure.code)
+                if wait is None:
+                    raise self._failed(call, attempts, failure) from error
+                time.sleep(wait)
+                continue
+            return call.convert(response)

@@ -45,13 +45,19 @@ BUDGET_EXCEEDED_TRAILER = "tollgate-budget-exceeded-bin"
 class TollgateClientError(Exception):
     """Root of the errors raised for an RPC the sidecar refused or could not answer.
 
-    ``code`` is the ``grpc.StatusCode`` and ``details`` the sidecar's message.
+    ``code`` is the ``grpc.StatusCode`` and ``details`` the sidecar's message, both
+    of the last attempt; ``attempts`` is how many attempts were made (see
+    ``Retry``). ``idempotency_key`` is the key a Reserve or a reserving Route was
+    sent with, the caller's or the generated one (else ``""``): a later retry of
+    the same call with that key cannot hold twice.
     """
 
     def __init__(self, code: grpc.StatusCode, details: str = "") -> None:
         super().__init__(f"{code.name}: {details}" if details else code.name)
         self.code = code
         self.details = details
+        self.attempts = 1
+        self.idempotency_key = ""
 
 
 class BudgetExceededError(TollgateClientError):
@@ -110,8 +116,9 @@ class EscalationRefusedError(TollgateClientError):
 class UnavailableError(TollgateClientError):
     """The sidecar could not be reached or did not answer in time (UNAVAILABLE, DEADLINE_EXCEEDED).
 
-    Every Tollgate RPC is idempotent by reservation id or idempotency key, so
-    the call may be retried.
+    The client has already retried the call as its ``Retry`` policy allows;
+    every call that moves money is idempotent by reservation id or idempotency
+    key, so it may be sent again later.
     """
 
 

@@ -136,7 +136,10 @@ class Reservation:
 
     ``held_nanos`` is the estimated cost times the sidecar's margin. ``replayed``
     is true when the answer repeats an earlier request with the same
-    idempotency key.
+    idempotency key. ``idempotency_key`` is the key the reservation was made
+    under: the caller's, or the one the client generated so that its retries
+    could not hold twice; ``""`` when there was none (retries off, an
+    escalation, a shadow call).
     """
 
     reservation_id: str
@@ -145,6 +148,7 @@ class Reservation:
     expires_at: datetime
     pools: tuple[PoolState, ...]
     replayed: bool
+    idempotency_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,7 +298,8 @@ class RouteOptions(TypedDict, total=False):
     - ``needs_tools`` / ``needs_vision`` / ``needs_json``: capabilities the call needs [False]
     - ``max_output_tokens``: the output-token limit passed to the provider, 0 for none [0]
     - ``reserve``: also reserve for the chosen model, in the same round trip [False]
-    - ``idempotency_key``: with ``reserve``, a retry with the same key returns the same reservation [""]
+    - ``idempotency_key``: with ``reserve``, a retry with the same key returns the same reservation; when
+      empty and retries are on, the client generates one, used by every attempt of this call [""]
     - ``ttl_ms``: with ``reserve``, the reservation's time to live, 0 for the sidecar's default [0]
     - ``accept_shadow``: the caller makes shadow calls when sampled (``call_with_shadow``) [False]
     - ``latency``: the slowest latency class acceptable: ``"fast"``, ``"standard"``, ``"slow"``; "" for any [""]
@@ -325,7 +330,8 @@ class ReserveOptions(TypedDict, total=False):
     - ``input_tokens``: input tokens already counted by the application [None]
     - ``task_type``: task type, used to estimate output tokens from history [""]
     - ``max_output_tokens``: the output-token limit passed to the provider, 0 for none [0]
-    - ``idempotency_key``: a retry with the same key returns the same reservation [""]
+    - ``idempotency_key``: a retry with the same key returns the same reservation; when empty and retries
+      are on, the client generates one, used by every attempt of this call [""]
     - ``ttl_ms``: the reservation's time to live, 0 for the sidecar's default [0]
     """
 

@@ -16,7 +16,9 @@ from typing import Any, Generic, TypeVar
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from grpc import StatusCode
 
+from ._retry import MONEY, NEVER, READ
 from ._types import (
     Candidate,
     CommitResult,
@@ -59,11 +61,19 @@ _PRIORITY = {"normal": pb.PRIORITY_NORMAL, "high": pb.PRIORITY_HIGH}
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One RPC ready to send: the stub method's name, its request and the response converter."""
+    """One RPC ready to send: the stub method's name, its request and the response converter.
+
+    ``retry_on`` are the statuses after which the call may be sent again as it is.
+    ``reservation`` is the request's own ``ReservationOptions`` when its
+    idempotency key is what makes that safe (Reserve, Route with ``reserve``): the
+    client fills the key in before the first attempt when the caller left it empty.
+    """
 
     method: str
     request: Message
     convert: Callable[[Any], T]
+    retry_on: frozenset[StatusCode] = MONEY
+    reservation: pb.ReservationOptions | None = None
 
 
 # --- requests ---------------------------------------------------------------
@@ -106,10 +116,13 @@ def route(
     )
     if reserve:
         request.reservation.CopyFrom(_reservation_options(idempotency_key, ttl_ms))
-    elif idempotency_key or ttl_ms:
+        # The key is read when the answer arrives: the client may have filled it in before sending.
+        return Call("Route", request, lambda r: _decision(r, request.reservation.idempotency_key),
+                    reservation=request.reservation)
+    if idempotency_key or ttl_ms:
         # Silently dropping them would leave the caller believing a retry is idempotent.
         raise ValueError("idempotency_key and ttl_ms apply to a reservation: pass reserve=True with them")
-    return Call("Route", request, _decision)
+    return Call("Route", request, _decision, retry_on=READ)
 
 
 def reserve(
@@ -134,7 +147,8 @@ def reserve(
         max_output_tokens=_count("max_output_tokens", max_output_tokens),
         reservation=_reservation_options(idempotency_key, ttl_ms),
     )
-    return Call("Reserve", request, _reserve_result)
+    return Call("Reserve", request, lambda r: _reserve_result(r, request.reservation.idempotency_key),
+                reservation=request.reservation)
 
 
 def commit(reservation_id: str, usage: Usage) -> Call[CommitResult]:
@@ -211,7 +225,7 @@ def extend(reservation_id: str, ttl_ms: int = 0) -> Call[ExtendResult]:
 
 def get_budget(scope: Scope) -> Call[tuple[PoolState, ...]]:
     """The GetBudget call."""
-    return Call("GetBudget", pb.GetBudgetRequest(scope=_scope(scope)), _budget)
+    return Call("GetBudget", pb.GetBudgetRequest(scope=_scope(scope)), _budget, retry_on=READ)
 
 
 _SOURCES = {
@@ -231,12 +245,12 @@ def feedback(reservation_id: str, score: float | bool, source: str = "user") -> 
         raise ValueError(f"source must be one of {', '.join(_SOURCES)}, got {source!r}")
     request = pb.FeedbackRequest(reservation_id=_reservation_id(reservation_id), score=value,
                                  source=_SOURCES[source])
-    return Call("Feedback", request, lambda r: (r.task_type, r.tier))
+    return Call("Feedback", request, lambda r: (r.task_type, r.tier), retry_on=NEVER)
 
 
 def get_quality() -> Call[tuple[TaskQuality, ...]]:
     """The GetQuality call."""
-    return Call("GetQuality", pb.GetQualityRequest(), _quality)
+    return Call("GetQuality", pb.GetQualityRequest(), _quality, retry_on=READ)
 
 
 def _scope(scope: Scope) -> pb.Scope:
@@ -370,7 +384,7 @@ def _pools(pools: Iterable[pb.PoolState]) -> tuple[PoolState, ...]:
     return tuple(_pool(p) for p in pools)
 
 
-def _reservation(r: pb.Reservation) -> Reservation:
+def _reservation(r: pb.Reservation, idempotency_key: str = "") -> Reservation:
     return Reservation(
         reservation_id=r.reservation_id,
         model=r.model,
@@ -378,6 +392,7 @@ def _reservation(r: pb.Reservation) -> Reservation:
         expires_at=timestamp(r.expires_at),
         pools=_pools(r.pools),
         replayed=r.replayed,
+        idempotency_key=idempotency_key,
     )
 
 
@@ -390,7 +405,7 @@ def _escalation(response: pb.EscalateResponse) -> Escalation:
     )
 
 
-def _decision(response: pb.RouteResponse | pb.EscalateResponse) -> Decision:
+def _decision(response: pb.RouteResponse | pb.EscalateResponse, idempotency_key: str = "") -> Decision:
     d = response.decision
     return Decision(
         model=d.chosen.model,
@@ -405,7 +420,8 @@ def _decision(response: pb.RouteResponse | pb.EscalateResponse) -> Decision:
         estimated_cost_nanos=d.chosen.estimated_cost_nanos,
         outcome=_enum_name(pb.PolicyOutcome, "POLICY_OUTCOME_", d.outcome),
         fallbacks=tuple(_candidate(c) for c in d.fallbacks),
-        reservation=_reservation(response.reservation) if response.HasField("reservation") else None,
+        reservation=(_reservation(response.reservation, idempotency_key) if response.HasField("reservation")
+                     else None),
         shadow=_shadow(response.shadow) if isinstance(response, pb.RouteResponse) and response.HasField("shadow")
         else None,
     )
@@ -438,9 +454,9 @@ def _candidate(c: pb.Candidate) -> Candidate:
                      latency=_enum_name(pb.LatencyClass, "LATENCY_CLASS_", c.latency))
 
 
-def _reserve_result(response: pb.ReserveResponse) -> ReserveResult:
+def _reserve_result(response: pb.ReserveResponse, idempotency_key: str = "") -> ReserveResult:
     return ReserveResult(
-        reservation=_reservation(response.reservation),
+        reservation=_reservation(response.reservation, idempotency_key),
         estimated_input_tokens=response.estimated_input_tokens,
         estimated_output_tokens=response.estimated_output_tokens,
         estimated_cost_nanos=response.estimated_cost_nanos,
