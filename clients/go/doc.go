@@ -13,9 +13,13 @@
 // callers import only this package; InputTokens, Messages and NewMessage build
 // the Prompt oneof.
 //
-// A budget refusal is returned as a *BudgetExceededError; other failures are
-// the gRPC status errors themselves, classified by IsUnavailable, IsNotFound,
-// IsInvalidArgument and IsReservationEnded.
+// A call the sidecar did not answer (UNAVAILABLE, DEADLINE_EXCEEDED) is
+// retried under the client's RetryPolicy (WithRetry, WithoutRetry), a Reserve
+// or a reserving Route with one idempotency key on every attempt, so that it
+// never holds twice; when the retries are spent, the error is an
+// *UnavailableError. A budget refusal is returned as a *BudgetExceededError;
+// other failures are the gRPC status errors themselves, classified by
+// IsUnavailable, IsNotFound, IsInvalidArgument and IsReservationEnded.
 //
 // The tollgatev1 stubs are generated from proto/tollgate/v1/tollgate.proto
 // and committed; `go generate` here (or `make proto` at the repository root)

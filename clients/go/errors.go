@@ -86,8 +86,9 @@ func Code(err error) codes.Code {
 func IsBudgetExceeded(err error) bool { return Code(err) == codes.ResourceExhausted }
 
 // IsUnavailable reports whether the sidecar could not be reached or did not
-// answer in time (UNAVAILABLE or DEADLINE_EXCEEDED). Every Tollgate call is
-// idempotent by reservation id or idempotency key, so it may be retried.
+// answer in time (UNAVAILABLE or DEADLINE_EXCEEDED), after the client's
+// retries (see RetryPolicy); errors.As with an *UnavailableError gives the
+// attempts made and the idempotency key a Reserve was sent with.
 func IsUnavailable(err error) bool {
 	c := Code(err)
 	return c == codes.Unavailable || c == codes.DeadlineExceeded

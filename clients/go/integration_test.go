@@ -6,7 +6,10 @@ package tollgate_test
 //
 //	budgets: {overrides: {"org:tiny": {cap: "0.001", policy: hard}}}
 //
-// as tests/clients/test_go_client.py does.
+// as tests/clients/test_go_client.py does. The retry test runs when
+// TOLLGATE_LOSSY_TARGET is set too: a proxy in front of the sidecar's TCP
+// port that loses the answer to the first call of every other connection
+// (tests/clients/lossy_proxy.py).
 
 import (
 	"context"
@@ -246,4 +249,60 @@ func TestIntegrationReserveIdempotencyKey(t *testing.T) {
 			t.Fatalf("Release: %v", err)
 		}
 	})
+}
+
+// lossy is a fresh client through the proxy that loses answers: its first call
+// reaches the sidecar and takes effect, but the answer never comes back.
+func lossy(t *testing.T) *tollgate.Client {
+	t.Helper()
+	target := os.Getenv("TOLLGATE_LOSSY_TARGET")
+	if target == "" {
+		t.Skip("TOLLGATE_LOSSY_TARGET is not set: no proxy that loses answers")
+	}
+	client, err := tollgate.Dial(context.Background(), target, tollgate.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatalf("Dial(%q): %v", target, err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return client
+}
+
+func TestIntegrationRetryAfterALostAnswer(t *testing.T) {
+	through := lossy(t)
+	direct := sidecar(t, "TOLLGATE_TARGET")
+	ctx := context.Background()
+	scope := org(t)
+	reserved, err := through.Reserve(ctx, &tollgate.ReserveRequest{
+		Scope: scope, Model: "gpt-4o-mini", Prompt: tollgate.InputTokens(1000),
+	})
+	if err != nil {
+		t.Fatalf("Reserve: %v", err)
+	}
+	held := reserved.GetReservation()
+	if !held.GetReplayed() { // the retry found what the lost attempt had held
+		t.Fatalf("the retried Reserve was not a replay: %v", held)
+	}
+	pools, err := direct.GetBudget(ctx, scope)
+	if err != nil {
+		t.Fatalf("GetBudget: %v", err)
+	}
+	if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetCalls() != 1 || p.GetHeldNanos() != held.GetHeldNanos() {
+		t.Fatalf("org pool after a Reserve whose answer was lost: %v, reservation %v", p, held)
+	}
+
+	committed, err := lossy(t).Commit(ctx, held.GetReservationId(), &tollgate.Usage{InputTokens: 1000, OutputTokens: 100})
+	if err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	if !committed.GetReplayed() {
+		t.Fatalf("the retried Commit was not a replay: %v", committed)
+	}
+	pools, err = direct.GetBudget(ctx, scope)
+	if err != nil {
+		t.Fatalf("GetBudget: %v", err)
+	}
+	if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetCalls() != 1 || p.GetHeldNanos() != 0 ||
+		p.GetSpentNanos() != committed.GetChargedNanos() {
+		t.Fatalf("org pool after a Commit whose answer was lost: %v, commit %v", p, committed)
+	}
 }

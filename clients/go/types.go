@@ -29,6 +29,8 @@ type (
 	TaskQuality        = pb.TaskQuality
 	TierQuality        = pb.TierQuality
 	BudgetExceeded     = pb.BudgetExceeded
+	EscalateRequest    = pb.EscalateRequest
+	EscalateResponse   = pb.EscalateResponse
 )
 
 // The tollgate.v1 enums.

@@ -22,6 +22,8 @@ import pytest
 
 from tests.sidecar_process import ROOT, SidecarProcess, write_config
 
+from .lossy_proxy import LossyProxy
+
 GO_CLIENT = ROOT / "clients" / "go"
 TOOLS = ("go", "gofmt")
 INTEGRATION_TESTS = (
@@ -30,6 +32,7 @@ INTEGRATION_TESTS = (
     "TestIntegrationWithReservationReleasesOnError",
     "TestIntegrationWithReservationCommits",
     "TestIntegrationErrors",
+    "TestIntegrationReserveIdempotencyKey",
 )
 TIMEOUT = 600  # the first run downloads and compiles gRPC; later runs take seconds
 
@@ -125,10 +128,14 @@ def test_go_test_against_a_sidecar(go: str, sidecar: SidecarProcess) -> None:
     env = _go_env()
     env["TOLLGATE_TARGET"] = sidecar.target
     env["TOLLGATE_UNIX_TARGET"] = f"unix://{sidecar.unix_socket}"
-    result = _run([go, "test", "-count=1", "-v", "./..."], env=env)
+    with LossyProxy(sidecar.target) as proxy:
+        env["TOLLGATE_LOSSY_TARGET"] = proxy.target
+        result = _run([go, "test", "-count=1", "-v", "./..."], env=env)
     report = f"{_output(result)}\n--- sidecar log ---\n{sidecar.logs()}"
     assert result.returncode == 0, report
     assert "--- SKIP" not in result.stdout, f"integration tests were skipped:\n{report}"
     for name in INTEGRATION_TESTS:
         for transport in ("tcp", "unix"):
             assert f"--- PASS: {name}/{transport} " in result.stdout, f"{name}/{transport} did not pass:\n{report}"
+    assert "--- PASS: TestIntegrationRetryAfterALostAnswer " in result.stdout, report
+    assert (proxy.lost, proxy.passed) == (2, 2), f"the proxy lost {proxy.lost} answers, passed {proxy.passed}"
