@@ -24,7 +24,7 @@ from .auth import Caller
 from .catalog import Capability, Catalog, Latency, Model
 from .errors import ConfigError, InvalidRequest
 from .ids import ID_PATTERN, parse_pool_id
-from .money import Price, parse_margin, parse_usd
+from .money import MAX_CAP_NANOS, Price, format_usd, parse_margin, parse_usd
 from .quality import QualityConfig
 from .scope import Level, Scope
 
@@ -577,8 +577,15 @@ def _pool(node: _Node, base: PoolSpec | None = None) -> PoolSpec:
             margin = parse_margin(node.get("margin").value)
         except ValueError as exc:
             raise node.child("margin", None).error(str(exc)) from None
+    cap = b.cap
+    if node.has("cap"):
+        cap = node.get("cap").usd()
+        if cap > MAX_CAP_NANOS:
+            raise node.child("cap", None).error(
+                f"a pool's cap may be at most {format_usd(MAX_CAP_NANOS, 2)} (2^52 nano-USD); split larger budgets "
+                "across teams")
     return PoolSpec(
-        cap=node.get("cap").usd() if node.has("cap") else b.cap,
+        cap=cap,
         window=window,
         policy=Policy(node.get("policy").str(choices=tuple(Policy))) if node.has("policy") else b.policy,
         warn_at_bp=node.get("warn_at").share_bp() if node.has("warn_at") else b.warn_at_bp,

@@ -8,7 +8,12 @@
     ├── BudgetExceeded           a pool refused the hold            -> RESOURCE_EXHAUSTED
     ├── ReservationNotFound      no reservation with that id        -> NOT_FOUND
     ├── ReservationEnded         committed, released or expired     -> FAILED_PRECONDITION
-    ├── IdempotencyConflict      same id, different figures         -> FAILED_PRECONDITION
+    ├── IdempotencyConflict      same key or id, a different request -> FAILED_PRECONDITION
+    ├── EscalationRefused        no tier above, or too many attempts -> OUT_OF_RANGE
+    ├── Unauthenticated          no or unknown credentials          -> UNAUTHENTICATED
+    ├── PermissionDenied         outside the caller's grants        -> PERMISSION_DENIED
+    ├── RateLimited              over the caller's request rate     -> RESOURCE_EXHAUSTED
+    ├── CallerGone               the deadline passed before the answer -> DEADLINE_EXCEEDED
     └── StoreUnavailable         the budget store cannot be reached -> UNAVAILABLE
 
 The domain raises these; ``service.py`` maps each to its gRPC status in one table.
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "BudgetExceeded",
+    "CallerGone",
     "ConfigError",
     "EscalationRefused",
     "IdempotencyConflict",
@@ -109,6 +115,10 @@ class PermissionDenied(TollgateError):
 
 class RateLimited(TollgateError):
     """The caller is over its configured rate."""
+
+
+class CallerGone(TollgateError):
+    """The caller stopped waiting before the answer; what the call did was undone."""
 
 
 class StoreUnavailable(TollgateError):

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2, message_factory
@@ -33,6 +33,7 @@ from .config import Policy
 from .core import Outcome, Prompt, RouteDecision, Tollgate, Usage
 from .errors import (
     BudgetExceeded,
+    CallerGone,
     EscalationRefused,
     IdempotencyConflict,
     InvalidRequest,
@@ -65,6 +66,7 @@ _STATUS: dict[type[TollgateError], grpc.StatusCode] = {
     IdempotencyConflict: grpc.StatusCode.FAILED_PRECONDITION,
     EscalationRefused: grpc.StatusCode.OUT_OF_RANGE,
     StoreUnavailable: grpc.StatusCode.UNAVAILABLE,
+    CallerGone: grpc.StatusCode.DEADLINE_EXCEEDED,
     Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -175,11 +177,15 @@ def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         finally:
             if token is not None:
                 _CALLER.reset(token)
-        # Aborted outside the except clauses: an exception kept alive by the abort would
-        # hold its traceback's frames, and through them the rejected request, until a
-        # full garbage collection.
-        await context.abort(failure.code, failure.message, trailing_metadata=failure.trailers)
-        raise AssertionError("unreachable: abort raises")
+        # Answered by setting the status, not by ``context.abort``: gRPC keeps the exception
+        # an abort raises on the call, whose frames then hold the rejected request in a
+        # reference cycle until a full garbage collection (megabytes per hostile request).
+        # With a non-OK code set, gRPC sends the status and discards the returned message.
+        context.set_code(failure.code)
+        context.set_details(failure.message)
+        if failure.trailers:
+            context.set_trailing_metadata(failure.trailers)
+        return cast(Resp, None)
 
     return wrapper
 
@@ -246,6 +252,20 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
                 return
         raise PermissionDenied(f"caller {caller.name} may not use reservations of org {org[:128]!r}")
 
+    async def _undo_if_gone(self, context: grpc.aio.ServicerContext, *held: ReserveOutcome | None) -> None:
+        """Release fresh holds whose caller stopped waiting before the answer: nobody can name them.
+
+        A keyed hold stays: the caller's retry with its key finds it.
+        """
+        remaining = context.time_remaining()
+        if not (context.cancelled() or (remaining is not None and remaining <= 0)):
+            return
+        for outcome in held:
+            if outcome is not None and not outcome.replayed:
+                await self.gate.release(outcome.hold.reservation_id)
+        raise CallerGone("the call's deadline passed before its answer; nothing is held, retry with an "
+                         "idempotency key")
+
     @_translated
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         decision = await self.gate.route(
@@ -258,6 +278,8 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
             ttl_ms=request.reservation.ttl_ms,
             accept_shadow=request.accept_shadow,
         )
+        if not request.reservation.idempotency_key:
+            await self._undo_if_gone(context, decision.reservation, decision.shadow_reservation)
         response = pb.RouteResponse(decision=_decision(decision))
         if decision.reservation is not None:
             response.reservation.CopyFrom(_reservation(decision.reservation))
@@ -280,6 +302,8 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
             idempotency_key=request.reservation.idempotency_key,
             ttl_ms=request.reservation.ttl_ms,
         )
+        if not request.reservation.idempotency_key:
+            await self._undo_if_gone(context, result.reservation)
         self.telemetry.reserved(result.reservation)
         return pb.ReserveResponse(
             reservation=_reservation(result.reservation),
@@ -457,7 +481,7 @@ def _prompt(prompt: pb.Prompt, max_messages: int) -> Prompt:
         items = prompt.messages.items
         # Counted before anything is built from them: a rejected request must cost no memory.
         if len(items) > max_messages:
-            raise InvalidRequest(f"{len(items)} messages exceed limits.max_messages of {max_messages}")
+            raise InvalidRequest(f"{len(items)} messages exceed the limit of {max_messages} (limits.max_messages)")
         return Prompt(messages=tuple([(m.role, m.content) for m in items]))
     if which == "input_tokens":
         return Prompt(input_tokens=prompt.input_tokens)

@@ -439,7 +439,10 @@ class _Interceptor(grpc.aio.ServerInterceptor):
             code = grpc.StatusCode.OK
             with t.server_span(method, context) as span:
                 try:
-                    return await inner(request, context)
+                    response = await inner(request, context)
+                    # A refusal is answered by setting the status rather than raising.
+                    code = context.code() or grpc.StatusCode.OK
+                    return response
                 except BaseException:
                     code = context.code() or grpc.StatusCode.UNKNOWN
                     raise

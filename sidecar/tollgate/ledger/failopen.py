@@ -23,6 +23,7 @@ from ..errors import (
     ReservationNotFound,
     StoreUnavailable,
 )
+from ..ids import fresh_reservation_id, reservation_org
 from ..scope import Level
 from .local import SpecResolver, refuse_ended, wall_clock_ms
 from .pools import check_admission
@@ -82,10 +83,15 @@ class FailOpenStore:
             return self._reserve_locally(request, exc)
 
     def _reserve_locally(self, request: HoldRequest, cause: StoreUnavailable) -> ReserveOutcome:
+        if request.fresh:
+            # The store may yet hold the id it was sent (and then undo it, as no caller knows
+            # it): the local reservation takes an id of its own, so the two never meet.
+            request = replace(request, reservation_id=fresh_reservation_id(reservation_org(request.reservation_id)))
         if request.reservation_id in self._local:
             existing = self._local[request.reservation_id]
             if existing.fingerprint != request.fingerprint:
-                raise IdempotencyConflict(f"reservation {request.reservation_id} exists for different figures")
+                raise IdempotencyConflict(f"reservation {request.reservation_id} already exists for a different "
+                                          "request under this idempotency key; use a new key for a new call")
             return ReserveOutcome(existing, (), replayed=True)
         if self.used + request.amount > self.allowance:
             raise StoreUnavailable(

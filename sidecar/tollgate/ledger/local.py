@@ -149,8 +149,8 @@ class LocalLedger:
         if existing is not None:
             if existing.fingerprint != request.fingerprint:
                 raise IdempotencyConflict(
-                    f"reservation {request.reservation_id} already exists for different figures; "
-                    "use a new idempotency key for a new call"
+                    f"reservation {request.reservation_id} already exists for a different request under this "
+                    "idempotency key; use a new key for a new call"
                 )
             return ReserveOutcome(existing, self._snapshots(request.pools, now, request.high_priority), replayed=True)
 

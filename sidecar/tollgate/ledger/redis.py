@@ -19,6 +19,15 @@ lost its data).
 Faults: every call is bounded by ``timeout`` seconds; a refused connection, a
 timeout or a cluster error becomes ``StoreUnavailable`` (gRPC UNAVAILABLE), and the
 call holds nothing. The sidecar fails closed.
+
+A call the sidecar gave up on may still be in flight (written to a socket of a Redis
+that stalled, say) and run later. So that the caller's view holds (an error answer
+changes nothing that lasts), every mutation carries a not-after instant on Redis's own
+clock (this sidecar's clock plus the offset it last measured, plus the timeout) and the
+script refuses to act past it; and a reservation with a fresh id (no idempotency key,
+so no caller can ever name it) whose reserve was given up on is released in the
+background once Redis answers, in case the script ran just before its deadline and
+only the answer was lost. A keyed reserve is found again by the caller's retry.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
@@ -74,6 +84,9 @@ __all__ = ["RedisStore", "connect"]
 log = logging.getLogger("tollgate.ledger.redis")
 
 _SCRIPT = resources.files("tollgate.ledger").joinpath("lua/ledger.lua").read_text()
+# Redis's clock and a record's state in one step, keyed so it runs on a cluster too.
+_PROBE = ("local t = redis.call('TIME') "
+          "return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('HGET', KEYS[1], 'state')}")
 _STORE_ERRORS = (
     redis_errors.ConnectionError,
     redis_errors.TimeoutError,
@@ -161,6 +174,7 @@ class RedisStore:
 
         self._client = client
         self._script = client.register_script(_SCRIPT)
+        self._probe = client.register_script(_PROBE)
         self._cluster = client if isinstance(client, RedisCluster) else None
         # A cluster node's pool fails a caller when it is full instead of queueing it like the
         # single-node client's blocking pool; this queues calls within their bound instead.
@@ -179,8 +193,12 @@ class RedisStore:
         # sidecar usually commits what it reserved, so Commit needs no read first.
         self._facts: OrderedDict[str, Hold] = OrderedDict()
         self._epoch: str | None = None
+        self._offset_ms: int | None = None
+        """Redis's clock minus this sidecar's, as last measured (never more than the truth)."""
+        self._undoing: set[asyncio.Task[None]] = set()
         self.expired_total = 0
         self.epoch_changes = 0
+        self.undone_total = 0
 
     # -- keys ---------------------------------------------------------------------
 
@@ -283,10 +301,32 @@ class RedisStore:
     async def _run(self, keys: list[str], args: list[str | int]) -> list[Any]:
         async with self._call(self._timeout):
             reply = await self._script(keys=keys, args=args)
-        return [x.decode() if isinstance(x, bytes) else x for x in reply]
+        out = [x.decode() if isinstance(x, bytes) else x for x in reply]
+        if out[0] in _TIMED_VERDICTS:
+            # Measured on arrival, so the offset errs low by the reply's trip: deadlines
+            # computed from it are early, never late.
+            self._offset_ms = int(out[1]) - self._local_clock()
+        if out[0] == "late":
+            raise StoreUnavailable(
+                "the Redis budget store ran the call after this sidecar stopped waiting for it; nothing was changed"
+            )
+        return out
 
     def _now_arg(self) -> str:
         return "" if self._clock is None else str(self._clock())
+
+    def _not_after(self) -> str:
+        """The not-after instant of a call sent now, on the script's clock ("" until the offset is known)."""
+        if self._clock is not None:
+            return str(self._clock() + int(self._timeout * 1000))
+        if self._offset_ms is None:
+            return ""
+        return str(self._local_clock() + self._offset_ms + int(self._timeout * 1000))
+
+    async def _measure_offset(self) -> None:
+        async with self._call(self._timeout):
+            seconds, micros = await self._client.time()
+        self._offset_ms = int(seconds) * 1000 + int(micros) // 1000 - self._local_clock()
 
     # -- the store interface ---------------------------------------------------------------
 
@@ -305,18 +345,28 @@ class RedisStore:
             if refusal is not None:
                 raise BudgetExceeded(refusal)
         await self._remember(org)
+        if self._offset_ms is None and self._clock is None:
+            await self._measure_offset()
         pool_ids = [r.pool_id for r in refs]
+        not_after = self._not_after()
         args = [
-            "reserve", self._now_arg(), *self._spec_args(refs, request.high_priority),
+            "reserve", self._now_arg(), not_after, *self._spec_args(refs, request.high_priority),
             request.reservation_id, request.amount, request.tokens, request.ttl_ms, request.model,
             request.task_type, request.fingerprint, "\n".join(pool_ids), request.parent_id, request.attempt,
         ]
-        reply = await self._run(self._keys(org, request.reservation_id, pool_ids), args)
+        try:
+            reply = await self._run(self._keys(org, request.reservation_id, pool_ids), args)
+        except (StoreUnavailable, asyncio.CancelledError):
+            # Given up on (timed out, cut, or the caller went away): the script may yet run,
+            # or may have run with its answer lost. Nobody can name a fresh id, so undo it.
+            if request.fresh:
+                self._undo_later(request.reservation_id, int(not_after) if not_after else None)
+            raise
         verdict = reply[0]
         if verdict == "conflict":
             raise IdempotencyConflict(
-                f"reservation {request.reservation_id} already exists for different figures; "
-                "use a new idempotency key for a new call"
+                f"reservation {request.reservation_id} already exists for a different request under this "
+                "idempotency key; use a new key for a new call"
             )
         if verdict == "refused":
             index, limit, requested, remaining, raw, now = reply[1:7]
@@ -351,8 +401,9 @@ class RedisStore:
         hold = await self.describe(reservation_id)
         org = self._org_of(reservation_id)
         refs = self._refs(hold.pool_ids)
-        args = [action, self._now_arg(), *self._spec_args(refs, False), reservation_id, "\n".join(hold.pool_ids),
-                str(self._expiry_policy), *extra]
+        not_after = "" if action == "expire" else self._not_after()
+        args = [action, self._now_arg(), not_after, *self._spec_args(refs, False), reservation_id,
+                "\n".join(hold.pool_ids), str(self._expiry_policy), *extra]
         reply = await self._run(self._keys(org, reservation_id, hold.pool_ids), args)
         verdict = reply[0]
         if verdict == "missing":
@@ -396,7 +447,7 @@ class RedisStore:
         if not refs:
             return []
         org = pool_org(refs[0].pool_id)
-        args = ["snapshot", self._now_arg(), *self._spec_args(refs, high_priority)]
+        args = ["snapshot", self._now_arg(), "", *self._spec_args(refs, high_priority)]
         reply = await self._run(self._keys(org, "-", [r.pool_id for r in refs]), args)
         return list(self._snapshots(refs, reply[2], int(reply[1]), high_priority))
 
@@ -434,7 +485,7 @@ class RedisStore:
 
     async def _prune(self, org: str, *, batch: int = 200) -> int:
         """Delete records ended longer ago than the retention (folding their charges into the pools)."""
-        args = ["prune", self._now_arg(), 0, self._retention_ms, batch, self._org_key(org, "")]
+        args = ["prune", self._now_arg(), "", 0, self._retention_ms, batch, self._org_key(org, "")]
         reply = await self._run([self._org_key(org, "rs")], args)
         return int(reply[2])
 
@@ -476,7 +527,8 @@ class RedisStore:
         await self._remember(org)
         pool_ids = [r.pool_id for r in refs]
         args = [
-            "import", self._now_arg(), *self._spec_args(refs, False), hold.reservation_id, hold.amount,
+            "import", self._now_arg(), self._not_after(), *self._spec_args(refs, False), hold.reservation_id,
+            hold.amount,
             hold.tokens, hold.created_ms, hold.charged, hold.used_tokens, str(hold.state), hold.model,
             hold.task_type, hold.fingerprint, hold.commit_fingerprint, "\n".join(pool_ids), hold.parent_id,
             hold.attempt,
@@ -485,8 +537,54 @@ class RedisStore:
         return bool(reply[0] == "ok")
 
     async def close(self) -> None:
-        """Close the connection pool."""
+        """Close the connection pool (undos still waiting for Redis are dropped)."""
+        for task in self._undoing:
+            task.cancel()
         await self._client.aclose()
+
+    # -- undoing reserves the sidecar gave up on --------------------------------------------
+
+    def _undo_later(self, reservation_id: str, not_after: int | None) -> None:
+        task = asyncio.get_running_loop().create_task(self._undo(reservation_id, not_after))
+        self._undoing.add(task)
+        task.add_done_callback(self._undoing.discard)
+
+    @property
+    def undos_pending(self) -> int:
+        """Reserves given up on whose fate Redis has not yet told."""
+        return len(self._undoing)
+
+    async def _undo(self, reservation_id: str, not_after: int | None) -> None:
+        """Release a fresh reservation whose reserve was given up on, once Redis says it exists.
+
+        Until Redis's clock is past the reserve's not-after instant, the script may still
+        arrive, so an absent record proves nothing yet. Without a not-after instant (the
+        offset was unknown), the reserve's own bound is waited out instead.
+        """
+        org = self._org_of(reservation_id)
+        key = self._org_key(org, f"r:{reservation_id}")
+        delay, give_up = 0.05, time.monotonic() + _UNDO_PATIENCE_S
+        while time.monotonic() < give_up:
+            try:
+                async with self._call(self._timeout):
+                    now, state = await self._probe(keys=[key], args=[])
+                state = state.decode() if isinstance(state, bytes) else state
+                if state == "open":
+                    await self.release(reservation_id)
+                    self.undone_total += 1
+                    log.warning("released reservation %s: its reserve ran after this sidecar had answered "
+                                "UNAVAILABLE, so no caller holds its id", reservation_id)
+                    return
+                if state is not None:
+                    return  # ended already (expired, or released by an earlier undo)
+                if not_after is not None and int(now) > not_after:
+                    return  # the script can no longer take effect
+            except (StoreUnavailable, ReservationEnded, ReservationNotFound):
+                pass
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        log.error("could not learn whether reservation %s was held after its reserve timed out; if it was, it "
+                  "expires by the expiry policy", reservation_id)
 
     # -- restarts of Redis itself ------------------------------------------------------------
 
@@ -520,6 +618,9 @@ class RedisStore:
         return changed
 
 
+_TIMED_VERDICTS = frozenset({"ok", "replay", "ended", "noop", "late"})
+# How long an undo keeps asking a Redis that does not answer: past any stall worth riding out.
+_UNDO_PATIENCE_S = 600.0
 # Facts of the reservations still open here, so that a Commit costs one round trip. An ended
 # one's facts go at once (a retried Commit reads the record again); beyond the bound, the
 # oldest go, and their Commit reads the record first.

@@ -6,9 +6,12 @@
 -- pool its counters hash and its sliding-bucket hash. All keys share the org's hash
 -- tag, so the script touches one slot and runs unchanged on Redis Cluster.
 --
--- ARGV[1] action: reserve | commit | release | expire | extend | snapshot
+-- ARGV[1] action: reserve | commit | release | expire | extend | snapshot | prune | import
 -- ARGV[2] now in ms, or "" for the server's own clock (TIME), so skewed pods agree
--- ARGV[3] number of pools; ARGV[4..] one spec per pool (below), then the action's
+-- ARGV[3] not after: the last ms (on this clock) at which the caller still waits for
+-- the answer, or "". A call that reaches Redis later (it sat in a socket buffer while
+-- Redis was stalled, say) changes nothing: its caller was already told it failed.
+-- ARGV[4] number of pools; ARGV[5..] one spec per pool (below), then the action's
 -- own arguments.
 
 local BUCKETS = 60
@@ -151,8 +154,9 @@ end
 
 local action = ARGV[1]
 local now = now_ms()
-local n = tonumber(ARGV[3])
-local specs, next_arg = read_specs(n, 4)
+if ARGV[3] ~= '' and now > tonumber(ARGV[3]) then return {'late', now} end
+local n = tonumber(ARGV[4])
+local specs, next_arg = read_specs(n, 5)
 
 local function pools()
   local out = {}
