@@ -283,8 +283,10 @@ class Limits:
     max_text_chars: int = 4_000_000
     max_tokens: int = 10_000_000
     max_tags: int = 32
-    max_message_bytes: int = 16 * 1024 * 1024
-    """Largest gRPC message in either direction; set when the server starts."""
+    max_message_bytes: int = 4 * 1024 * 1024
+    """Largest gRPC message in either direction; set when the server starts. gRPC's own
+    default: every request in flight may cost this much while it is parsed, so a larger
+    bound lets fewer concurrent hostile calls reach a pod's memory limit."""
 
 
 @dataclass(frozen=True, slots=True)
