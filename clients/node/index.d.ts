@@ -12,8 +12,10 @@ export declare const Status: typeof status;
 
 /** Where the sidecar listens unless configured otherwise: "127.0.0.1:50551". */
 export declare const DEFAULT_TARGET: string;
-/** The deadline of each call unless configured otherwise: 2000 ms. */
+/** The deadline of each attempt of a call unless configured otherwise: 2000 ms. */
 export declare const DEFAULT_TIMEOUT_MS: number;
+/** The retry policy of a client without a `retry` option: `{ attempts: 4, budgetMs: 5000, backoffMs: 50, maxBackoffMs: 1000 }`. */
+export declare const DEFAULT_RETRY: Readonly<Required<RetryOptions>>;
 /** Nano-dollars in one US dollar. */
 export declare const NANOS_PER_USD: bigint;
 /** Trailing-metadata key of the serialized `tollgate.v1.BudgetExceeded`: "tollgate-budget-exceeded-bin". */
@@ -69,7 +71,10 @@ export type RouteOptions = PromptOptions & {
   maxOutputTokens?: Count;
   /** Also reserve for the chosen model, in the same round trip. */
   reserve?: boolean;
-  /** With `reserve`: a retry with the same key returns the same reservation. */
+  /**
+   * With `reserve`: a retry with the same key returns the same reservation. When empty and retries are on,
+   * the client generates one before the first attempt, used by every attempt of this call.
+   */
   idempotencyKey?: string;
   /** With `reserve`: the reservation's time to live in ms; 0 (the default) for the sidecar's. */
   ttlMs?: Count;
@@ -81,7 +86,10 @@ export type ReserveOptions = PromptOptions & {
   taskType?: string;
   /** The output-token limit passed to the provider; 0 (the default) for none. */
   maxOutputTokens?: Count;
-  /** A retry with the same key returns the same reservation. */
+  /**
+   * A retry with the same key returns the same reservation. When empty and retries are on, the client
+   * generates one before the first attempt, used by every attempt of this call.
+   */
   idempotencyKey?: string;
   /** The reservation's time to live in ms; 0 (the default) for the sidecar's. */
   ttlMs?: Count;
@@ -144,6 +152,11 @@ export interface Reservation {
   readonly pools: readonly PoolState[];
   /** True when this answer repeats an earlier request with the same idempotency key. */
   readonly replayed: boolean;
+  /**
+   * The key the reservation was made under: the caller's, or the one the client generated so that its
+   * retries could not hold twice; "" when there was none (retries off).
+   */
+  readonly idempotencyKey: string;
 }
 
 /** A model that could serve the request, with its estimated cost before the margin. */
@@ -216,10 +229,32 @@ export interface ExtendResult {
 /** What `withReservation()` accepts: a `route(..., { reserve: true })` decision, a reserve result or a reservation. */
 export type ReservationSource = Decision | ReserveResult | Reservation;
 
+/**
+ * How a call that failed with UNAVAILABLE or DEADLINE_EXCEEDED is tried again; what is left out takes
+ * `DEFAULT_RETRY`'s value. Calls that move money (reserve, route with `reserve`, commit, release, extend) are
+ * retried on both statuses, reads (getBudget, route without `reserve`) on UNAVAILABLE only; no other status is
+ * ever retried.
+ */
+export interface RetryOptions {
+  /** Attempts in all, the first included; 1 never retries (default 4). */
+  attempts?: number;
+  /**
+   * No retry starts later than this many ms after the call began, and a retry's deadline never runs past it;
+   * the first attempt always has the full `timeoutMs` (default 5000).
+   */
+  budgetMs?: number;
+  /** The wait before the first retry is drawn uniformly from [0, backoffMs); it doubles each retry (default 50). */
+  backoffMs?: number;
+  /** The cap of that doubling (default 1000). */
+  maxBackoffMs?: number;
+}
+
 /** Options of `new TollgateClient()`. */
 export interface ClientOptions {
-  /** The deadline of each call in milliseconds (default 2000). */
+  /** The deadline of each attempt of a call in milliseconds (default 2000). */
   timeoutMs?: number;
+  /** How calls the sidecar did not answer are retried (default `DEFAULT_RETRY`); null or false: never. */
+  retry?: RetryOptions | null | false;
   /** Headers sent with every call, e.g. an authorization header a proxy checks. */
   metadata?: Metadata | Record<string, string | Buffer | Array<string | Buffer>>;
   /** The tollgate/v1/tollgate.proto to load instead of the bundled or repository copy. */
@@ -238,6 +273,8 @@ export declare class TollgateClient {
   constructor(target?: string, options?: ClientOptions);
   readonly target: string;
   readonly timeoutMs: number;
+  /** The retry policy in force; null when calls are not retried. */
+  readonly retry: Readonly<Required<RetryOptions>> | null;
   /** Pick the cheapest capable model for a call and, with `reserve: true`, hold its cost. */
   route(scope: Scope, options: RouteOptions): Promise<Decision>;
   /** Hold the estimated cost of a call to `model` against every pool in `scope`, all or none. */
@@ -297,6 +334,13 @@ export declare class TollgateError extends Error {
   readonly details: string;
   /** The call's trailing metadata, when there was a call. */
   readonly metadata: Metadata | null;
+  /** How many attempts were made. */
+  attempts: number;
+  /**
+   * The key a reserve or a reserving route was sent with, the caller's or the generated one ("" for other
+   * calls): a later retry of the same call with that key cannot hold twice.
+   */
+  idempotencyKey: string;
 }
 
 /** Which pool refused a call, and by how much. */
@@ -339,7 +383,7 @@ export declare class InvalidRequestError extends TollgateError {}
 export declare class ReservationNotFoundError extends TollgateError {}
 /** Already committed, released or expired, or a repeated commit with other figures (FAILED_PRECONDITION). */
 export declare class ReservationEndedError extends TollgateError {}
-/** The sidecar did not answer (UNAVAILABLE, DEADLINE_EXCEEDED); every call may be retried. */
+/** The sidecar did not answer (UNAVAILABLE, DEADLINE_EXCEEDED), after the client's retries. */
 export declare class UnavailableError extends TollgateError {}
 
 /** The client error for a failed grpc-js call (`code`, `details`, `metadata`); the original becomes `cause`. */
@@ -354,6 +398,9 @@ export declare function usageFromAnthropic(response: unknown): ProviderUsage;
 
 /** An amount of nano-dollars as dollars, e.g. 1_234_567_000n → "$1.234567". */
 export declare function formatUsd(nanos: bigint | number): string;
+
+/** A fresh random idempotency key: 32 hex characters, the kind the client generates. */
+export declare function newIdempotencyKey(): string;
 
 /** The tollgate.proto loaded when no `protoPath` is given. */
 export declare function defaultProtoPath(): string;

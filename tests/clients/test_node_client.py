@@ -1,4 +1,5 @@
-"""The Node.js client (clients/node) against a real sidecar: ``node --test`` over TCP and a Unix socket."""
+"""The Node.js client (clients/node) against a real sidecar: ``node --test`` over TCP and a Unix socket, and through
+a proxy that loses answers (tests/clients/lossy_proxy.py) for the retries."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from tests.sidecar_process import ROOT, SidecarProcess, write_config
+
+from .lossy_proxy import LossyProxy
 
 NODE_DIR = ROOT / "clients" / "node"
 STAMP = NODE_DIR / "node_modules" / ".tollgate-npm-ci-stamp"
@@ -97,15 +100,19 @@ def _env(**targets: str) -> dict[str, str]:
 
 
 def test_node_client_against_a_live_sidecar(node: str, node_modules: Path, sidecar: SidecarProcess) -> None:
-    result, output = _node_test(node, _env(
-        TOLLGATE_TARGET=sidecar.target,
-        TOLLGATE_UNIX_TARGET=f"unix://{sidecar.unix_socket}",
-    ))
+    with LossyProxy(sidecar.target) as proxy:
+        result, output = _node_test(node, _env(
+            TOLLGATE_TARGET=sidecar.target,
+            TOLLGATE_UNIX_TARGET=f"unix://{sidecar.unix_socket}",
+            TOLLGATE_LOSSY_TARGET=proxy.target,
+        ))
     assert result.returncode == 0, (
         f"node --test failed ({result.returncode}):\n{output}\n--- sidecar log ---\n{sidecar.logs()[-8000:]}"
     )
-    assert "# SKIP" not in output, f"some Node.js tests were skipped although both targets were set:\n{output}"
+    assert "# SKIP" not in output, f"some Node.js tests were skipped although every target was set:\n{output}"
     assert _summary(output, "fail") == 0 and _summary(output, "pass") == _summary(output, "tests") > 0, output
+    assert re.search(r"^\s*ok \d+ - holds once for a reserve whose answer was lost", output, re.MULTILINE), output
+    assert (proxy.lost, proxy.passed) == (2, 2), f"the proxy lost {proxy.lost} answers, passed {proxy.passed}"
 
 
 def test_node_unit_tests_need_no_sidecar(node: str, node_modules: Path) -> None:

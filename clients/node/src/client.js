@@ -5,12 +5,13 @@ import * as grpc from "@grpc/grpc-js";
 import { fromGrpcError } from "./errors.js";
 import { loadProtos } from "./proto.js";
 import { withReservation } from "./reservation.js";
+import { MONEY, READ, backoffMs, newIdempotencyKey, retryPolicy, sleep } from "./retry.js";
 import * as wire from "./wire.js";
 
 /** Where the sidecar listens unless configured otherwise. */
 export const DEFAULT_TARGET = "127.0.0.1:50551";
 
-/** The deadline of each call unless configured otherwise, in milliseconds. */
+/** The deadline of each attempt of a call unless configured otherwise, in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 2000;
 
 const CHANNEL_OPTIONS = Object.freeze({
@@ -23,11 +24,13 @@ const CHANNEL_OPTIONS = Object.freeze({
  * Client of the Tollgate sidecar.
  *
  * `target` is "host:port" or "unix:///path/to.sock". Options: `timeoutMs`, the
- * deadline of each call; `metadata`, headers sent with every call (for example
- * an authorization header a proxy in front of the sidecar checks); `protoPath`,
- * the tollgate.proto to load instead of the bundled or repository copy;
- * `channelOptions`, extra grpc-js channel options. The connection is opened on
- * the first call. Close the client with close().
+ * deadline of each attempt of a call; `retry`, how a call the sidecar did not
+ * answer is tried again (see DEFAULT_RETRY; null or false: never); `metadata`,
+ * headers sent with every call (for example an authorization header a proxy in
+ * front of the sidecar checks); `protoPath`, the tollgate.proto to load instead
+ * of the bundled or repository copy; `channelOptions`, extra grpc-js channel
+ * options. The connection is opened on the first call. Close the client with
+ * close().
  *
  * Money is a BigInt of nano-dollars in every result; token and call counts are
  * numbers. Failed calls reject with a TollgateError subclass.
@@ -35,6 +38,8 @@ const CHANNEL_OPTIONS = Object.freeze({
 export class TollgateClient {
   #target;
   #timeoutMs;
+  /** @type {Readonly<Required<import("../index.js").RetryOptions>> | null} */
+  #retry;
   #metadata;
   #protoPath;
   /** @type {import("@grpc/grpc-js").Client & Record<string, Function>} */
@@ -49,12 +54,13 @@ export class TollgateClient {
     if (typeof target !== "string" || target === "") {
       throw new TypeError('target must be "host:port" or "unix:///path/to.sock"');
     }
-    const { timeoutMs = DEFAULT_TIMEOUT_MS, metadata = {}, protoPath, channelOptions = {} } = options;
+    const { timeoutMs = DEFAULT_TIMEOUT_MS, retry, metadata = {}, protoPath, channelOptions = {} } = options;
     if (typeof timeoutMs !== "number" || !(timeoutMs > 0) || !Number.isFinite(timeoutMs)) {
       throw new RangeError(`timeoutMs must be a positive number of milliseconds, got ${timeoutMs}`);
     }
     this.#target = target;
     this.#timeoutMs = timeoutMs;
+    this.#retry = retryPolicy(retry);
     this.#metadata = toMetadata(metadata);
     const protos = loadProtos(protoPath);
     this.#protoPath = protos.protoPath;
@@ -68,9 +74,14 @@ export class TollgateClient {
     return this.#target;
   }
 
-  /** The deadline of every call, in milliseconds. */
+  /** The deadline of every attempt of a call, in milliseconds. */
   get timeoutMs() {
     return this.#timeoutMs;
+  }
+
+  /** How calls the sidecar did not answer are retried; null when they are not. */
+  get retry() {
+    return this.#retry;
   }
 
   /**
@@ -80,7 +91,9 @@ export class TollgateClient {
    * @param {import("../index.js").RouteOptions} options
    */
   async route(scope, options) {
-    return this.#call("Route", wire.routeRequest(scope, options), wire.decision);
+    const request = wire.routeRequest(scope, options);
+    if (!request.reserve) return this.#call("Route", request, wire.decision, READ);
+    return this.#call("Route", request, (r) => wire.decision(r, request.reservation.idempotencyKey), MONEY, true);
   }
 
   /**
@@ -91,7 +104,8 @@ export class TollgateClient {
    * @param {import("../index.js").ReserveOptions} options
    */
   async reserve(scope, model, options) {
-    return this.#call("Reserve", wire.reserveRequest(scope, model, options), wire.reserveResult);
+    const request = wire.reserveRequest(scope, model, options);
+    return this.#call("Reserve", request, (r) => wire.reserveResult(r, request.reservation.idempotencyKey), MONEY, true);
   }
 
   /**
@@ -125,7 +139,7 @@ export class TollgateClient {
    * @param {import("../index.js").Scope} scope
    */
   async getBudget(scope) {
-    return this.#call("GetBudget", wire.getBudgetRequest(scope), wire.budget);
+    return this.#call("GetBudget", wire.getBudgetRequest(scope), wire.budget, READ);
   }
 
   /**
@@ -151,19 +165,63 @@ export class TollgateClient {
   }
 
   /**
+   * One call under the client's deadline and retry policy: sent again after a
+   * status in `retryOn` while attempts and budget last. A keyed call's
+   * `request.reservation.idempotencyKey` is filled in before the first attempt
+   * when empty, so that every attempt carries the same one.
    * @template R
    * @param {string} method
-   * @param {object} request
+   * @param {any} request
    * @param {(response: any) => R} convert
+   * @param {ReadonlySet<number>} [retryOn]
+   * @param {boolean} [keyed]
    * @returns {Promise<R>}
    */
-  #call(method, request, convert) {
-    if (this.#closed) return Promise.reject(new Error("this TollgateClient is closed"));
-    const deadline = Date.now() + this.#timeoutMs;
+  async #call(method, request, convert, retryOn = MONEY, keyed = false) {
+    if (this.#closed) throw new Error("this TollgateClient is closed");
+    const policy = this.#retry;
+    if (policy !== null && keyed && !request.reservation.idempotencyKey) {
+      request.reservation.idempotencyKey = newIdempotencyKey();
+    }
+    const start = Date.now();
+    for (let attempt = 1; ; attempt++) {
+      // A retry's deadline never runs past the budget; the first attempt has the full timeout.
+      const deadline =
+        attempt === 1 || policy === null
+          ? start + this.#timeoutMs
+          : Math.min(Date.now() + this.#timeoutMs, start + policy.budgetMs);
+      let response;
+      try {
+        response = await this.#attempt(method, request, deadline);
+      } catch (grpcError) {
+        const error = fromGrpcError(grpcError, { protoPath: this.#protoPath });
+        if (policy !== null && retryOn.has(error.code) && attempt < policy.attempts) {
+          const wait = backoffMs(policy, attempt);
+          // A retry that would start at or past the budget's end has no time left to answer in.
+          if (Date.now() + wait < start + policy.budgetMs) {
+            await sleep(wait);
+            if (!this.#closed) continue;
+          }
+        }
+        error.attempts = attempt;
+        if (keyed) error.idempotencyKey = request.reservation.idempotencyKey;
+        throw error;
+      }
+      return convert(response);
+    }
+  }
+
+  /**
+   * @param {string} method
+   * @param {object} request
+   * @param {number} deadline
+   * @returns {Promise<any>}
+   */
+  #attempt(method, request, deadline) {
     return new Promise((resolve, reject) => {
       this.#stub[method](request, this.#metadata.clone(), { deadline }, (/** @type {any} */ error, /** @type {any} */ response) => {
-        if (error) reject(fromGrpcError(error, { protoPath: this.#protoPath }));
-        else resolve(convert(response));
+        if (error) reject(error);
+        else resolve(response);
       });
     });
   }

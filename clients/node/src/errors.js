@@ -33,7 +33,11 @@ const CODE_NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) 
  *
  * `code` is the numeric gRPC status (compare with `Status.RESOURCE_EXHAUSTED`),
  * `codeName` its name, `details` the sidecar's message and `metadata` the
- * trailing metadata of the call (a grpc-js `Metadata`, or null).
+ * trailing metadata of the call (a grpc-js `Metadata`, or null), all of the
+ * last attempt. `attempts` is how many attempts the client made (see its
+ * `retry` option); `idempotencyKey` is the key a reserve or a reserving route
+ * was sent with, the caller's or the generated one ("" for other calls): a
+ * later retry of the same call with that key cannot hold twice.
  */
 export class TollgateError extends Error {
   /**
@@ -52,6 +56,10 @@ export class TollgateError extends Error {
     this.details = details;
     /** @type {import("@grpc/grpc-js").Metadata | null} */
     this.metadata = options.metadata ?? null;
+    /** @type {number} */
+    this.attempts = 1;
+    /** @type {string} */
+    this.idempotencyKey = "";
   }
 }
 
@@ -105,8 +113,9 @@ export class ReservationEndedError extends TollgateError {}
 
 /**
  * The sidecar could not be reached or did not answer in time (UNAVAILABLE,
- * DEADLINE_EXCEEDED). Every Tollgate RPC is idempotent by reservation id or
- * idempotency key, so the call may be retried.
+ * DEADLINE_EXCEEDED), after the client's retries. Every call that moves money
+ * is idempotent by reservation id or idempotency key, so it may be sent again
+ * later (a reserve with `idempotencyKey`).
  */
 export class UnavailableError extends TollgateError {}
 

@@ -20,4 +20,5 @@ export {
 export { NANOS_PER_USD, formatUsd } from "./money.js";
 export { defaultProtoPath } from "./proto.js";
 export { HeldReservation } from "./reservation.js";
+export { DEFAULT_RETRY, newIdempotencyKey } from "./retry.js";
 export { usageFromAnthropic, usageFromOpenAI } from "./usage.js";

@@ -378,8 +378,11 @@ function poolList(pools) {
   return Object.freeze((pools ?? []).map(pool));
 }
 
-/** @param {any} r */
-function reservation(r) {
+/**
+ * @param {any} r
+ * @param {string} [idempotencyKey] the key the request carried
+ */
+function reservation(r, idempotencyKey = "") {
   return Object.freeze({
     reservationId: r.reservationId,
     model: r.model,
@@ -387,6 +390,7 @@ function reservation(r) {
     expiresAt: /** @type {Date} */ (date(r.expiresAt)),
     pools: poolList(r.pools),
     replayed: Boolean(r.replayed),
+    idempotencyKey,
   });
 }
 
@@ -400,8 +404,11 @@ function candidate(c) {
   });
 }
 
-/** @param {any} response */
-export function decision(response) {
+/**
+ * @param {any} response
+ * @param {string} [idempotencyKey] the key a reserving route carried
+ */
+export function decision(response, idempotencyKey = "") {
   const d = response.decision ?? {};
   const chosen = d.chosen ?? {};
   return Object.freeze({
@@ -417,14 +424,17 @@ export function decision(response) {
     estimatedCostNanos: nanos(chosen.estimatedCostNanos),
     outcome: enumName("POLICY_OUTCOME_", d.outcome),
     fallbacks: Object.freeze((d.fallbacks ?? []).map(candidate)),
-    reservation: response.reservation ? reservation(response.reservation) : null,
+    reservation: response.reservation ? reservation(response.reservation, idempotencyKey) : null,
   });
 }
 
-/** @param {any} response */
-export function reserveResult(response) {
+/**
+ * @param {any} response
+ * @param {string} [idempotencyKey] the key the request carried
+ */
+export function reserveResult(response, idempotencyKey = "") {
   return Object.freeze({
-    reservation: reservation(response.reservation),
+    reservation: reservation(response.reservation, idempotencyKey),
     estimatedInputTokens: int(response.estimatedInputTokens),
     estimatedOutputTokens: int(response.estimatedOutputTokens),
     estimatedCostNanos: nanos(response.estimatedCostNanos),

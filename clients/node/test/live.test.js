@@ -3,6 +3,9 @@
 // ("unix:///path.sock") when that is set too. The sidecar's config must cap
 // the org "tiny" at $0.001 with a hard policy:
 //   budgets.overrides: {"org:tiny": {cap: "0.001", policy: hard}}
+// The retry tests run when TOLLGATE_LOSSY_TARGET is set too: a proxy in front
+// of the sidecar's TCP port that loses the answer to the first call of every
+// other connection (tests/clients/lossy_proxy.py).
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -170,3 +173,48 @@ for (const [transport, target, variable] of TRANSPORTS) {
     });
   });
 }
+
+const lossySkip =
+  process.env.TOLLGATE_TARGET && process.env.TOLLGATE_LOSSY_TARGET
+    ? false
+    : "set TOLLGATE_TARGET and TOLLGATE_LOSSY_TARGET to run through a proxy that loses answers";
+
+describe("retries through a proxy that loses answers", { skip: lossySkip }, () => {
+  /** @type {TollgateClient} */
+  let direct;
+  before(() => {
+    direct = new TollgateClient(process.env.TOLLGATE_TARGET, { timeoutMs: 10_000, retry: null });
+  });
+  after(() => direct.close());
+
+  /** A fresh client through the proxy: its first call takes effect, but its answer never comes back. */
+  async function throughTheProxy(call) {
+    const client = new TollgateClient(process.env.TOLLGATE_LOSSY_TARGET, { timeoutMs: 10_000 });
+    try {
+      return await call(client);
+    } finally {
+      client.close();
+    }
+  }
+
+  const orgPool = async (scope) => (await direct.getBudget(scope)).find((p) => p.level === "org");
+
+  it("holds once for a reserve whose answer was lost, and commits once", async () => {
+    const scope = { org: `node-retry-${randomUUID().slice(0, 8)}`, user: "alice" };
+    const { reservation } = await throughTheProxy((client) =>
+      client.reserve(scope, "gpt-4o-mini", { inputTokens: 1000 }),
+    );
+    assert.match(reservation.idempotencyKey, /^[0-9a-f]{32}$/);
+    assert.equal(reservation.replayed, true, "the retry found what the lost attempt had held");
+    let org = await orgPool(scope);
+    assert.equal(org.calls, 1);
+    assert.equal(org.heldNanos, reservation.heldNanos);
+
+    const committed = await throughTheProxy((client) =>
+      client.commit(reservation.reservationId, { inputTokens: 1000, outputTokens: 100 }),
+    );
+    assert.equal(committed.replayed, true);
+    org = await orgPool(scope);
+    assert.deepEqual([org.calls, org.heldNanos, org.spentNanos], [1, 0n, committed.chargedNanos]);
+  });
+});
