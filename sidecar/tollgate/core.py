@@ -33,6 +33,7 @@ from .ids import (
     parse_pool_id,
     parse_reservation_id,
     pool_id,
+    reservation_org,
 )
 from .ledger import (
     BudgetStore,
@@ -862,8 +863,17 @@ class Tollgate:
         return ttl_ms
 
     def estimated_cost(self, hold: Hold) -> int:
-        """The cost estimated for a reservation, before the margin."""
-        return hold.amount * 10_000 // self.config.estimation.margin_bp
+        """The cost estimated for a reservation, before the margin it was held with.
+
+        The hold took the largest margin among its pools (``_margin``), so that is the
+        margin taken off again; the request pool, which keeps no state, is not among the
+        hold's pools and is added from the config.
+        """
+        refs = [PoolRef(p, level, spec) for p in hold.pool_ids if (found := self._specs(p)) for level, spec in [found]]
+        request = self.config.budgets.templates.get(Level.REQUEST)
+        if request is not None:
+            refs.append(PoolRef(pool_id(Level.REQUEST, reservation_org(hold.reservation_id)), Level.REQUEST, request))
+        return hold.amount * 10_000 // self._margin(refs)
 
     def _learn(self, hold: Hold, usage: Usage, cost: int) -> None:
         self.outputs.observe(hold.task_type, hold.model, usage.output_tokens + usage.reasoning_tokens)

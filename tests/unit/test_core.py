@@ -106,6 +106,17 @@ async def test_hold_uses_the_most_cautious_margin_in_scope() -> None:
     assert other.reservation.hold.amount == -(-other.estimate.cost * 13 // 10)
 
 
+async def test_the_estimate_of_a_hold_takes_off_the_margin_it_was_held_with() -> None:
+    # The estimation-error figures compare the commit with this estimate: dividing by the global
+    # margin when a pool held with its own would skew them by the ratio of the two margins.
+    g = gate(**{"user:acme/alice": PoolSpec(cap=10**12, margin_bp=20_000)})
+    cautious = await g.reserve(Scope(org="acme", user="alice"), "gpt-4o", PROMPT, max_output_tokens=100)
+    assert cautious.reservation.hold.amount == -(-cautious.estimate.cost * 2)
+    assert g.estimated_cost(cautious.reservation.hold) == cautious.estimate.cost
+    plain = await g.reserve(Scope(org="acme", user="bob"), "gpt-4o", PROMPT, max_output_tokens=100)
+    assert g.estimated_cost(plain.reservation.hold) == plain.estimate.cost
+
+
 async def test_fresh_reservation_ids_are_ordered_by_creation_time(monkeypatch: pytest.MonkeyPatch) -> None:
     # Time-ordered ids are what let the embedded store append each new reservation beside the
     # last ones; they must stay unique within a millisecond and round-trip through Commit.
