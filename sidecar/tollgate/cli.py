@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from .config import Config, ServerConfig, StoreConfig, check_listener, load_config
+from .config import Config, ServerConfig, StoreConfig, check_listener, load_config, store_url_problem
 from .errors import ConfigError
 from .money import format_usd, parse_usd
 
@@ -73,9 +73,9 @@ def _load(args: argparse.Namespace) -> Config:
     store = config.store
     url = os.environ.get(STORE_URL_ENV, "")
     if url:
-        if not url.startswith(("redis://", "rediss://", "unix://")):
+        if problem := store_url_problem(url):
             # Never echo the value: it may carry a password.
-            raise ConfigError("expected a redis://, rediss:// or unix:// URL", key="store.url", file=STORE_URL_ENV)
+            raise ConfigError(problem, key="store.url", file=STORE_URL_ENV)
         store = dataclasses.replace(store, url=url)
     if args.store is not None:
         store = dataclasses.replace(store, kind=args.store)
