@@ -168,6 +168,10 @@ class QualityGuard:
     def reference_tier(self) -> str:
         return self.config.reference_tier or self.catalog.tiers[-1]
 
+    def reconfigure(self, config: QualityConfig, catalog: Catalog) -> None:
+        """A reloaded config's settings and catalog; what was counted is kept."""
+        self.config, self.catalog = config, catalog
+
     # -- the hot path: no I/O -----------------------------------------------------------------
 
     def min_tier(self, task_type: str) -> tuple[str, int] | None:

@@ -29,10 +29,9 @@ from grpc_reflection.v1alpha import reflection
 
 from tollgate_client.v1 import tollgate_pb2 as pb
 
-from .admin import Admin, AuditLog
-from .auth import Authenticator
+from .app import Tollgate
+from .app.admin import Admin
 from .config import Config, TlsConfig
-from .core import Tollgate
 from .errors import ConfigError, StoreUnavailable
 from .ledger import BudgetStore, open_override_store, open_quality_store, open_store
 from .service import AdminServicer, TollgateServicer, add_to_server
@@ -101,12 +100,6 @@ class Sidecar:
         except ConfigError as exc:
             log.error("config reload refused, the running config stays: %s", exc)
             return False
-        auth = Authenticator(config.auth.callers)
-        if self.servicer is not None:
-            self.servicer.auth = auth
-        if self.admin is not None:
-            self.admin.auth = auth
-            self.admin.admin.audit = AuditLog(config.auth.audit_log)
         self.config = config
         log.info("config reloaded from %s; changed: %s", config.source, ", ".join(changed) or "nothing")
         return True
@@ -165,8 +158,8 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     )
     servicer = TollgateServicer(gate, telemetry)
     add_to_server(servicer, server, pb.DESCRIPTOR.services_by_name["TollgateService"])
-    admin = Admin(gate, open_override_store(config), AuditLog(config.auth.audit_log))
-    admin_servicer = AdminServicer(admin, telemetry, servicer.auth)
+    admin = Admin(gate, open_override_store(config))
+    admin_servicer = AdminServicer(admin, telemetry)
     add_to_server(admin_servicer, server, pb.DESCRIPTOR.services_by_name["AdminService"])
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -26,11 +26,11 @@ from google.rpc import status_pb2
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
-from .admin import Admin
+from .app import Outcome, Prompt, RouteDecision, Tollgate, Usage
+from .app.admin import Admin
 from .auth import Authenticator, Caller
 from .catalog import Capability, Latency
 from .config import Policy
-from .core import Outcome, Prompt, RouteDecision, Tollgate, Usage
 from .errors import (
     BudgetExceeded,
     CallerGone,
@@ -156,9 +156,10 @@ def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
         token = None
         failure: _Failure
         try:
-            if self.auth.enabled:
-                caller = self.auth.authenticate(*_credentials(context))
-                self.auth.admit(caller)
+            auth = self.gate.runtime.auth
+            if auth.enabled:
+                caller = auth.authenticate(*_credentials(context))
+                auth.admit(caller)
                 token = _CALLER.set(caller)
             if isinstance(request, Malformed):
                 raise InvalidRequest(f"malformed request: the body is not a valid {request.message} "
@@ -225,11 +226,9 @@ def _failure(exc: TollgateError) -> _Failure:
 class TollgateServicer(pb_grpc.TollgateServiceServicer):
     """The TollgateService handlers over one ``Tollgate``."""
 
-    def __init__(self, gate: Tollgate, telemetry: Telemetry | None = None,
-                 auth: Authenticator | None = None) -> None:
+    def __init__(self, gate: Tollgate, telemetry: Telemetry | None = None) -> None:
         self.gate = gate
         self.telemetry = telemetry or Telemetry(enable_tracing=False)
-        self.auth = auth or Authenticator(gate.config.auth.callers)
 
     def _scope(self, scope: pb.Scope | None) -> Scope:
         """The request's scope, once the caller is known to be allowed it."""
@@ -247,7 +246,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
             return
         teams = {f"team:{org}/{t}" for t in caller.team_grants(org)}
         if teams:
-            hold = await self.gate.store.describe(reservation_id)
+            hold = await self.gate.describe(reservation_id)
             if not teams.isdisjoint(hold.pool_ids):
                 return
         raise PermissionDenied(f"caller {caller.name} may not use reservations of org {org[:128]!r}")
@@ -409,10 +408,10 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 class AdminServicer(pb_grpc.AdminServiceServicer):
     """The AdminService handlers: admin callers only, each action audited by ``Admin``."""
 
-    def __init__(self, admin: Admin, telemetry: Telemetry, auth: Authenticator) -> None:
+    def __init__(self, admin: Admin, telemetry: Telemetry) -> None:
         self.admin = admin
+        self.gate = admin.gate
         self.telemetry = telemetry
-        self.auth = auth
 
     @staticmethod
     def _admin() -> str:

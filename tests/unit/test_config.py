@@ -141,7 +141,7 @@ def test_callers_file_holds_the_secrets(tmp_path: Path) -> None:
 
 
 def test_quality_seed_makes_shadow_sampling_repeat() -> None:
-    from tollgate.core import Tollgate
+    from tollgate.app import Tollgate
     from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 
     data = yaml.safe_load(default_config_text())

@@ -6,9 +6,9 @@ import dataclasses
 
 import pytest
 
+from tollgate.app import Outcome, Prompt, Tollgate, Usage
 from tollgate.catalog import Capability
 from tollgate.config import Config, Policy, PoolSpec, load_config
-from tollgate.core import Outcome, Prompt, Tollgate, Usage
 from tollgate.errors import BudgetExceeded, InvalidRequest
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.routing.rules import Signals

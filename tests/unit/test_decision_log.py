@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tollgate.app import Prompt, Tollgate
 from tollgate.cli import main
 from tollgate.config import default_config_text, load_config
-from tollgate.core import Prompt, Tollgate
 from tollgate.estimate import TokenCounter
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.routing.classifier import Classifier

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import yaml
 
+from tollgate.app import Prompt, Tollgate
 from tollgate.config import default_config_text, load_config, parse_config
-from tollgate.core import Prompt, Tollgate
 from tollgate.errors import ConfigError
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.routing.classifier import BUCKETS, DENSE_FEATURES, Classifier

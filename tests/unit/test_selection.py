@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tollgate.app import Prompt, Tollgate, Usage
 from tollgate.catalog import Capability, Latency
 from tollgate.config import Config, Policy, PoolSpec, default_config_text, load_config
-from tollgate.core import Prompt, Tollgate, Usage
 from tollgate.errors import BudgetExceeded, EscalationRefused, InvalidRequest
 from tollgate.ledger import LocalLedger, MemoryJournal, SqliteJournal, spec_resolver
 from tollgate.routing.rules import Signals

@@ -9,40 +9,20 @@ appended to the audit log, with who did it, why, and the pool before and after.
 
 from __future__ import annotations
 
-import json
-import logging
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from .config import WindowKind
-from .core import Tollgate
-from .errors import InvalidRequest
-from .ids import parse_reservation_id
-from .ledger import CommitOutcome, CommitRequest, PoolSnapshot, ReleaseOutcome
-from .ledger.overrides import OverrideStore, PoolOverride
-from .money import MAX_CAP_NANOS
+from ..config import WindowKind
+from ..errors import InvalidRequest
+from ..ids import parse_reservation_id
+from ..ledger import CommitOutcome, CommitRequest, PoolSnapshot, ReleaseOutcome
+from ..ledger.overrides import OverrideStore, PoolOverride
+from ..money import MAX_CAP_NANOS
+from .facade import Tollgate
 
-__all__ = ["Admin", "AuditLog"]
-
-log = logging.getLogger("tollgate.audit")
+__all__ = ["Admin"]
 
 _REASON_MAX = 500
-
-
-class AuditLog:
-    """Appends one JSON line per admin action to a file (when configured) and to the log."""
-
-    def __init__(self, path: str = "") -> None:
-        self.path = path
-
-    def write(self, entry: dict[str, Any]) -> None:
-        line = json.dumps(entry, default=str, separators=(",", ":"))
-        log.info("admin %s", entry["op"], extra={"fields": entry})
-        if self.path:
-            # Opened per entry: admin actions are rare, and each is on disk before the answer.
-            with Path(self.path).open("a", encoding="utf-8") as f:
-                f.write(line + "\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +36,9 @@ class PoolChange:
 class Admin:
     """The admin operations over one ``Tollgate`` and its override store."""
 
-    def __init__(self, gate: Tollgate, store: OverrideStore, audit: AuditLog) -> None:
+    def __init__(self, gate: Tollgate, store: OverrideStore) -> None:
         self.gate = gate
         self.store = store
-        self.audit = audit
 
     async def refresh(self) -> None:
         """Every sidecar's overrides, from the store (the sweeper calls this each tick)."""
@@ -104,7 +83,7 @@ class Admin:
                 CommitRequest(reservation_id, hold.amount, hold.tokens, "admin:charge-hold"))
         else:
             outcome = await self.gate.store.release(reservation_id)
-        self.audit.write({
+        self.gate.runtime.audit.write({
             "op": "end_reservation", "by": who, "reason": reason, "reservation_id": reservation_id,
             "before": {"state": str(hold.state), "amount_nanos": hold.amount, "charged_nanos": hold.charged},
             "after": {"state": str(outcome.hold.state), "charged_nanos": outcome.hold.charged},
@@ -126,7 +105,7 @@ class Admin:
         changed = update(current, before, now)
         # Checked before anything is written: an answer that fails after the write would tell
         # the caller "no" about a change that stays.
-        configured = self.gate.config.budgets.spec_for(ref.level, pool_id)
+        configured = self.gate.configured_spec(pool_id, ref.level)
         cap = changed.apply(configured, now).cap if configured is not None else changed.cap or 0
         if cap > MAX_CAP_NANOS:
             raise InvalidRequest(
@@ -136,7 +115,7 @@ class Admin:
         await self.store.put(changed)
         self.gate.overrides = {**self.gate.overrides, pool_id: changed}
         (after,) = await self.gate.store.snapshot([self.gate.pool_ref(pool_id)])
-        self.audit.write({"op": op, "by": who, "reason": reason, "pool_id": pool_id, **args,
+        self.gate.runtime.audit.write({"op": op, "by": who, "reason": reason, "pool_id": pool_id, **args,
                           "before": _figures(before), "after": _figures(after), "override": asdict(changed)})
         return PoolChange(before, after)
 
