@@ -20,11 +20,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, help="keep the sidecar's config, ledger and log here")
     parser.add_argument("--sidecar-src", type=Path,
                         help="attack the sidecar package of another checkout (its sidecar/ directory)")
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite",
+                        help="the sidecar's store; on redis the campaign also stalls the store (DEBUG SLEEP)")
     parser.add_argument("--json", type=Path, help="also write the report as JSON to this file")
     args = parser.parse_args(argv)
     report = run_sync(Options(calls=args.calls, seed=args.seed, concurrency=args.concurrency,
                               sequential_share=args.sequential_share, workdir=args.workdir,
-                              sidecar_src=args.sidecar_src))
+                              sidecar_src=args.sidecar_src, store=args.store))
     print(report.render())
     print(f"workdir: {report.workdir}")
     if args.json is not None:

@@ -17,6 +17,7 @@ few calls through ``Runner.call``, which checks each answer. Kinds:
 
 from __future__ import annotations
 
+import asyncio
 import math
 import random
 from collections.abc import Awaitable, Callable
@@ -43,6 +44,8 @@ from .world import (
 
 if TYPE_CHECKING:
     from .campaign import Options, Runner
+
+from .campaign import GROUPED
 
 __all__ = ["ACTIONS", "plan"]
 
@@ -763,6 +766,77 @@ async def hv_escalate(runner: Runner, rng: random.Random, ref: int) -> None:
     release_claim(held)
 
 
+async def hv_impatient(runner: Runner, rng: random.Random, ref: int) -> None:
+    """A caller that gives up before the answer: its hold is undone, or found again by its key."""
+    c = rng.choice(TENANTS)
+    s = own_scope(rng, c)
+    keyed = rng.random() < 0.4
+    options = pb.ReservationOptions(ttl_ms=runner.max_ttl_ms,
+                                    idempotency_key=f"late-{ref}-{rng.getrandbits(32):08x}" if keyed else "")
+    req: pb.Message
+    if rng.random() < 0.5:
+        method, req = "Reserve", pb.ReserveRequest(scope=s.pb(), model=MODEL, prompt=prompt(rng), task_type="extract",
+                                                   reservation=options)
+    else:
+        method, req = "Route", pb.RouteRequest(scope=s.pb(), prompt=prompt(rng), reserve=True, reservation=options,
+                                               signals=pb.TaskSignals(task_type="extract"))
+    before = (await runner.read_pools([(c, s)]))[0] if runner.sequential else []
+    told = runner.book.expected()
+    deadline = rng.choice([0.0005, 0.001, 0.002, 0.004, 0.008, 0.015])
+    r = await runner.call("hv.impatient", method, req, c, deadline_s=deadline, lost_ok=True, what=f"{deadline}s")
+    if r.code == C.DEADLINE_EXCEEDED and keyed:
+        await runner.call("hv.impatient", method, req, c, expect=frozenset({C.OK}), what="retry with its key")
+    if runner.sequential:
+        await asyncio.sleep(0.3)
+        await runner.moved_as_told("hv.impatient", method, c, s, before, told, f"gave up after {deadline}s")
+
+
+async def fault_stall(runner: Runner, rng: random.Random, ref: int) -> None:
+    """The Redis store freezes around a few calls of one tenant: answers are UNAVAILABLE or the truth."""
+    if runner.redis_url is None:
+        await honest_reserve_open(runner, rng, ref)
+        return
+    c = rng.choice(TENANTS)
+    s = own_scope(rng, c)
+    before = (await runner.read_pools([(c, s)]))[0] if runner.sequential else []
+    told = runner.book.expected()
+    seconds = rng.choice([0.15, 0.22, 0.24, 0.25, 0.26, 0.3, 0.5, 0.8])
+    mine = [h for h in runner.open_holds(callers=[c.name]) if h.scope == s][:2]
+    for h in mine:
+        h.claimed = True
+    key = f"stall-{ref}-{rng.getrandbits(32):08x}"
+    ttl = runner.max_ttl_ms
+    calls = [
+        runner.call("fault.stall", "Reserve", pb.ReserveRequest(scope=s.pb(), model=MODEL, prompt=prompt(rng),
+                                                                 reservation=pb.ReservationOptions(ttl_ms=ttl)), c),
+        runner.call("fault.stall", "Reserve", pb.ReserveRequest(
+            scope=s.pb(), model=MODEL, prompt=prompt(rng),
+            reservation=pb.ReservationOptions(ttl_ms=ttl, idempotency_key=key)), c, what="keyed"),
+        runner.call("fault.stall", "Route", pb.RouteRequest(scope=s.pb(), prompt=prompt(rng), reserve=True,
+                                                             reservation=pb.ReservationOptions(ttl_ms=ttl),
+                                                             signals=pb.TaskSignals(task_type="extract")), c),
+    ]
+    if mine:
+        calls.append(runner.call("fault.stall", "Commit", pb.CommitRequest(reservation_id=mine[0].rid,
+                                                                            usage=usage(rng)), c))
+    if len(mine) > 1:
+        calls.append(runner.call("fault.stall", "Release", pb.ReleaseRequest(reservation_id=mine[1].rid), c))
+    token = GROUPED.set(True)
+    try:
+        stall = asyncio.create_task(runner.stall(seconds))
+        await asyncio.sleep(rng.choice([0.0, 0.005, 0.02]))
+        await asyncio.gather(*calls)
+        await stall
+    finally:
+        GROUPED.reset(token)
+    for h in mine:
+        h.claimed = False
+    if runner.sequential:
+        # Long enough for a reserve the sidecar gave up on to be undone once Redis answers again.
+        await asyncio.sleep(1.5)
+        await runner.moved_as_told("fault.stall", "-", c, s, before, told, f"after a {seconds}s stall")
+
+
 # -- the operator's API -------------------------------------------------------------------------
 
 ADMIN_POOLS = ("team:vault/ops", "org:vault2", "user:vault/root", "org:acme.eu.", "org:acme..eu", "session:vault/v1")
@@ -820,8 +894,8 @@ async def adm_end(runner: Runner, rng: random.Random, ref: int) -> None:
         held = rng.choice(holds)
         held.claimed = True
         await runner.call("adm.end", "EndReservation", pb.EndReservationRequest(
-            reservation_id=held.rid, charge=rng.random() < 0.5, reason="stuck"), ADMIN, expect=frozenset({C.OK}),
-            what=f"{held.caller}'s {held.rid}")
+            reservation_id=held.rid, charge=rng.random() < 0.5, reason="stuck"), ADMIN,
+            expect=frozenset({C.OK, C.FAILED_PRECONDITION}), what=f"{held.caller}'s {held.rid}")
         release_claim(held)
         return
     rid = rng.choice([fake_rid(rng, rng.choice(TENANT_ORGS)), "", "x" * 300, f"{'0' * 24}.", "a.b.c",
@@ -980,6 +1054,8 @@ ACTIONS: dict[str, Action] = {
     "adm.end": adm_end,
     "adm.vault": adm_vault,
     "huge": huge,
+    "hv.impatient": hv_impatient,
+    "fault.stall": fault_stall,
 }
 
 # kind: (weight, calls it usually makes)
@@ -994,7 +1070,10 @@ WEIGHTS: dict[str, tuple[float, int]] = {
     "hv.strings": (2.5, 1), "hv.rid": (2.5, 1), "hv.extend": (1.5, 1), "hv.commit_twice": (1, 4),
     "hv.escalate": (1.2, 2),
     "adm.topup": (1.5, 1), "adm.setcap": (1, 1), "adm.reset": (0.6, 1), "adm.end": (1, 1), "adm.vault": (1, 3),
+    "hv.impatient": (1, 1),
 }
+STORE_ONLY = {"fault.stall": ("redis", (1.2, 4))}
+"""Kinds that only make sense on one store: (store, (weight, calls))."""
 CONCURRENT_ONLY = {"honest.short_ttl"}
 
 Step = tuple[str, int, int]
@@ -1004,18 +1083,19 @@ def plan(options: Options, runner: Runner | None = None) -> tuple[list[Step], li
     """The seeded plan: (concurrent part, sequential part), each a list of (kind, seed, ref)."""
     rng = random.Random(options.seed)
     n_huge = max(options.min_huge, round(options.calls * options.huge_share))
-    kinds = sorted(WEIGHTS)
-    weights = [WEIGHTS[k][0] for k in kinds]
+    table = {**WEIGHTS, **{k: spec for k, (store, spec) in STORE_ONLY.items() if store == options.store}}
+    kinds = sorted(table)
+    weights = [table[k][0] for k in kinds]
     steps: list[Step] = []
     total = 0
     while total < options.calls - n_huge:
         kind = rng.choices(kinds, weights)[0]
         steps.append((kind, rng.getrandbits(63), len(steps)))
-        total += WEIGHTS[kind][1]
+        total += table[kind][1]
     split_at = options.calls * (1 - options.sequential_share)
     running, split = 0, len(steps)
     for i, (kind, _, _) in enumerate(steps):
-        running += WEIGHTS[kind][1]
+        running += table[kind][1]
         if running >= split_at:
             split = i + 1
             break

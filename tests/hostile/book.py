@@ -18,6 +18,7 @@ from .world import HonestScope
 __all__ = ["Book", "Held", "pool_org"]
 
 _EXPIRED = re.compile(r"expired \(charged (\d+) nano")
+_ENDED = re.compile(r"it was already (committed|released)")
 
 
 def pool_org(pool_id: str) -> str:
@@ -120,12 +121,24 @@ class Book:
         if held is not None and held.state == "open":
             held.expires_ms = e.expires_at.seconds * 1000 + e.expires_at.nanos // 1_000_000
 
-    def refused(self, rid: str, details: str) -> None:
-        """An error answer about ``rid``: one that says it expired is how the caller learns the charge."""
+    def refused(self, caller: str, rid: str, details: str) -> None:
+        """An error answer about ``rid``: one that says it expired is how the caller learns the charge.
+
+        One that says it already ended, of a reservation no caller was told had ended, means it
+        ended behind every caller's back.
+        """
         held = self.holds.get(rid)
+        if held is None or held.state != "open":
+            return
         m = _EXPIRED.search(details)
-        if held is not None and m is not None and held.state == "open":
+        if m is not None:
             held.state, held.charged, held.ended_by = "expired", int(m.group(1)), "expiry"
+            return
+        ended = _ENDED.search(details)
+        if ended is not None:
+            self._problem("f", f"{caller} was told {rid} was already {ended.group(1)}; no caller was told it ended "
+                               f"(it was handed to {held.caller} by {held.how})")
+            held.state, held.ended_by = f"{ended.group(1)}?", "unknown"
 
     # -- views ------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,11 +47,12 @@ import grpc
 from google.protobuf.message import DecodeError, Message
 
 from tests import sidecar_process
+from tests.redis_server import RedisServer
 from tests.sidecar_process import ROOT, SidecarProcess
 from tollgate_client.v1 import tollgate_pb2 as pb
 
 from .book import Book, Held
-from .ledger_view import LedgerView, Snapshot
+from .ledger_view import LedgerView, RedisView, Snapshot
 from .world import (
     ADMIN,
     CALLERS,
@@ -69,6 +71,7 @@ __all__ = ["Cross", "Options", "Report", "Result", "Runner", "Violation", "run",
 C = grpc.StatusCode
 DEPLOYMENT = ROOT / "k8s" / "base" / "deployment.yaml"
 SWEEP_S = 1.0
+REDIS_PREFIX = "hostile"
 
 
 @dataclass(frozen=True)
@@ -85,6 +88,8 @@ class Options:
     min_huge: int = 24
     sidecar_src: Path | None = None
     """Another checkout's ``sidecar/`` directory to attack (default: this one's)."""
+    store: str = "sqlite"
+    """``sqlite`` (the embedded ledger file) or ``redis`` (a redis-server of the campaign's own, stalled at times)."""
 
 
 @dataclass
@@ -137,6 +142,8 @@ class Report:
     notes: list[str] = field(default_factory=list)
     tracebacks: int = 0
     workdir: str = ""
+    samples: dict[str, str] = field(default_factory=dict)
+    """The first answer's details of each (kind, status)."""
 
     @property
     def total_calls(self) -> int:
@@ -192,7 +199,7 @@ class Report:
             "rss": {"baseline": self.baseline_rss, "peak_sampled": self.peak_rss, "hwm": self.hwm_rss,
                     "end": self.end_rss, "limit": self.limit},
             "audit_ok": self.audit_ok, "audit": self.audit_text, "phases": self.phases, "notes": self.notes,
-            "tracebacks": self.tracebacks,
+            "tracebacks": self.tracebacks, "samples": self.samples,
             "violations": [v.__dict__ for v in self.violations],
         }
 
@@ -231,13 +238,15 @@ class RssSampler(threading.Thread):
 
 
 _MALFORMED = "malformed request"
+GROUPED: ContextVar[bool] = ContextVar("hostile_grouped", default=False)
+"""Set by an action around calls it sends together: their ledger is compared by the action, not per call."""
 
 
 class Runner:
     """One campaign against one sidecar: the calls, what they answered, and the checks."""
 
-    def __init__(self, options: Options, sidecar: SidecarProcess, ledger: LedgerView, report: Report,
-                 sampler: RssSampler) -> None:
+    def __init__(self, options: Options, sidecar: SidecarProcess, ledger: LedgerView | RedisView, report: Report,
+                 sampler: RssSampler, redis_url: str | None = None) -> None:
         self.options = options
         self.sidecar = sidecar
         self.ledger = ledger
@@ -252,6 +261,9 @@ class Runner:
             ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)])
         self._calls = {name: self.channel.unary_unary(m.path) for name, m in METHODS.items()}
         self.huge_gate = asyncio.Semaphore(1)
+        self.redis_url = redis_url
+        self.stalls: list[list[float]] = []
+        """[start, end] of each store stall (monotonic seconds): UNAVAILABLE is the right answer inside one."""
         self.keyed: dict[int, tuple[Caller, str, bytes, str, int]] = {}
         """Keyed first attempts by plan slot: caller, method, request bytes, reservation id, hold."""
         self.cache: dict[tuple[str, ...], bytes] = {}
@@ -269,11 +281,15 @@ class Runner:
 
     async def call(self, kind: str, method: str, request: Message | bytes, who: Who, *,
                    expect: frozenset[grpc.StatusCode] | None = None, must_fail: bool = False,
-                   cross: Cross | None = None, deadline_s: float = 30.0, what: str = "") -> Result:
+                   cross: Cross | None = None, deadline_s: float = 30.0, lost_ok: bool = False,
+                   what: str = "") -> Result:
         """Send ``request`` (a message, or raw bytes) to ``method`` as ``who``; check the answer.
 
         ``expect``: the statuses the input calls for (None: any deliberate one). ``must_fail``:
         an OK answer is itself a violation. ``cross``: the victim's pools must not move.
+        ``lost_ok``: the deadline is the point (an impatient caller); DEADLINE_EXCEEDED is no fault.
+        A call answered UNAVAILABLE while the store was stalled is retried as a client would,
+        when the method is safe to retry, and the retry's answer is the one checked.
         """
         spec = METHODS[method]
         body = request if isinstance(request, bytes) else request.SerializeToString()
@@ -282,30 +298,40 @@ class Runner:
             metadata = who.metadata
         elif isinstance(who, str):
             metadata = (("authorization", who),)
+        # Over the server's message limit the body is never parsed: gRPC itself refuses it.
+        parsed = _parse(spec.request, body) if len(body) <= self.limits.max_message_bytes else spec.request()
         before: Snapshot | None = None
         victim_before: list[list[pb.PoolState]] | None = None
-        if self.sequential:
+        if self.sequential and not GROUPED.get():
             before = self.ledger.snapshot()
             if cross is not None:
-                victim_before = await self._victim(cross)
-        try:
-            raw = await self._calls[method](body, metadata=metadata, timeout=deadline_s)
-            result = Result(C.OK, "", spec.response.FromString(raw))
-        except grpc.aio.AioRpcError as exc:
-            result = Result(exc.code(), exc.details() or "")
-        code = result.code.name
-        self.report.calls[kind] += 1
-        self.report.statuses[code] += 1
-        self.report.by_kind[kind][code] += 1
+                victim_before = await self.read_pools(cross.victim)
         name = who.name if isinstance(who, Caller) else ("anonymous" if who is None else "bad-token")
         label = f"{name} {what}".strip()
         repro = self._repro(method, body, who)
+        stalled = False
+        for attempt in range(6):
+            started = time.monotonic()
+            try:
+                raw = await self._calls[method](body, metadata=metadata, timeout=deadline_s)
+                result = Result(C.OK, "", spec.response.FromString(raw))
+            except grpc.aio.AioRpcError as exc:
+                result = Result(exc.code(), exc.details() or "")
+            tally = kind if attempt == 0 else f"{kind}.retry"
+            self.report.calls[tally] += 1
+            self.report.statuses[result.code.name] += 1
+            self.report.by_kind[tally][result.code.name] += 1
+            self.report.samples.setdefault(f"{tally} {method} {result.code.name}", result.details[:300])
+            stalled = result.code == C.UNAVAILABLE and self.stalled(started, time.monotonic())
+            if not (stalled and parsed is not None and _retryable(method, parsed)):
+                break
+            await self.stall_over()
+        code = result.code.name
+        lost = stalled or (lost_ok and result.code == C.DEADLINE_EXCEEDED)
         if result.code in NEVER:
             self.violation("a", kind, method, f"{label}: {code} {result.details[:300]!r}", repro)
-        elif result.code in (C.DEADLINE_EXCEEDED, C.UNAVAILABLE, C.CANCELLED):
+        elif result.code in (C.DEADLINE_EXCEEDED, C.UNAVAILABLE, C.CANCELLED) and not lost:
             self.violation("a", kind, method, f"{label}: no answer ({code} {result.details[:200]!r})", repro)
-        # Over the server's message limit the body is never parsed: gRPC itself refuses it.
-        parsed = _parse(spec.request, body) if len(body) <= self.limits.max_message_bytes else spec.request()
         if parsed is None:
             authed = isinstance(who, Caller)
             good = (result.code == C.INVALID_ARGUMENT and _MALFORMED in result.details) or (
@@ -314,7 +340,7 @@ class Runner:
                 self.violation("a", kind, method, f"{label}: bytes that do not parse answered {code} "
                                f"{result.details[:200]!r}; want INVALID_ARGUMENT '{_MALFORMED} …'"
                                + ("" if authed else " or UNAUTHENTICATED"), repro)
-        elif expect is not None and result.code not in expect and result.code not in NEVER:
+        elif expect is not None and result.code not in expect and result.code not in NEVER and not lost:
             self.violation("status", kind, method, f"{label}: {code} {result.details[:200]!r}, want one of "
                            f"{sorted(c.name for c in expect)}", repro)
         if must_fail and result.ok:
@@ -324,7 +350,7 @@ class Runner:
         elif not result.ok and parsed is not None:
             rid = getattr(parsed, "reservation_id", "")
             if isinstance(rid, str) and rid:
-                self.book.refused(rid, result.details)
+                self.book.refused(name, rid, result.details)
                 held = self.book.holds.get(rid)
                 scope = getattr(parsed, "scope", None) if "scope" in parsed.DESCRIPTOR.fields_by_name else None
                 if (result.code == C.PERMISSION_DENIED and held is not None and isinstance(who, Caller)
@@ -333,13 +359,14 @@ class Runner:
                     self.violation("f", kind, method, f"{label}: refused the use of its own reservation {rid} "
                                    f"(handed to it by {held.how}, pools {list(held.pools)}): "
                                    f"{result.details[:160]!r}", repro)
-        if before is not None and not result.ok:
+        # A lost answer is checked by what follows it (the retry, the undo, the pools): see the actions.
+        if before is not None and not result.ok and not lost:
             after = self.ledger.snapshot()
             if after is not before and after.tables != before.tables:
                 self.violation("e", kind, method, f"{label}: answered {code} {result.details[:160]!r} and the "
                                f"ledger changed: " + " | ".join(before.diff(after)), repro)
         if victim_before is not None and cross is not None:
-            victim_after = await self._victim(cross)
+            victim_after = await self.read_pools(cross.victim)
             for (owner, scope), b, a in zip(cross.victim, victim_before, victim_after, strict=True):
                 if a != b:
                     self.violation("d", kind, method, f"{label}: answered {code}; pools of {scope} (read by "
@@ -347,9 +374,40 @@ class Runner:
         self._flush_book(kind, method)
         return result
 
-    async def _victim(self, cross: Cross) -> list[list[pb.PoolState]]:
+    # -- store stalls -----------------------------------------------------------------------------
+
+    async def stall(self, seconds: float) -> None:
+        """Freeze the Redis store for ``seconds`` (``DEBUG SLEEP``), as a stalled primary would."""
+        assert self.redis_url is not None
+        import redis
+
+        def sleep() -> None:
+            with redis.Redis.from_url(self.redis_url or "", socket_timeout=seconds + 30) as client:
+                client.execute_command("DEBUG", "SLEEP", f"{seconds:.3f}")
+
+        window = [time.monotonic(), time.monotonic() + seconds + 0.5]
+        self.stalls.append(window)
+        try:
+            await asyncio.to_thread(sleep)
+        finally:
+            window[1] = time.monotonic() + 0.3
+            self.report.calls["fault.stall"] += 1
+            self.report.by_kind["fault.stall"][f"DEBUG SLEEP {seconds:g}"] += 1
+
+    def stalled(self, start: float, end: float) -> bool:
+        return any(s <= end and start <= e for s, e in self.stalls)
+
+    async def stall_over(self) -> None:
+        """Until every stall so far has ended (and its grace with it)."""
+        if self.stalls:
+            await asyncio.sleep(max(0.05, max(e for _, e in self.stalls) - time.monotonic()))
+            if max(e for _, e in self.stalls) > time.monotonic():
+                await self.stall_over()
+
+    async def read_pools(self, pairs: Sequence[tuple[Caller, HonestScope]]) -> list[list[pb.PoolState]]:
+        """Each scope's pools, read with its owner's token (GetBudget); counted as ``check.pools``."""
         out = []
-        for owner, scope in cross.victim:
+        for owner, scope in pairs:
             try:
                 raw = await self._calls["GetBudget"](pb.GetBudgetRequest(scope=scope.pb()).SerializeToString(),
                                                      metadata=owner.metadata, timeout=30)
@@ -358,10 +416,27 @@ class Runner:
             except grpc.aio.AioRpcError as exc:
                 out.append([pb.PoolState(pool_id=f"<{exc.code().name}: {exc.details()}>")])
                 code = exc.code().name
-            self.report.calls["check.victim"] += 1
+            self.report.calls["check.pools"] += 1
             self.report.statuses[code] += 1
-            self.report.by_kind["check.victim"][code] += 1
+            self.report.by_kind["check.pools"][code] += 1
         return out
+
+    async def moved_as_told(self, kind: str, method: str, owner: Caller, scope: HonestScope,
+                            before: list[pb.PoolState], told_before: dict[str, tuple[int, int]], what: str) -> None:
+        """Sequential phase: the scope's pools moved exactly as the answers since ``before`` said."""
+        (after,) = await self.read_pools([(owner, scope)])
+        told_after = self.book.expected()
+        b = {p.pool_id: p for p in before}
+        for p in after:
+            q = b.get(p.pool_id)
+            if q is None or p.level == pb.POOL_LEVEL_REQUEST:
+                continue
+            moved = (p.spent_nanos - q.spent_nanos, p.held_nanos - q.held_nanos)
+            t0, t1 = told_before.get(p.pool_id, (0, 0)), told_after.get(p.pool_id, (0, 0))
+            told = (t1[0] - t0[0], t1[1] - t0[1])
+            if moved != told:
+                self.violation("e", kind, method, f"{owner.name} {what}: pool {p.pool_id} moved spent/held by "
+                               f"{moved}; the answers said {told}")
 
     def _flush_book(self, kind: str, method: str) -> None:
         for check, detail in self.book.problems:
@@ -436,6 +511,15 @@ class Runner:
 def _shape(detail: str) -> str:
     """A violation's message with its ids and figures blanked, to group alike ones."""
     return re.sub(r"[0-9a-f]{24}\.\S+|\d+", "#", detail)[:120]
+
+
+def _retryable(method: str, request: Message) -> bool:
+    """Safe to send again: idempotent by reservation id, or a reserve carrying its idempotency key."""
+    if method in ("Commit", "Release", "Extend", "Escalate", "EndReservation", "GetBudget", "GetQuality"):
+        return True
+    if method in ("Reserve", "Route") and request.HasField("reservation"):
+        return bool(request.reservation.idempotency_key)  # type: ignore[attr-defined]
+    return method == "Route" and not request.reserve  # type: ignore[attr-defined]
 
 
 def _parse(cls: type[Message], body: bytes) -> Message | None:
@@ -530,8 +614,16 @@ async def _reconcile(runner: Runner) -> None:
                                  f"{p.held_nanos}, the answers given say spent {spent} held {held}")
     # Records, as the ledger file holds them.
     records = runner.ledger.reservations()
+    if records is None:
+        report.notes.append(f"{len(book.holds)} reservations handed out; the store's records are not read on "
+                            f"{runner.options.store} (pools and the audit are)")
+        return
+    undone = 0
     for rid, (state, amount, charged, pools) in records.items():
         h = book.holds.get(rid)
+        if h is None and state == "released" and charged == 0:
+            undone += 1  # a hold whose answer was lost, released by the sidecar: nobody is charged
+            continue
         if h is None:
             runner.violation("f", "reconcile", "ledger", f"record {rid!r} ({state}, held {amount}, charged "
                              f"{charged}, pools {pools.split()}) was never handed to a caller")
@@ -545,6 +637,8 @@ async def _reconcile(runner: Runner) -> None:
     for rid, h in book.holds.items():
         if rid not in records:
             runner.violation("f", "reconcile", "ledger", f"{h.caller} was handed {rid}, which the ledger lacks")
+    if undone:
+        report.notes.append(f"{undone} released records of reserves whose answer was lost (undone, nothing charged)")
     report.notes.append(f"{len(book.holds)} reservations handed out, {len(records)} ledger records, "
                         f"{sum(1 for h in book.holds.values() if h.state == 'committed')} committed, "
                         f"{sum(1 for h in book.holds.values() if h.state == 'expired')} expired")
@@ -575,24 +669,35 @@ async def run(options: Options) -> Report:
     report.workdir = str(workdir)
     from .actions import plan as make_plan
 
+    redis_server: RedisServer | None = None
+    store: dict[str, object] | None = None
+    if options.store == "redis":
+        # DEBUG SLEEP stalls it; DEBUG DIGEST tells the sequential phase whether anything changed.
+        redis_server = RedisServer(workdir / "redis", args=("--enable-debug-command", "yes")).start()
+        store = {"kind": "redis", "url": redis_server.url, "timeout": "250ms", "key_prefix": REDIS_PREFIX}
     sidecar: SidecarProcess | None = None
+    cap: int | None = None
     for cap in VAULT_CAPS:
-        config = campaign_config(workdir / "tollgate.yaml", options.seed, vault_cap=cap)
+        config = campaign_config(workdir / "tollgate.yaml", options.seed, vault_cap=cap, store=store)
         try:
             with _sources(options):
-                sidecar = SidecarProcess(workdir, config=config).start()
+                sidecar = SidecarProcess(workdir, config=config, store=None if store else "sqlite").start()
             break
         except (RuntimeError, TimeoutError) as exc:
             refused = str(exc).strip().splitlines()
             report.notes.append(f"the sidecar refused org:vault's cap of {cap} nano-USD: {refused[-1][:200]}")
     if sidecar is None:
+        if redis_server is not None:
+            redis_server.stop()
         raise RuntimeError("the sidecar did not start with any of the campaign's configs")
-    report.notes.append(f"org:vault's cap: {cap if cap is not None else 'the org template'} nano-USD")
+    report.notes.append(f"store: {options.store}; org:vault's cap: "
+                        f"{cap if cap is not None else 'the org template'} nano-USD")
     assert sidecar.proc is not None
     sampler = RssSampler(sidecar.proc.pid)
     sampler.start()
-    ledger = LedgerView(sidecar.db)
-    runner = Runner(options, sidecar, ledger, report, sampler)
+    ledger: LedgerView | RedisView = (RedisView(redis_server.url, REDIS_PREFIX) if redis_server is not None
+                                      else LedgerView(sidecar.db))
+    runner = Runner(options, sidecar, ledger, report, sampler, redis_server.url if redis_server else None)
     try:
         concurrent, sequential = make_plan(options, runner)
         report.baseline_rss = sampler.read()
@@ -612,7 +717,7 @@ async def run(options: Options) -> Report:
         t = time.monotonic()
         await _reconcile(runner)
         report.phases["reconcile"] = time.monotonic() - t
-        result = await asyncio.to_thread(_audit, options, sidecar.config, sidecar.db)
+        result = await asyncio.to_thread(_audit, options, sidecar.config, None if redis_server else sidecar.db)
         report.audit_ok = result.returncode == 0
         report.audit_text = (result.stdout + result.stderr).strip()
         if not report.audit_ok:
@@ -627,6 +732,8 @@ async def run(options: Options) -> Report:
         await runner.close()
         ledger.close()
         sidecar.stop()
+        if redis_server is not None:
+            redis_server.stop()
     report.peak_rss = max(sampler.peak, report.hwm_rss)
     if report.peak_rss >= report.limit:
         runner.violation("b", "memory", "-", f"peak RSS {report.peak_rss / 2**20:.0f} MiB (sampled "
@@ -650,7 +757,7 @@ def _sources(options: Options) -> Iterator[None]:
         sidecar_process.ROOT = saved
 
 
-def _audit(options: Options, config: Path, db: Path) -> subprocess.CompletedProcess[str]:
+def _audit(options: Options, config: Path, db: Path | None) -> subprocess.CompletedProcess[str]:
     """``tollgate audit`` on the ledger file, run as an operator would."""
     with _sources(options):
         return sidecar_process.audit(config, db)

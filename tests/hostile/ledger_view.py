@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LASTING_TABLES", "LedgerView", "Snapshot"]
+__all__ = ["LASTING_TABLES", "LedgerView", "RedisView", "Snapshot"]
 
 LASTING_TABLES = ("pools", "reservations", "pool_overrides", "quality_counts", "quality_overrides")
 """What an answered call may change and an error must not. ``quality_costs`` is left out: the
@@ -89,7 +89,40 @@ class LedgerView:
         self._version, self._last = version, Snapshot(tables)
         return self._last
 
-    def reservations(self) -> dict[str, tuple[str, int, int, str]]:
+    def reservations(self) -> dict[str, tuple[str, int, int, str]] | None:
         """Every reservation record: id -> (state, amount, charged, pool ids joined by newlines)."""
         return {rid: (state, amount, charged, pools) for rid, state, amount, charged, pools in self._db.execute(
             "SELECT reservation_id, state, amount, charged, pool_ids FROM reservations")}
+
+
+class RedisView:
+    """A Redis store as an outsider reads it: every key under the sidecar's prefix, by its value's digest.
+
+    ``DEBUG DIGEST`` (one digest of the whole dataset) says whether anything changed since
+    the last look; only then are the keys listed and digested one by one.
+    """
+
+    def __init__(self, url: str, prefix: str) -> None:
+        import redis
+
+        self.prefix = prefix
+        self._client = redis.Redis.from_url(url, socket_timeout=30)
+        self._digest = b""
+        self._last: Snapshot | None = None
+
+    def close(self) -> None:
+        self._client.close()
+
+    def snapshot(self) -> Snapshot:
+        digest = self._client.execute_command("DEBUG", "DIGEST")
+        if self._last is not None and digest == self._digest:
+            return self._last
+        keys = sorted(self._client.scan_iter(match=f"{self.prefix}:*", count=1000))
+        values = self._client.execute_command("DEBUG", "DIGEST-VALUE", *keys) if keys else []
+        rows: Rows = {(k.decode(errors="replace"),): (v,) for k, v in zip(keys, values, strict=True)}
+        self._digest, self._last = digest, Snapshot({"redis": rows})
+        return self._last
+
+    def reservations(self) -> dict[str, tuple[str, int, int, str]] | None:
+        """Records are the store's own encoding on Redis: the campaign reads pools through GetBudget instead."""
+        return None

@@ -141,7 +141,7 @@ def _usd(nanos: int) -> str:
     return f"{nanos // 10**9}.{nanos % 10**9:09d}"
 
 
-def _edit(seed: int, vault_cap: int | None) -> Callable[[dict[str, Any]], None]:
+def _edit(seed: int, vault_cap: int | None, store: dict[str, Any] | None) -> Callable[[dict[str, Any]], None]:
     def edit(data: dict[str, Any]) -> None:
         data["auth"] = {"callers": [
             {"name": c.name, "token_sha256": hashlib.sha256(c.token.encode()).hexdigest(), "grants": list(c.grants),
@@ -160,16 +160,19 @@ def _edit(seed: int, vault_cap: int | None) -> Callable[[dict[str, Any]], None]:
         if vault_cap is not None:
             overrides["org:vault"] = {"cap": _usd(vault_cap)}
         data.setdefault("quality", {}).update(seed=seed, guard=False)
+        if store is not None:
+            data["store"] = store
     return edit
 
 
-def campaign_config(path: Path, seed: int, *, vault_cap: int | None = VAULT_CAPS[0]) -> Path:
+def campaign_config(path: Path, seed: int, *, vault_cap: int | None = VAULT_CAPS[0],
+                    store: dict[str, Any] | None = None) -> Path:
     """The sidecar's config: the shipped defaults, the callers above, roomy caps, a vault near its limit.
 
     The quality guard measures but never changes a tier (``guard: false``): its decisions are
     written in the background, and the sequential phase compares the ledger around each call.
     """
-    return write_config(path, _edit(seed, vault_cap))
+    return write_config(path, _edit(seed, vault_cap, store))
 
 
 @dataclass(frozen=True)
