@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint proto proto-check bench clean
+.PHONY: run test lint proto proto-check bench clean soak
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ proto: $(VENV)/.dev
 # Latency, CPU, throughput and memory of the full per-call path against a bare gRPC echo, per store.
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench.py --store sqlite,redis $(BENCH_ARGS)
+
+# The caller's-view harness over many seeds: real sidecars and stores under injected faults, every
+# charge checked against what the callers were told. SOAK_SEEDS (20), SOAK_STORES, SOAK_OPS (2000).
+soak: $(VENV)/.dev
+	seeds="$(SOAK_SEEDS)"; stores="$(SOAK_STORES)"; ops="$(SOAK_OPS)"; \
+	$(BIN)/python -m tests.harness --seeds "1-$${seeds:-20}" --store "$${stores:-redis,sqlite,failopen,cluster}" \
+		--ops "$${ops:-2000}"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis tollgate.db tollgate.db-wal tollgate.db-shm
