@@ -620,7 +620,7 @@ async def hv_enums(runner: Runner, rng: random.Random, ref: int) -> None:
 async def hv_strings(runner: Runner, rng: random.Random, ref: int) -> None:
     c = rng.choice(TENANTS)
     s = own_scope(rng, c)
-    which = rng.choice(["model", "task_type", "min_tier", "key", "role", "tags", "reason"])
+    which = rng.choice(["model", "task_type", "agent_mode", "min_tier", "key", "role", "tags", "reason"])
     req: pb.Message
     expect: frozenset[grpc.StatusCode] | None = INVALID
     method = "Route"
@@ -628,10 +628,10 @@ async def hv_strings(runner: Runner, rng: random.Random, ref: int) -> None:
         model = rng.choice(["", "gpt-4o-mini ", "GPT-4O-MINI", "x" * 10_000, "gpt-4o-mini\x00", "gpt-4o-mini\n",
                             "gpt‐4o‐mini", "../gpt-4o", "*"])
         method, req = "Reserve", pb.ReserveRequest(scope=s.pb(), model=model, prompt=prompt(rng))
-    elif which in ("task_type", "min_tier"):
+    elif which in ("task_type", "agent_mode", "min_tier"):
         value, valid = hostile_id(rng)
         if which == "min_tier":
-            value, valid = rng.choice(["ultra", "CHEAP", "cheap ", "", "frontier\x00"]), False
+            value, valid = rng.choice(["ultra", "CHEAP", "cheap ", "", "frontier\x00", "m" * 10_000]), False
         if valid:
             expect = None
         req = pb.RouteRequest(scope=s.pb(), prompt=prompt(rng), signals=pb.TaskSignals(**{which: value}))
@@ -656,7 +656,7 @@ async def hv_strings(runner: Runner, rng: random.Random, ref: int) -> None:
     else:
         held = await own_hold(runner, "hv.strings", rng, c)
         rid = held.rid if held else fake_rid(rng, c.org)
-        reason = rng.choice(["a" * 65, "bad\nreason", "é", "x:y", "", "-lead", "invalid_json"])
+        reason = rng.choice(["a" * 65, "bad\nreason", "é", "x:y", "", "-lead", "invalid_json", "r" * 10_000])
         valid = reason in ("", "invalid_json", "x:y")
         expect = None if valid else INVALID
         method, req = "Escalate", pb.EscalateRequest(reservation_id=rid, scope=(held.scope if held else s).pb(),
@@ -755,14 +755,15 @@ async def hv_escalate(runner: Runner, rng: random.Random, ref: int) -> None:
         release_claim(held)
         return
     extra: dict[str, object] = {
-        "model": {"model": rng.choice(["nope", "", "x" * 300, "gpt-4o-mini\n"])},
+        "model": {"model": rng.choice(["nope", "", "x" * 300, "gpt-4o-mini\n", "x" * 10_000])},
         "max_output": {"max_output_tokens": rng.choice([-1, INT64_MAX, -(2**63)])},
         "usage": {"usage": pb.Usage(input_tokens=-1, output_tokens=INT64_MAX)},
         "ttl": {"reservation": pb.ReservationOptions(ttl_ms=rng.choice([-1, INT64_MAX]))},
     }[which]
     valid = extra.get("model") == ""
+    # OUT_OF_RANGE too: the reservation may itself be an escalation at the depth limit, checked first.
     await runner.call("hv.escalate", "Escalate", pb.EscalateRequest(**{**base, **extra}), c,  # type: ignore[arg-type]
-                      expect=None if valid else INVALID, must_fail=not valid, what=which)
+                      expect=None if valid else INVALID | {C.OUT_OF_RANGE}, must_fail=not valid, what=which)
     release_claim(held)
 
 
@@ -986,8 +987,10 @@ async def huge(runner: Runner, rng: random.Random, ref: int) -> None:
         method = "Route"
         body = ld(1, _cached(runner, ("tags", org), lambda: _tags_scope(org))) + ld(2, prompt(rng).SerializeToString())
     elif name.startswith("rid_"):
-        rid = rng.choice([f"{rng.getrandbits(96):024x}." + "x" * big + f".{org}", "a" * big,
-                          f"{rng.getrandbits(96):024x}.{org}" + "x" * big])
+        # Just under the server's message limit, or 15 MB (over a 4 MiB limit, under a 16 MiB one).
+        size = rng.choice([big, 15_000_000])
+        rid = rng.choice([f"{rng.getrandbits(96):024x}." + "x" * size + f".{org}", "a" * size,
+                          f"{rng.getrandbits(96):024x}.{org}" + "x" * size])
         expect = frozenset({*SIZE, C.PERMISSION_DENIED, C.NOT_FOUND})
         method = {"rid_commit": "Commit", "rid_release": "Release", "rid_extend": "Extend", "rid_feedback": "Feedback",
                   "rid_end": "EndReservation"}[name]
@@ -1012,6 +1015,8 @@ async def huge(runner: Runner, rng: random.Random, ref: int) -> None:
     else:
         method, who = "TopUp", ADMIN
         body = ld(1, b"org:vault2") + tag(2, 0) + varint(1) + ld(3, _cached(runner, ("reason",), lambda: b"r" * big))
+    if len(body) > runner.limits.max_message_bytes:
+        expect = frozenset({C.RESOURCE_EXHAUSTED})
     async with runner.huge_gate:
         await runner.call(f"huge.{name}", method, body, who, expect=expect, must_fail=True, deadline_s=120,
                           what=f"{len(body)} bytes")

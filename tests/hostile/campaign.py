@@ -238,6 +238,15 @@ class RssSampler(threading.Thread):
 
 
 _MALFORMED = "malformed request"
+PROBE_BYTES = 64 * 2**20
+"""A request larger than any message limit a sidecar is likely to run with."""
+
+
+def tag_ld(field: int, size: int) -> bytes:
+    """Field ``field`` as a length-delimited run of ``size`` bytes."""
+    from .garbage import tag, varint
+
+    return tag(field, 2) + varint(size) + b"y" * size
 GROUPED: ContextVar[bool] = ContextVar("hostile_grouped", default=False)
 """Set by an action around calls it sends together: their ledger is compared by the action, not per call."""
 
@@ -273,6 +282,27 @@ class Runner:
 
     async def close(self) -> None:
         await self.channel.close()
+
+    async def probe_message_limit(self) -> None:
+        """The largest request the server accepts, as gRPC's refusal of a bigger one states it."""
+        probe = PROBE_BYTES
+        body = tag_ld(1, probe)
+        try:
+            await self._calls["GetQuality"](body, timeout=60)
+            found = None
+        except grpc.aio.AioRpcError as exc:
+            m = re.search(r"larger than max \((\d+) vs\. (\d+)\)", exc.details() or "")
+            found = int(m.group(2)) if exc.code() == C.RESOURCE_EXHAUSTED and m else None
+        self.report.calls["probe"] += 1
+        declared = self.limits.max_message_bytes
+        self.limits.max_message_bytes = found if found is not None else probe
+        self.report.notes.append(
+            f"the server refuses requests over {found} bytes (limits.max_message_bytes"
+            + (f"; the config says {declared})" if declared else ", the shipped default)")
+            if found is not None else f"no refusal of a {probe}-byte request: sizes up to that are used")
+        if declared and found is not None and found != declared:
+            self.violation("status", "probe", "-", f"limits.max_message_bytes is {declared} but the server "
+                           f"refuses requests over {found} bytes")
 
     # -- one call -------------------------------------------------------------------------------
 
@@ -332,6 +362,9 @@ class Runner:
             self.violation("a", kind, method, f"{label}: {code} {result.details[:300]!r}", repro)
         elif result.code in (C.DEADLINE_EXCEEDED, C.UNAVAILABLE, C.CANCELLED) and not lost:
             self.violation("a", kind, method, f"{label}: no answer ({code} {result.details[:200]!r})", repro)
+        if "metadata size exceeds" in result.details:
+            self.violation("a", kind, method, f"{label}: the sidecar's answer was too large for a default client to "
+                           f"read (its message echoes the input?): {result.details[:200]!r}", repro)
         if parsed is None:
             authed = isinstance(who, Caller)
             good = (result.code == C.INVALID_ARGUMENT and _MALFORMED in result.details) or (
@@ -340,7 +373,8 @@ class Runner:
                 self.violation("a", kind, method, f"{label}: bytes that do not parse answered {code} "
                                f"{result.details[:200]!r}; want INVALID_ARGUMENT '{_MALFORMED} …'"
                                + ("" if authed else " or UNAUTHENTICATED"), repro)
-        elif expect is not None and result.code not in expect and result.code not in NEVER and not lost:
+        elif (expect is not None and result.code not in expect and result.code not in NEVER and not lost
+              and "metadata size exceeds" not in result.details):
             self.violation("status", kind, method, f"{label}: {code} {result.details[:200]!r}, want one of "
                            f"{sorted(c.name for c in expect)}", repro)
         if must_fail and result.ok:
@@ -699,6 +733,7 @@ async def run(options: Options) -> Report:
                                       else LedgerView(sidecar.db))
     runner = Runner(options, sidecar, ledger, report, sampler, redis_server.url if redis_server else None)
     try:
+        await runner.probe_message_limit()
         concurrent, sequential = make_plan(options, runner)
         report.baseline_rss = sampler.read()
         t = time.monotonic()

@@ -160,6 +160,8 @@ def _edit(seed: int, vault_cap: int | None, store: dict[str, Any] | None) -> Cal
         if vault_cap is not None:
             overrides["org:vault"] = {"cap": _usd(vault_cap)}
         data.setdefault("quality", {}).update(seed=seed, guard=False)
+        # limits.max_message_bytes stays the shipped default: the campaign finds it by probing.
+        data.setdefault("limits", {}).update(max_tags=MAX_TAGS, max_tokens=MAX_TOKENS)
         if store is not None:
             data["store"] = store
     return edit
@@ -175,25 +177,27 @@ def campaign_config(path: Path, seed: int, *, vault_cap: int | None = VAULT_CAPS
     return write_config(path, _edit(seed, vault_cap, store))
 
 
-@dataclass(frozen=True)
+@dataclass
 class Limits:
-    """The bounds the sidecar's config sets on requests, as the campaign needs them."""
+    """The bounds the sidecar sets on requests, as the campaign needs them."""
 
     max_message_bytes: int
+    """Found by probing the server (``Runner.probe_message_limit``); the config's value until then."""
     max_tags: int
     max_tokens: int
     max_ttl_ms: int
 
 
-def read_limits(config: Path) -> Limits:
-    """From the config file itself, over the documented defaults (so any checkout's sidecar can be attacked)."""
-    from tollgate.config import Limits as Defaults
+MAX_TAGS = 32
+MAX_TOKENS = 10_000_000
+"""Written into the campaign's config, so its expectations do not depend on the sidecar's defaults."""
 
+
+def read_limits(config: Path) -> Limits:
     data = yaml.safe_load(config.read_text()) or {}
-    limits = {**{k: getattr(Defaults(), k) for k in ("max_message_bytes", "max_tags", "max_tokens")},
-              **(data.get("limits") or {})}
+    limits = data.get("limits") or {}
     ttl = str((data.get("reservations") or {}).get("max_ttl", "1h"))
-    return Limits(int(limits["max_message_bytes"]), int(limits["max_tags"]), int(limits["max_tokens"]),
+    return Limits(int(limits.get("max_message_bytes", 0)), int(limits["max_tags"]), int(limits["max_tokens"]),
                   _duration_ms(ttl))
 
 
