@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint proto proto-check bench clean soak
+.PHONY: run test lint proto proto-check bench clean soak hostile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,13 @@ soak: $(VENV)/.dev
 	seeds="$(SOAK_SEEDS)"; stores="$(SOAK_STORES)"; ops="$(SOAK_OPS)"; \
 	$(BIN)/python -m tests.harness --seeds "1-$${seeds:-20}" --store "$${stores:-redis,sqlite,failopen,cluster}" \
 		--ops "$${ops:-2000}"
+
+# The hostile campaign: one real sidecar attacked over gRPC as a stranger would (garbage bytes on every
+# method, other tenants' ids, hostile figures, oversized input) between honest tenants; the checks are in
+# tests/hostile/campaign.py. HOSTILE_CALLS (20000), HOSTILE_SEED (1), HOSTILE_STORE (sqlite, or redis: stalls too).
+hostile: $(VENV)/.dev
+	calls="$(HOSTILE_CALLS)"; seed="$(HOSTILE_SEED)"; store="$(HOSTILE_STORE)"; \
+	$(BIN)/python -m tests.hostile --calls "$${calls:-20000}" --seed "$${seed:-1}" --store "$${store:-sqlite}"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis tollgate.db tollgate.db-wal tollgate.db-shm
