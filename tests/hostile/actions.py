@@ -754,12 +754,13 @@ async def hv_escalate(runner: Runner, rng: random.Random, ref: int) -> None:
             rid = r.response.reservation.reservation_id
         release_claim(held)
         return
-    extra: dict[str, object] = {
+    options: dict[str, dict[str, object]] = {
         "model": {"model": rng.choice(["nope", "", "x" * 300, "gpt-4o-mini\n", "x" * 10_000])},
         "max_output": {"max_output_tokens": rng.choice([-1, INT64_MAX, -(2**63)])},
         "usage": {"usage": pb.Usage(input_tokens=-1, output_tokens=INT64_MAX)},
         "ttl": {"reservation": pb.ReservationOptions(ttl_ms=rng.choice([-1, INT64_MAX]))},
-    }[which]
+    }
+    extra = options[which]
     valid = extra.get("model") == ""
     # OUT_OF_RANGE too: the reservation may itself be an escalation at the depth limit, checked first.
     await runner.call("hv.escalate", "Escalate", pb.EscalateRequest(**{**base, **extra}), c,  # type: ignore[arg-type]

@@ -269,7 +269,7 @@ class Runner:
         self.channel = grpc.aio.insecure_channel(sidecar.target, options=[
             ("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)])
         self._calls = {name: self.channel.unary_unary(m.path) for name, m in METHODS.items()}
-        self.huge_gate = asyncio.Semaphore(1)
+        self.huge_gate = asyncio.Semaphore(2)
         self.redis_url = redis_url
         self.stalls: list[list[float]] = []
         """[start, end] of each store stall (monotonic seconds): UNAVAILABLE is the right answer inside one."""
@@ -654,14 +654,15 @@ async def _reconcile(runner: Runner) -> None:
         return
     undone = 0
     for rid, (state, amount, charged, pools) in records.items():
-        h = book.holds.get(rid)
-        if h is None and state == "released" and charged == 0:
+        record = book.holds.get(rid)
+        if record is None and state == "released" and charged == 0:
             undone += 1  # a hold whose answer was lost, released by the sidecar: nobody is charged
             continue
-        if h is None:
+        if record is None:
             runner.violation("f", "reconcile", "ledger", f"record {rid!r} ({state}, held {amount}, charged "
                              f"{charged}, pools {pools.split()}) was never handed to a caller")
             continue
+        h = record
         want = set(h.pools)
         got = {p for p in pools.split("\n") if p and not p.startswith("request:")}
         if (state, charged) != (h.state, h.charged) or (want and got != want):

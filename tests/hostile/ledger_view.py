@@ -117,7 +117,9 @@ class RedisView:
         digest = self._client.execute_command("DEBUG", "DIGEST")
         if self._last is not None and digest == self._digest:
             return self._last
-        keys = sorted(self._client.scan_iter(match=f"{self.prefix}:*", count=1000))
+        # As on SQLite, escalation costs are left out: the sweeper flushes them in the background.
+        keys = sorted(k for k in self._client.scan_iter(match=f"{self.prefix}:*", count=1000)
+                      if k != f"{self.prefix}:quality:costs".encode())
         values = self._client.execute_command("DEBUG", "DIGEST-VALUE", *keys) if keys else []
         rows: Rows = {(k.decode(errors="replace"),): (v,) for k, v in zip(keys, values, strict=True)}
         self._digest, self._last = digest, Snapshot({"redis": rows})
