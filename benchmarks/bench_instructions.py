@@ -75,7 +75,7 @@ async def _child(store: str, calls: int, signals: Path) -> None:
     import yaml
 
     from tollgate.config import load_config
-    from tollgate.server import serve
+    from tollgate.grpc.server import serve
     from tollgate_client.v1 import tollgate_pb2 as pb
 
     tmp = Path(tempfile.mkdtemp(prefix="tollgate-instr-"))

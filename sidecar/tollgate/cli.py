@@ -86,7 +86,7 @@ def _load(args: argparse.Namespace) -> Config:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from .server import run
+    from .grpc.server import run
 
     _setup_logging(args.log_level)
     run(_load(args), load=lambda: _load(args))

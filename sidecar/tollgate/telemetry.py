@@ -22,12 +22,10 @@ import contextvars
 import functools
 import logging
 import os
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import grpc
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -39,12 +37,12 @@ from .errors import Refusal
 from .ledger import CommitOutcome, Hold, PoolSnapshot, ReleaseOutcome, ReserveOutcome
 from .money import NANOS_PER_USD
 
-__all__ = ["Metrics", "Telemetry", "tracing_enabled"]
+__all__ = ["MONEY_METHODS", "Metrics", "Telemetry", "tracing_enabled"]
 
 log = logging.getLogger("tollgate.rpc")
 
-_MONEY_METHODS = frozenset({"Reserve", "Commit", "Release", "Extend", "Escalate"})
-_SERVICE_PREFIX = "/tollgate.v1.TollgateService/"
+MONEY_METHODS = frozenset({"Reserve", "Commit", "Release", "Extend", "Escalate"})
+"""RPCs that always move money, so always log a line (Route does when it reserves)."""
 # Fields the handlers add for the one log line of the RPC they run in.
 _LOG_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("tollgate_log_fields",
                                                                                    default=None)
@@ -206,27 +204,53 @@ class Telemetry:
         if self._provider is not None:
             self._provider.shutdown()
 
-    # -- the server interceptor ----------------------------------------------------------------
+    # -- one RPC: its span, its latency sample and (for money RPCs) its log line ----------------
 
-    def interceptor(self) -> grpc.aio.ServerInterceptor:
-        """One span, one latency sample and (for money RPCs) one log line per RPC."""
-        return _Interceptor(self)
-
-    def server_span(self, method: str, context: grpc.aio.ServicerContext) -> contextlib.AbstractContextManager[Any]:
+    def server_span(self, method: str, carrier: dict[str, str]) -> contextlib.AbstractContextManager[Any]:
         """The RPC's span, continuing the caller's trace; with tracing off, no span at all (``None``).
 
         An RPC that no one traces pays nothing for a no-op span and its context switches.
+        ``carrier`` is the call's text metadata, where W3C trace context travels.
         """
         if self._provider is None:
             return _NO_SPAN
         return self.tracer.start_as_current_span(
             f"tollgate.v1.TollgateService/{method}",
-            context=propagate.extract(_carrier(context)),
+            context=propagate.extract(carrier),
             kind=SpanKind.SERVER,
             attributes={"rpc.system": "grpc", "rpc.service": "tollgate.v1.TollgateService", "rpc.method": method},
             record_exception=False,
             set_status_on_exception=False,
         )
+
+    @staticmethod
+    def collect_log_fields() -> tuple[dict[str, Any], contextvars.Token[dict[str, Any] | None]]:
+        """Start collecting the fields handlers add to this RPC's log line; reset the token after."""
+        fields: dict[str, Any] = {}
+        return fields, _LOG_FIELDS.set(fields)
+
+    @staticmethod
+    def stop_collecting(token: contextvars.Token[dict[str, Any] | None]) -> None:
+        _LOG_FIELDS.reset(token)
+
+    def rpc_done(self, method: str, code: str, code_number: int, elapsed_s: float, span: Any, *, money: bool,
+                 carrier: Callable[[], dict[str, str]], fields: dict[str, Any]) -> None:
+        """Record one finished RPC: its span's status, its latency, and for money RPCs a log line."""
+        if span is not None and code != "OK":
+            span.set_attribute("rpc.grpc.status_code", code_number)
+            span.set_status(Status(StatusCode.ERROR, code))
+        self.metrics.child(self.metrics.rpc, method, code).observe(elapsed_s)
+        if code == "UNAVAILABLE":
+            self.store_failed(method)
+        if (money or method in MONEY_METHODS) and log.isEnabledFor(logging.INFO):
+            # With tracing off, the caller's own trace context still joins the line to its trace.
+            ctx = span.get_span_context() if span is not None else _caller_context(carrier())
+            log.info(method, extra={"fields": {
+                "rpc": method, "code": code, "ms": round(elapsed_s * 1000, 3),
+                "trace_id": f"{ctx.trace_id:032x}" if ctx.is_valid else "",
+                "span_id": f"{ctx.span_id:016x}" if ctx.is_valid else "",
+                **fields,
+            }})
 
     # -- what the handlers report ----------------------------------------------------------------
 
@@ -403,83 +427,8 @@ def _log_name(attribute: str) -> str:
     return attribute.removeprefix("tollgate.").replace(".", "_")
 
 
-class _Interceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, telemetry: Telemetry) -> None:
-        self._t = telemetry
-        # grpc.aio asks on every RPC; a method's handler is the same object each time, so its
-        # traced wrapper is built once rather than per call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        method_path = details.method
-        if handler is None or handler.unary_unary is None or not method_path.startswith(_SERVICE_PREFIX):
-            return handler
-        known = self._wrapped.get(method_path)
-        if known is not None and known[0] is handler:
-            return known[1]
-        wrapped = self._wrap(method_path[len(_SERVICE_PREFIX):], handler)
-        self._wrapped[method_path] = (handler, wrapped)
-        return wrapped
-
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        inner = handler.unary_unary
-        t = self._t
-
-        always_logged = method in _MONEY_METHODS
-
-        async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            fields: dict[str, Any] = {}
-            token = _LOG_FIELDS.set(fields)
-            code = grpc.StatusCode.OK
-            with t.server_span(method, context) as span:
-                try:
-                    response = await inner(request, context)
-                    # A refusal is answered by setting the status rather than raising.
-                    code = context.code() or grpc.StatusCode.OK
-                    return response
-                except BaseException:
-                    code = context.code() or grpc.StatusCode.UNKNOWN
-                    raise
-                finally:
-                    _LOG_FIELDS.reset(token)
-                    if span is not None and code is not grpc.StatusCode.OK:
-                        span.set_attribute("rpc.grpc.status_code", code.value[0])
-                        span.set_status(Status(StatusCode.ERROR, code.name))
-                    elapsed = time.perf_counter() - started
-                    t.metrics.child(t.metrics.rpc, method, code.name).observe(elapsed)
-                    if code is grpc.StatusCode.UNAVAILABLE:
-                        t.store_failed(method)
-                    is_money = always_logged or (method == "Route" and getattr(request, "reserve", False))
-                    if is_money and log.isEnabledFor(logging.INFO):
-                        # With tracing off, the caller's own trace context still joins the line to its trace.
-                        ctx = span.get_span_context() if span is not None else _caller_context(context)
-                        log.info(method, extra={"fields": {
-                            "rpc": method, "code": code.name, "ms": round(elapsed * 1000, 3),
-                            "trace_id": f"{ctx.trace_id:032x}" if ctx.is_valid else "",
-                            "span_id": f"{ctx.span_id:016x}" if ctx.is_valid else "",
-                            **fields,
-                        }})
-
-        return grpc.unary_unary_rpc_method_handler(
-            traced, request_deserializer=handler.request_deserializer,
-            response_serializer=handler.response_serializer,
-        )
-
-
-def _carrier(context: grpc.aio.ServicerContext) -> dict[str, str]:
-    """The call's text metadata, where W3C trace context travels."""
-    return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
-
-
-def _caller_context(context: grpc.aio.ServicerContext) -> trace.SpanContext:
+def _caller_context(carrier: dict[str, str]) -> trace.SpanContext:
     """The span context the caller sent in ``traceparent``, or an invalid one."""
-    carrier = _carrier(context)
     if "traceparent" not in carrier:
         return trace.INVALID_SPAN_CONTEXT
     return trace.get_current_span(propagate.extract(carrier)).get_span_context()

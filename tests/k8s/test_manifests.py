@@ -30,7 +30,7 @@ from tests.k8s.conftest import K8S, VARIANTS, Render, render_dir
 from tests.sidecar_process import ROOT, SidecarProcess, free_port
 from tollgate.cli import STORE_URL_ENV
 from tollgate.config import Config, parse_config
-from tollgate.server import LIVENESS_SERVICE
+from tollgate.grpc.server import LIVENESS_SERVICE
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 

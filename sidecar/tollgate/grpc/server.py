@@ -29,13 +29,15 @@ from grpc_reflection.v1alpha import reflection
 
 from tollgate_client.v1 import tollgate_pb2 as pb
 
-from .app import Tollgate
-from .app.admin import Admin
-from .config import Config, TlsConfig
-from .errors import ConfigError, StoreUnavailable
-from .ledger import BudgetStore, open_override_store, open_quality_store, open_store
-from .service import AdminServicer, TollgateServicer, add_to_server
-from .telemetry import Telemetry
+from ..app import Tollgate
+from ..app.admin import Admin
+from ..config import Config, TlsConfig
+from ..errors import ConfigError, StoreUnavailable
+from ..ledger import BudgetStore, open_override_store, open_quality_store, open_store
+from ..telemetry import Telemetry
+from .handlers import AdminServicer, TollgateServicer
+from .interceptor import TelemetryInterceptor
+from .parse import add_to_server
 
 __all__ = ["Sidecar", "run", "serve"]
 
@@ -149,7 +151,7 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     telemetry = Telemetry()
     telemetry.watch_quality(gate.quality)
     server = grpc.aio.server(
-        interceptors=[telemetry.interceptor()],
+        interceptors=[TelemetryInterceptor(telemetry)],
         options=[
             ("grpc.max_receive_message_length", config.limits.max_message_bytes),
             ("grpc.max_send_message_length", config.limits.max_message_bytes),
