@@ -291,7 +291,9 @@ async def honest_keyed_retry(runner: Runner, rng: random.Random, ref: int) -> No
 def sample_request(runner: Runner, rng: random.Random, method: str, caller: Caller) -> bytes:
     """A well-formed request of ``method`` for ``caller``, for garbage generators to mutate."""
     s = own_scope(rng, caller) if caller.scopes else HonestScope("vault")
-    holds = list(runner.book.holds.values())
+    # Sequentially, only ended reservations: mutated bytes that still parse could otherwise shorten an
+    # open one's TTL, and an expiry mid-phase would change the ledger under another call.
+    holds = [h for h in runner.book.holds.values() if not runner.sequential or h.state != "open"]
     rid = rng.choice(holds).rid if holds and rng.random() < 0.7 else fake_rid(rng, s.org)
     msg = {
         "Route": lambda: pb.RouteRequest(scope=s.pb(), prompt=prompt(rng), signals=pb.TaskSignals(task_type="extract")),
@@ -789,7 +791,7 @@ async def hv_impatient(runner: Runner, rng: random.Random, ref: int) -> None:
     if r.code == C.DEADLINE_EXCEEDED and keyed:
         await runner.call("hv.impatient", method, req, c, expect=frozenset({C.OK}), what="retry with its key")
     if runner.sequential:
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.1)
         await runner.moved_as_told("hv.impatient", method, c, s, before, told, f"gave up after {deadline}s")
 
 
@@ -834,9 +836,10 @@ async def fault_stall(runner: Runner, rng: random.Random, ref: int) -> None:
     for h in mine:
         h.claimed = False
     if runner.sequential:
-        # Long enough for a reserve the sidecar gave up on to be undone once Redis answers again.
-        await asyncio.sleep(1.5)
-        await runner.moved_as_told("fault.stall", "-", c, s, before, told, f"after a {seconds}s stall")
+        # A reserve the sidecar gave up on is undone once Redis answers again: read until then.
+        await asyncio.sleep(0.3)
+        await runner.moved_as_told("fault.stall", "-", c, s, before, told, f"after a {seconds}s stall",
+                                   patience_s=10.0)
 
 
 # -- the operator's API -------------------------------------------------------------------------

@@ -276,6 +276,8 @@ class Runner:
         self.keyed: dict[int, tuple[Caller, str, bytes, str, int]] = {}
         """Keyed first attempts by plan slot: caller, method, request bytes, reservation id, hold."""
         self.cache: dict[tuple[str, ...], bytes] = {}
+        self.history: list[tuple[int, int, str, str, str, str, str]] = []
+        """Every call: (start, end) in wall-clock ms, kind, method, caller, status, scope org."""
         self.keys: list[tuple[Caller, str]] = []
         """Idempotency keys tenants used, for others to try."""
         self._n = 0
@@ -340,8 +342,10 @@ class Runner:
         label = f"{name} {what}".strip()
         repro = self._repro(method, body, who)
         stalled = False
+        org = parsed.scope.org_id if parsed is not None and "scope" in parsed.DESCRIPTOR.fields_by_name else ""  # type: ignore[attr-defined]
         for attempt in range(6):
             started = time.monotonic()
+            wall = time.time_ns() // 1_000_000
             try:
                 raw = await self._calls[method](body, metadata=metadata, timeout=deadline_s)
                 result = Result(C.OK, "", spec.response.FromString(raw))
@@ -352,6 +356,7 @@ class Runner:
             self.report.statuses[result.code.name] += 1
             self.report.by_kind[tally][result.code.name] += 1
             self.report.samples.setdefault(f"{tally} {method} {result.code.name}", result.details[:300])
+            self.history.append((wall, time.time_ns() // 1_000_000, tally, method, name, result.code.name, org))
             stalled = result.code == C.UNAVAILABLE and self.stalled(started, time.monotonic())
             if not (stalled and parsed is not None and _retryable(method, parsed)):
                 break
@@ -456,21 +461,33 @@ class Runner:
         return out
 
     async def moved_as_told(self, kind: str, method: str, owner: Caller, scope: HonestScope,
-                            before: list[pb.PoolState], told_before: dict[str, tuple[int, int]], what: str) -> None:
-        """Sequential phase: the scope's pools moved exactly as the answers since ``before`` said."""
-        (after,) = await self.read_pools([(owner, scope)])
-        told_after = self.book.expected()
-        b = {p.pool_id: p for p in before}
-        for p in after:
-            q = b.get(p.pool_id)
-            if q is None or p.level == pb.POOL_LEVEL_REQUEST:
-                continue
-            moved = (p.spent_nanos - q.spent_nanos, p.held_nanos - q.held_nanos)
-            t0, t1 = told_before.get(p.pool_id, (0, 0)), told_after.get(p.pool_id, (0, 0))
-            told = (t1[0] - t0[0], t1[1] - t0[1])
-            if moved != told:
-                self.violation("e", kind, method, f"{owner.name} {what}: pool {p.pool_id} moved spent/held by "
-                               f"{moved}; the answers said {told}")
+                            before: list[pb.PoolState], told_before: dict[str, tuple[int, int]], what: str,
+                            patience_s: float = 5.0) -> None:
+        """Sequential phase: the scope's pools moved exactly as the answers since ``before`` said.
+
+        An undo runs after the answer it undoes, so the pools are read again for ``patience_s``
+        before a difference counts.
+        """
+        deadline = time.monotonic() + patience_s
+        while True:
+            (after,) = await self.read_pools([(owner, scope)])
+            told_after = self.book.expected()
+            b = {p.pool_id: p for p in before}
+            wrong = []
+            for p in after:
+                q = b.get(p.pool_id)
+                if q is None or p.level == pb.POOL_LEVEL_REQUEST:
+                    continue
+                moved = (p.spent_nanos - q.spent_nanos, p.held_nanos - q.held_nanos)
+                t0, t1 = told_before.get(p.pool_id, (0, 0)), told_after.get(p.pool_id, (0, 0))
+                told = (t1[0] - t0[0], t1[1] - t0[1])
+                if moved != told:
+                    wrong.append(f"pool {p.pool_id} moved spent/held by {moved}; the answers said {told}")
+            if not wrong or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.25)
+        for line in wrong:
+            self.violation("e", kind, method, f"{owner.name} {what}: {line}")
 
     def _flush_book(self, kind: str, method: str) -> None:
         for check, detail in self.book.problems:
@@ -534,6 +551,15 @@ class Runner:
             # Shadow holds are the honest route's to end; the other moves leave them alone.
             out = [h for h in out if not h.claimed and not h.keep and h.how != "Route's shadow"]
         return out
+
+    def suspects(self, org: str, at_ms: int, window_ms: int = 3_000) -> str:
+        """Calls of ``org`` that ended without an answer, in the ``window_ms`` up to ``at_ms``."""
+        found = [f"{kind} {method} by {who} answered {code} at {end - at_ms:+d} ms"
+                 for start, end, kind, method, who, code, o in self.history
+                 if o == org and code != "OK" and method in ("Reserve", "Route", "Escalate")
+                 and at_ms - window_ms <= end and start <= at_ms + 200 and code in ("UNAVAILABLE", "DEADLINE_EXCEEDED",
+                                                                                   "CANCELLED")]
+        return "; ".join(found[-4:]) or "none"
 
     def cross(self, victim: tuple[tuple[Caller, HonestScope], ...]) -> Cross:
         return Cross(victim)
@@ -648,19 +674,17 @@ async def _reconcile(runner: Runner) -> None:
                                  f"{p.held_nanos}, the answers given say spent {spent} held {held}")
     # Records, as the ledger file holds them.
     records = runner.ledger.reservations()
-    if records is None:
-        report.notes.append(f"{len(book.holds)} reservations handed out; the store's records are not read on "
-                            f"{runner.options.store} (pools and the audit are)")
-        return
     undone = 0
-    for rid, (state, amount, charged, pools) in records.items():
+    for rid, (state, amount, charged, pools, created) in records.items():
         record = book.holds.get(rid)
         if record is None and state == "released" and charged == 0:
             undone += 1  # a hold whose answer was lost, released by the sidecar: nobody is charged
             continue
         if record is None:
             runner.violation("f", "reconcile", "ledger", f"record {rid!r} ({state}, held {amount}, charged "
-                             f"{charged}, pools {pools.split()}) was never handed to a caller")
+                             f"{charged}, pools {pools.split()}, created {created}) was never handed to a caller; "
+                             f"calls of its org that got no reservation just before: "
+                             + runner.suspects(rid.partition(".")[2], created))
             continue
         h = record
         want = set(h.pools)

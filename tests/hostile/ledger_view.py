@@ -89,10 +89,10 @@ class LedgerView:
         self._version, self._last = version, Snapshot(tables)
         return self._last
 
-    def reservations(self) -> dict[str, tuple[str, int, int, str]] | None:
-        """Every reservation record: id -> (state, amount, charged, pool ids joined by newlines)."""
-        return {rid: (state, amount, charged, pools) for rid, state, amount, charged, pools in self._db.execute(
-            "SELECT reservation_id, state, amount, charged, pool_ids FROM reservations")}
+    def reservations(self) -> dict[str, tuple[str, int, int, str, int]]:
+        """Every reservation record: id -> (state, amount, charged, pool ids joined by newlines, created ms)."""
+        rows = self._db.execute("SELECT reservation_id, state, amount, charged, pool_ids, created_ms FROM reservations")
+        return {rid: (state, amount, charged, pools, created) for rid, state, amount, charged, pools, created in rows}
 
 
 class RedisView:
@@ -125,6 +125,17 @@ class RedisView:
         self._digest, self._last = digest, Snapshot({"redis": rows})
         return self._last
 
-    def reservations(self) -> dict[str, tuple[str, int, int, str]] | None:
-        """Records are the store's own encoding on Redis: the campaign reads pools through GetBudget instead."""
-        return None
+    def reservations(self) -> dict[str, tuple[str, int, int, str, int]]:
+        """Every reservation record, from each org's record index (``…:{org}:rs``) and record hashes."""
+        out: dict[str, tuple[str, int, int, str, int]] = {}
+        for index in self._client.scan_iter(match=f"{self.prefix}:{{*}}:rs", count=1000):
+            base = bytes(index).decode()[: -len("rs")]
+            members: list[bytes] = list(self._client.zrange(index, 0, -1))  # type: ignore[arg-type]
+            rids = [r.decode() for r in members]
+            pipe = self._client.pipeline(transaction=False)
+            for rid in rids:
+                pipe.hmget(f"{base}r:{rid}", "state", "amount", "charged", "pools", "created")
+            for rid, (state, amount, charged, pools, created) in zip(rids, pipe.execute(), strict=True):
+                out[rid] = ((state or b"?").decode(), int(amount or 0), int(charged or 0), (pools or b"").decode(),
+                            int(created or 0))
+        return out
