@@ -239,7 +239,12 @@ def _check_told(out: CheckResult, plan: Plan, record: Record, calls: list[Call])
                     record)
         return False
     moved = record.charged > 0 or record.state == "open"
+    if not moved:
+        # A hold no caller was told of, ended without a charge: the sidecar undid what it had given up on.
+        out.stats["undone_holds"] += 1
     if oks:
+        if not moved:
+            return False  # the sidecar undid a hold of an attempt whose answer it had given up on
         out.add("replay-differs", f"the caller was told {oks[0].rid}, yet its call also left {record.rid} "
                                   f"({record.state}, charged {record.charged})", calls, record)
         return False
@@ -249,8 +254,8 @@ def _check_told(out: CheckResult, plan: Plan, record: Record, calls: list[Call])
     # A lost answer: a call that ended unknown, or one the client itself sent more than once.
     lost = any(c.unknown or c.attempts > 1 for c in calls)
     if not lost:
-        if plan.kind == "trespass":
-            return False  # reported as a tenant violation
+        if plan.kind == "trespass" or not moved:
+            return False  # reported as a tenant violation; or undone, nothing charged
         codes = sorted({c.code for c in calls})
         out.add("error-changed-state", f"every call was refused ({', '.join(codes)}), yet a record is left "
                                        f"({record.state}, charged {record.charged})", calls, record)

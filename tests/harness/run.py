@@ -119,6 +119,7 @@ async def run_seed(seed: int, store: str, ops: int, workdir: Path, *, tasks: int
     log("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in phases.items()))
     log(f"  store: {stats.get('records', 0)} records; {stats.get('lost_keyless_records', 0)} from keyless calls "
         f"whose answers were lost (charged {stats.get('lost_keyless_charged', 0)}); "
+        f"{stats.get('undone_holds', 0)} holds undone by the sidecar; "
         f"{stats.get('unresolved', 0)} intents gave up; {stats.get('restarts', 0)} sidecar restarts"
         + (f"; {stats.get('fail_open_admitted', 0)} admitted on the fail-open allowance" if env.fail_open else ""))
     log(run.summary())
