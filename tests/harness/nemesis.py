@@ -27,7 +27,7 @@ _WEIGHTS: dict[str, dict[str, float]] = {
     "failopen": {"redis_stall": 2, "redis_kill": 2, "proxy_partition": 2, "proxy_stall": 1.5, "proxy_delay": 1,
                  "proxy_cut": 1, "sidecar_stall": 0.5},
     "cluster": {"node_stall": 3, "sidecar_kill": 1.5, "sidecar_stall": 1},
-    "sqlite": {"sidecar_kill": 2, "sidecar_stall": 2},
+    "sqlite": {"sidecar_kill": 1, "sidecar_stall": 1.5},
 }
 
 
@@ -66,7 +66,9 @@ def schedule(seed: int, kind: str, sidecars: int) -> Iterator[Fault]:
             "proxy_partition": rng.uniform(0.3, 2.0 if kind == "failopen" else 1.2),
         }[name]
         delay = rng.uniform(0.05, 0.6) if name == "proxy_delay" else 0.0
-        yield Fault(name, target, duration, delay, pause=rng.uniform(0.1, 0.9))
+        # The embedded store has one sidecar: while it restarts no caller gets anywhere, so faults come further apart.
+        pause = rng.uniform(0.5, 2.0) if kind == "sqlite" else rng.uniform(0.1, 0.9)
+        yield Fault(name, target, duration, delay, pause=pause)
 
 
 class Nemesis:

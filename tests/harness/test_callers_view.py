@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 CASES = [
     ("redis", 1, 300),
     ("redis", 2, 300),
-    ("sqlite", 1, 120),
+    ("sqlite", 1, 200),
     ("failopen", 3, 250),
     ("cluster", 4, 200),
 ]
