@@ -10,13 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..config import BudgetConfig, Config, PoolSpec
 from ..errors import InvalidRequest
 from ..ids import parse_pool_id
 from ..quality import QualityStore
 from ..scope import Level
 from .local import Journal, LocalLedger, SpecResolver, wall_clock_ms
 from .memory import MemoryJournal
+from .spec import BudgetConfig, PoolSpec
 from .sqlite import SqliteJournal
 from .types import (
     AuditReport,
@@ -33,6 +33,7 @@ from .types import (
 )
 
 if TYPE_CHECKING:
+    from ..config import Config
     from .overrides import OverrideStore
 
 __all__ = [

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 
-from ..config import PoolSpec, WindowKind
 from ..scope import Level
 from .pools import PoolState
+from .spec import PoolSpec, WindowKind
 from .types import AuditReport, Hold, HoldState, Mismatch
 from .windows import SLIDING_BUCKETS, bucket_debt, bucket_ms, fixed_window
 

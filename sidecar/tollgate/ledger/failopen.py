@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from ..config import ExpiryPolicy
 from ..errors import (
     BudgetExceeded,
     IdempotencyConflict,
@@ -28,6 +27,7 @@ from ..scope import Level
 from .local import SpecResolver, refuse_ended, wall_clock_ms
 from .pools import check_admission
 from .redis import RedisStore
+from .spec import ExpiryPolicy
 from .types import (
     AuditReport,
     CommitOutcome,

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from ..config import ExpiryPolicy, PoolSpec
 from ..errors import (
     BudgetExceeded,
     IdempotencyConflict,
@@ -28,6 +27,7 @@ from ..ids import pool_org, reservation_org
 from ..scope import Level
 from .audit import audit_pools
 from .pools import PoolState, check_admission
+from .spec import ExpiryPolicy, PoolSpec
 from .types import (
     AuditReport,
     CommitOutcome,

@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from ..config import PoolSpec
 from .redis import RedisClient, _store_errors
+from .spec import PoolSpec
 
 __all__ = ["MemoryOverrideStore", "OverrideStore", "PoolOverride", "RedisOverrideStore", "SqliteOverrideStore"]
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..config import Policy, PoolSpec, WindowKind
 from ..errors import Refusal
 from ..scope import Level
+from .spec import Policy, PoolSpec, WindowKind
 from .types import PoolSnapshot
 from .windows import SLIDING_BUCKETS, bucket_debt, bucket_ms, fixed_window
 

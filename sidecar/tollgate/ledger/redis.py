@@ -50,7 +50,6 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 from redis.backoff import NoBackoff
 
-from ..config import ExpiryPolicy, PoolSpec, WindowKind
 from ..errors import (
     BudgetExceeded,
     IdempotencyConflict,
@@ -65,6 +64,7 @@ from ..scope import Level
 from .audit import audit_pools
 from .local import SpecResolver, refuse_ended
 from .pools import PoolState, check_admission
+from .spec import ExpiryPolicy, PoolSpec, WindowKind
 from .types import (
     AuditReport,
     CommitOutcome,

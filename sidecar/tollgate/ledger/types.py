@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..config import PoolSpec
 from ..scope import Level
+from .spec import PoolSpec
 
 __all__ = [
     "AuditReport",
