@@ -10,8 +10,10 @@ from datetime import UTC, datetime, timedelta
 
 import grpc
 import grpc.aio
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2, status_pb2
 
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
@@ -19,6 +21,7 @@ from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 NOW = datetime(2030, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 RESETS_AT = datetime(2030, 2, 1, tzinfo=UTC)
 HELD = 1_300_000
+ERROR_DOMAIN = "tollgate.dev"
 
 
 def ts(when: datetime) -> Timestamp:
@@ -66,6 +69,27 @@ class Failure:
     trailing_metadata: tuple[tuple[str, str | bytes], ...] = ()
 
 
+def status_details(code: grpc.StatusCode, details: str, *messages: Message) -> tuple[str, bytes]:
+    """The standard ``grpc-status-details-bin`` trailer: a ``google.rpc.Status`` with ``messages`` as its details."""
+    anys = []
+    for message in messages:
+        packed = any_pb2.Any()
+        packed.Pack(message)
+        anys.append(packed)
+    status = status_pb2.Status(code=code.value[0], message=details, details=anys)
+    return ("grpc-status-details-bin", status.SerializeToString())
+
+
+def error_info(reason: str, domain: str = ERROR_DOMAIN) -> error_details_pb2.ErrorInfo:
+    return error_details_pb2.ErrorInfo(reason=reason, domain=domain)
+
+
+def refused(code: grpc.StatusCode, details: str, reason: str, *before: Message,
+            trailers: tuple[tuple[str, str | bytes], ...] = ()) -> Failure:
+    """A refusal as the sidecar sends it: ``before`` (a BudgetExceeded), then the ErrorInfo with ``reason``."""
+    return Failure(code, details, (status_details(code, details, *before, error_info(reason)), *trailers))
+
+
 @dataclass
 class Hang:
     """The call takes effect, but its answer never arrives: the fake waits until the client gives up."""
@@ -82,8 +106,10 @@ class FakeTollgate(pb_grpc.TollgateServiceServicer):
     before anything happened) or a ``Hang`` (done, but never answered), after
     which it answers normally; ``delay`` makes every method wait before answering.
     Like the sidecar, a repeated reserve with the same idempotency key returns the
-    first reservation with ``replayed`` set, and a repeated commit or release of
-    a reservation ended the same way answers again with ``replayed`` set.
+    first reservation with ``replayed`` set, a repeated commit or release of
+    a reservation ended the same way answers again with ``replayed`` set, and the
+    fake's own refusals carry the sidecar's ``ErrorInfo`` reason (``refused``
+    builds scripted ones that do).
     """
 
     requests: list[tuple[str, Message]] = field(default_factory=list)
@@ -117,17 +143,18 @@ class FakeTollgate(pb_grpc.TollgateServiceServicer):
         scripted = self.script[method].pop(0) if self.script.get(method) else None
         if isinstance(scripted, Failure):
             failure = scripted
-        if failure is not None:
-            await context.abort(failure.code, failure.details, trailing_metadata=failure.trailing_metadata)
         try:
-            response = answer()
-            if isinstance(scripted, Hang):
-                await asyncio.sleep(scripted.seconds)  # cancelled when the client's deadline passes
-            return response
+            if failure is None:
+                response = answer()
+                if isinstance(scripted, Hang):
+                    await asyncio.sleep(scripted.seconds)  # cancelled when the client's deadline passes
+                return response
         except UnknownReservation as missing:
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"no reservation {missing}")
+            failure = refused(grpc.StatusCode.NOT_FOUND, f"no reservation {missing}", "RESERVATION_NOT_FOUND")
         except EndedReservation as ended:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"reservation {ended} already ended")
+            failure = refused(grpc.StatusCode.FAILED_PRECONDITION, f"reservation {ended} already ended",
+                              "RESERVATION_ENDED")
+        await context.abort(failure.code, failure.details, trailing_metadata=failure.trailing_metadata)
         raise AssertionError("unreachable: abort raises")
 
     def _hold(self, model: str, idempotency_key: str) -> pb.Reservation:

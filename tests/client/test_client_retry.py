@@ -23,7 +23,7 @@ from tollgate_client import (
     Usage,
 )
 
-from .fake_tollgate import Failure, FakeTollgate, Hang
+from .fake_tollgate import Failure, FakeTollgate, Hang, refused
 
 SCOPE = Scope(org="acme", user="alice")
 DOWN = Failure(grpc.StatusCode.UNAVAILABLE, "connection reset")
@@ -160,27 +160,48 @@ async def test_no_retry_starts_past_the_budget(target: str, fake: FakeTollgate) 
 
 
 @pytest.mark.parametrize(
-    "code",
+    ("code", "reason"),
     [
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.INTERNAL,
-        grpc.StatusCode.UNAUTHENTICATED,
-        grpc.StatusCode.PERMISSION_DENIED,
-        grpc.StatusCode.CANCELLED,
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "BUDGET_EXCEEDED"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED"),
+        (grpc.StatusCode.RESOURCE_EXHAUSTED, ""),  # gRPC's own, such as a message too large
+        (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_REQUEST"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "RESERVATION_ENDED"),
+        (grpc.StatusCode.FAILED_PRECONDITION, "IDEMPOTENCY_CONFLICT"),
+        (grpc.StatusCode.NOT_FOUND, "RESERVATION_NOT_FOUND"),
+        (grpc.StatusCode.OUT_OF_RANGE, "ESCALATION_REFUSED"),
+        (grpc.StatusCode.INTERNAL, "INTERNAL"),
+        (grpc.StatusCode.UNAUTHENTICATED, "UNAUTHENTICATED"),
+        (grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED"),
+        (grpc.StatusCode.CANCELLED, ""),
     ],
 )
 async def test_other_statuses_are_never_retried(quick: AsyncClient, fake: FakeTollgate,
-                                                code: grpc.StatusCode) -> None:
-    fake.script["Reserve"] = [Failure(code, "no")]
+                                                code: grpc.StatusCode, reason: str) -> None:
+    fake.script["Reserve"] = [refused(code, "no", reason) if reason else Failure(code, "no")]
     with pytest.raises(TollgateClientError) as caught:
         await quick.reserve(SCOPE, "gpt-4o", input_tokens=100)
-    assert caught.value.code is code and caught.value.attempts == 1
+    assert caught.value.code is code and caught.value.reason == reason and caught.value.attempts == 1
     assert len(fake.calls("Reserve")) == 1
-    if code is grpc.StatusCode.RESOURCE_EXHAUSTED:
-        assert isinstance(caught.value, BudgetExceededError)
+    assert isinstance(caught.value, BudgetExceededError) == (reason == "BUDGET_EXCEEDED")
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (grpc.StatusCode.UNAVAILABLE, "STORE_UNAVAILABLE"),
+        (grpc.StatusCode.DEADLINE_EXCEEDED, "CALLER_GONE"),
+    ],
+)
+async def test_the_sidecars_unavailable_answers_are_retried(quick: AsyncClient, fake: FakeTollgate,
+                                                            code: grpc.StatusCode, reason: str) -> None:
+    fake.script["Reserve"] = [refused(code, "try again", reason)]
+    await quick.reserve(SCOPE, "gpt-4o", input_tokens=100)
+    assert len(fake.calls("Reserve")) == 2
+    fake.script["Reserve"] = [refused(code, "try again", reason)] * 4
+    with pytest.raises(UnavailableError) as caught:
+        await quick.reserve(SCOPE, "gpt-4o", input_tokens=100)
+    assert (caught.value.code, caught.value.reason, caught.value.attempts) == (code, reason, 4)
 
 
 async def test_commit_release_and_extend_are_retried_as_they_are(quick: AsyncClient, fake: FakeTollgate) -> None:

@@ -12,15 +12,21 @@ reported::
             response = await openai.chat.completions.create(model=decision.model, messages=messages)
             await held.commit(usage_from_openai(response))
 
-Money is an ``int`` of nano-dollars throughout; ``format_usd`` renders it.
+Money is an ``int`` of nano-dollars throughout; ``format_usd`` renders it. A
+failed call raises a ``TollgateClientError`` subclass chosen by the sidecar's
+error reason (``.reason``, such as ``"BUDGET_EXCEEDED"`` or ``"RATE_LIMITED"``).
 """
 
 from ._client import DEFAULT_TARGET, AsyncClient, Client
 from ._errors import (
     BUDGET_EXCEEDED_TRAILER,
+    ERROR_DOMAIN,
+    STATUS_DETAILS_TRAILER,
     BudgetExceededError,
     EscalationRefusedError,
+    IdempotencyConflictError,
     InvalidRequestError,
+    RateLimitedError,
     ReservationEndedError,
     ReservationNotFoundError,
     TollgateClientError,
@@ -58,7 +64,9 @@ __all__ = [
     "BUDGET_EXCEEDED_TRAILER",
     "DEFAULT_RETRY",
     "DEFAULT_TARGET",
+    "ERROR_DOMAIN",
     "NANOS_PER_USD",
+    "STATUS_DETAILS_TRAILER",
     "AsyncClient",
     "AsyncHeldReservation",
     "Attempt",
@@ -73,10 +81,12 @@ __all__ = [
     "EscalationRefusedError",
     "ExtendResult",
     "HeldReservation",
+    "IdempotencyConflictError",
     "InvalidRequestError",
     "MessageLike",
     "PoolState",
     "Priority",
+    "RateLimitedError",
     "ReleaseResult",
     "Reservation",
     "ReservationEndedError",
