@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint proto proto-check bench clean soak hostile
+.PHONY: run test test-unit lint proto proto-check bench clean soak hostile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ proto-check: $(VENV)/.dev
 	cd proto && ../$(BIN)/buf lint
 	cd proto && if git rev-parse --verify -q main >/dev/null; then \
 		../$(BIN)/buf breaking --against '../.git#branch=main,subdir=proto'; fi
+
+# The tests that need nothing but Python: the domain, the application and the wire, in process.
+test-unit: $(VENV)/.dev
+	$(BIN)/python -m pytest -q tests/unit tests/grpc
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

@@ -299,6 +299,7 @@ def test_very_large_input_is_bounded() -> None:
     assert len(result.reasons) <= 3
 
 
+@pytest.mark.timeout(30)
 def test_pathological_text_does_not_hang() -> None:
     # Long runs that could make a backtracking pattern quadratic.
     for text in ("at " + "a " * 50_000, "File \"" * 20_000, "1+" * 50_000, " " * 100_000, "{" * 100_000):

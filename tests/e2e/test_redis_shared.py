@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 import pytest
 
+from tests.eventually import eventually_async
 from tests.redis_server import RedisServer
 from tests.sidecar_process import SidecarProcess, audit, write_config
 from tollgate.config import load_config
@@ -123,13 +124,12 @@ async def test_killed_sidecars_holds_expire_once_by_survivors(tmp_path: Path, re
         victim.kill()
         async with grpc.aio.insecure_channel(survivors[0].target) as ch:
             stub = pb_grpc.TollgateServiceStub(ch)
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline:
+            async def released() -> bool:
                 budget = await stub.GetBudget(pb.GetBudgetRequest(scope=scope))
-                if all(p.held_nanos == 0 for p in budget.pools):
-                    break
-                await asyncio.sleep(0.1)
-            assert all(p.held_nanos == 0 for p in budget.pools), "orphaned holds must expire"
+                return all(p.held_nanos == 0 for p in budget.pools)
+
+            await eventually_async(released, "the orphaned holds to expire", timeout=15, every=0.1)
+            budget = await stub.GetBudget(pb.GetBudgetRequest(scope=scope))
             for r in opened[10:]:
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await stub.Commit(pb.CommitRequest(reservation_id=r.reservation_id, usage=pb.Usage()))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.eventually import eventually_async
 from tests.otlp_receiver import OtlpReceiver, attributes
 from tests.sidecar_process import SidecarProcess, free_port, write_config
 from tollgate_client import AsyncClient, Scope, Usage
@@ -161,10 +161,6 @@ async def test_a_dead_collector_only_drops_spans(tmp_path: Path) -> None:
                 d = await client.route(Scope(org="o"), input_tokens=100, task_type="extract", reserve=True)
                 assert d.reservation is not None
                 await client.commit(d.reservation.reservation_id, Usage(input_tokens=100, output_tokens=5))
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            dropped = total(scrape(port), "tollgate_spans_dropped_total")
-            if dropped >= 40:
-                break
-            await asyncio.sleep(0.2)
-        assert dropped >= 40
+        await eventually_async(lambda: asyncio.to_thread(
+            lambda: total(scrape(port), "tollgate_spans_dropped_total") >= 40), "40 dropped spans counted",
+            timeout=20, every=0.2)

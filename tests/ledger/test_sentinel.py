@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from tests.eventually import eventually
 from tests.ledger.test_invariants import RESOLVE, commit, hold, refs
 from tests.redis_server import RedisServer
 from tests.sidecar_process import free_port
@@ -31,16 +31,8 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[int, RedisServer]]:
     proc = subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if redis.Redis(port=port, socket_timeout=0.2).execute_command(
-                        "SENTINEL", "get-master-addr-by-name", "budgets"):
-                    break
-            except redis.exceptions.ConnectionError:
-                pass
-            assert time.monotonic() < deadline, "sentinel did not come up"
-            time.sleep(0.05)
+        eventually(lambda: redis.Redis(port=port, socket_timeout=0.2).execute_command(
+            "SENTINEL", "get-master-addr-by-name", "budgets"), "sentinel to come up")
         yield port, primary
     finally:
         proc.terminate()
