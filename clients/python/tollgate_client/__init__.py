@@ -35,7 +35,7 @@ from ._errors import (
 from ._escalate import Attempt, Cascade, call_with_escalation
 from ._money import NANOS_PER_USD, format_usd
 from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
-from ._retry import DEFAULT_RETRY, Retry
+from ._retry import DEFAULT_RETRY, Retry, new_idempotency_key
 from ._shadow import call_with_shadow, default_judge
 from ._types import (
     Candidate,
@@ -107,6 +107,7 @@ __all__ = [
     "call_with_shadow",
     "default_judge",
     "format_usd",
+    "new_idempotency_key",
     "usage_from_anthropic",
     "usage_from_openai",
 ]

@@ -17,6 +17,8 @@ __all__ = [
     "Candidate",
     "CommitResult",
     "Decision",
+    "EscalateOptions",
+    "Escalation",
     "ExtendResult",
     "MessageLike",
     "PoolState",
@@ -27,6 +29,9 @@ __all__ = [
     "ReserveResult",
     "RouteOptions",
     "Scope",
+    "Shadow",
+    "TaskQuality",
+    "TierQuality",
     "Usage",
 ]
 
