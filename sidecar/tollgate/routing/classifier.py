@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import os
-import re
 import string
 import tempfile
 import time
@@ -185,80 +184,9 @@ def _buckets_and_values(slots: np.ndarray, counts: np.ndarray) -> tuple[np.ndarr
     return slots >> 1, values
 
 
-# The heuristic's keyword table over bytes, for the fast path of ``_keyword_sums``.
-_KEYWORD_BYTES = {
-    word.encode(): tuple((row, feature, weight, phrase.encode()) for row, feature, weight, phrase in entries)
-    for word, entries in difficulty._KEYWORD_TABLE.items()
-}
-_KEYWORD_BYTES_WORDS = frozenset(_KEYWORD_BYTES)
-# ASCII punctuation but ' and - splits words, as in the heuristic; so do the separators
-# \x1c-\x1f, which str.split() treats as whitespace and bytes.split() does not.
-_KEYWORD_BREAKS = bytes(
-    32 if (chr(b) in string.punctuation and chr(b) not in "'-") or 0x1C <= b <= 0x1F else b for b in range(256)
-)
-# Whitespace outside ASCII, where str.split() and bytes.split() would disagree.
-_UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
-
-
-def _keyword_sums(ask: str, low: str) -> dict[str, float]:
-    """``difficulty._keyword_sums`` with the same result, several times faster.
-
-    The heuristic maps punctuation with ``str.translate`` and a dict, which costs
-    ~40 ns a character; one ``bytes.translate`` over the UTF-8 text does the same,
-    since every keyword and every mapped character but three quotes is ASCII. Text
-    with non-ASCII whitespace takes the heuristic's own path. ``low`` is ``ask.lower()``.
-    """
-    if not low.isascii():
-        if _UNICODE_SPACE.search(low):
-            return difficulty._keyword_sums(ask)
-        low = low.replace("\u2019", "'").replace("\u201c", " ").replace("\u201d", " ")
-    words = low.encode("utf-8", "surrogatepass").translate(_KEYWORD_BREAKS).split()
-    hits = _KEYWORD_BYTES_WORDS.intersection(words)
-    sums: dict[str, float] = {}
-    if not hits:
-        return sums
-    padded = b""
-    seen: set[int] = set()
-    # Same order as the heuristic (UTF-8 bytes sort as their strings do), so the same float sums.
-    for word in sorted(hits):
-        for row, feature, weight, phrase in _KEYWORD_BYTES[word]:
-            if row in seen:
-                continue
-            if phrase:
-                if not padded:
-                    padded = b" " + b" ".join(words) + b" "
-                if phrase not in padded:
-                    continue
-            seen.add(row)
-            sums[feature] = sums.get(feature, 0.0) + weight
-    return sums
-
-
 def _dense(messages: Sequence[tuple[str, str]], input_tokens: int, ask: str, low: str) -> np.ndarray:
-    """The heuristic's feature values, computed exactly as ``difficulty.score`` computes them."""
-    d = difficulty
-    values: dict[str, float] = {}
-    if input_tokens > d._LENGTH_FLOOR:
-        values["long_context"] = min(1.0, math.log(input_tokens / d._LENGTH_FLOOR) / d._LOG_LENGTH_SPAN)
-    turns = sum(1 for role, _ in messages if role in d._TURN_ROLES)
-    tools = sum(1 for role, _ in messages if role == "tool")
-    if turns > 2:
-        values["many_turns"] = min(1.0, (turns - 2) / 14)
-    if tools:
-        values["tool_results"] = min(1.0, tools / 5)
-    recent = d._recent_text(messages)
-    if recent:
-        values["code"] = d._code_value(recent)
-        values["stack_trace"] = d._trace_value(recent)
-    if ask:
-        sums = _keyword_sums(ask, low)
-        sums["math"] = sums.get("math", 0.0) + d._math_markers(ask)
-        for name, total in sums.items():
-            low, high = d._CAPS[name]
-            values[name] = min(max(total, low), high)
-        questions = ask.count("?")
-        if questions > 1:
-            values["multi_question"] = min(1.0, (questions - 1) / 3)
+    """The heuristic's feature values (``difficulty.feature_values``), and the length on a log scale."""
+    values = difficulty.feature_values(messages, input_tokens, ask, low)
     values["log_tokens"] = math.log1p(max(input_tokens, 0)) / _LOG_TOKENS_SPAN
     return np.array([values.get(name, 0.0) for name in DENSE_FEATURES], dtype=np.float64)
 

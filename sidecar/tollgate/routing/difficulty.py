@@ -304,8 +304,12 @@ def _trace_value(recent: str) -> float:
     return 0.4 if _ERROR_RE.search(recent) else 0.0
 
 
-def _keyword_sums(ask: str) -> dict[str, float]:
-    """Per-feature sums of the weights of the keywords found in ``ask``."""
+def _keyword_sums_text(ask: str) -> dict[str, float]:
+    """Per-feature sums of the weights of the keywords found in ``ask``, over its characters.
+
+    The path for text with whitespace outside ASCII, where ``str.split`` and
+    ``bytes.split`` disagree; ``_keyword_sums`` gives the same result faster otherwise.
+    """
     words = ask.lower().translate(_WORD_BREAKS).split()
     hits = _KEYWORD_WORDS.intersection(words)
     sums: dict[str, float] = {}
@@ -321,6 +325,55 @@ def _keyword_sums(ask: str) -> dict[str, float]:
             if phrase:
                 if not padded:
                     padded = " " + " ".join(words) + " "
+                if phrase not in padded:
+                    continue
+            seen.add(row)
+            sums[feature] = sums.get(feature, 0.0) + weight
+    return sums
+
+
+# The heuristic's keyword table over bytes, for the fast path of ``_keyword_sums``.
+_KEYWORD_BYTES = {
+    word.encode(): tuple((row, feature, weight, phrase.encode()) for row, feature, weight, phrase in entries)
+    for word, entries in _KEYWORD_TABLE.items()
+}
+_KEYWORD_BYTES_WORDS = frozenset(_KEYWORD_BYTES)
+# ASCII punctuation but ' and - splits words, as in the heuristic; so do the separators
+# \x1c-\x1f, which str.split() treats as whitespace and bytes.split() does not.
+_KEYWORD_BREAKS = bytes(
+    32 if (chr(b) in string.punctuation and chr(b) not in "'-") or 0x1C <= b <= 0x1F else b for b in range(256)
+)
+# Whitespace outside ASCII, where str.split() and bytes.split() would disagree.
+_UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
+
+
+def _keyword_sums(ask: str, low: str) -> dict[str, float]:
+    """Per-feature sums of the weights of the keywords found in ``ask`` (``low`` is ``ask.lower()``).
+
+    Mapping punctuation with ``str.translate`` and a dict costs ~40 ns a character;
+    one ``bytes.translate`` over the UTF-8 text does the same, since every keyword and
+    every mapped character but three quotes is ASCII. Text with non-ASCII whitespace
+    takes ``_keyword_sums_text``.
+    """
+    if not low.isascii():
+        if _UNICODE_SPACE.search(low):
+            return _keyword_sums_text(ask)
+        low = low.replace("\u2019", "'").replace("\u201c", " ").replace("\u201d", " ")
+    words = low.encode("utf-8", "surrogatepass").translate(_KEYWORD_BREAKS).split()
+    hits = _KEYWORD_BYTES_WORDS.intersection(words)
+    sums: dict[str, float] = {}
+    if not hits:
+        return sums
+    padded = b""
+    seen: set[int] = set()
+    # Same order as the heuristic (UTF-8 bytes sort as their strings do), so the same float sums.
+    for word in sorted(hits):
+        for row, feature, weight, phrase in _KEYWORD_BYTES[word]:
+            if row in seen:
+                continue
+            if phrase:
+                if not padded:
+                    padded = b" " + b" ".join(words) + b" "
                 if phrase not in padded:
                     continue
             seen.add(row)
@@ -344,8 +397,13 @@ def _math_markers(ask: str) -> float:
     return 0.35 * markers + min(0.5, max(0, numbers - 6) / 20)
 
 
-def score(messages: Sequence[tuple[str, str]], input_tokens: int) -> Difficulty:
-    """Score a chat request of ``(role, content)`` pairs whose input is ``input_tokens`` long."""
+def feature_values(messages: Sequence[tuple[str, str]], input_tokens: int, ask: str | None = None,
+                   low: str | None = None) -> dict[str, float]:
+    """The heuristic's feature values of a request: the one implementation, shared with the classifier.
+
+    ``ask`` (the text of the request's latest ask, ``_ask_of``) and ``low`` (its
+    lowercase) may be passed when the caller already has them.
+    """
     values: dict[str, float] = {}
 
     if input_tokens > _LENGTH_FLOOR:
@@ -368,16 +426,23 @@ def score(messages: Sequence[tuple[str, str]], input_tokens: int) -> Difficulty:
         values["code"] = _code_value(recent)
         values["stack_trace"] = _trace_value(recent)
 
-    ask = _ask_of(messages)
+    if ask is None:
+        ask = _ask_of(messages)
     if ask:
-        sums = _keyword_sums(ask)
+        sums = _keyword_sums(ask, ask.lower() if low is None else low)
         sums["math"] = sums.get("math", 0.0) + _math_markers(ask)
         for feature, total in sums.items():
-            low, high = _CAPS[feature]
-            values[feature] = min(max(total, low), high)
+            floor, ceiling = _CAPS[feature]
+            values[feature] = min(max(total, floor), ceiling)
         questions = ask.count("?")
         if questions > 1:
             values["multi_question"] = min(1.0, (questions - 1) / 3)
+    return values
+
+
+def score(messages: Sequence[tuple[str, str]], input_tokens: int) -> Difficulty:
+    """Score a chat request of ``(role, content)`` pairs whose input is ``input_tokens`` long."""
+    values = feature_values(messages, input_tokens)
 
     logit = BIAS
     contributions: list[tuple[float, str]] = []
