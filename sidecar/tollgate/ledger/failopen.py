@@ -17,15 +17,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from ..errors import (
-    BudgetExceeded,
     IdempotencyConflict,
     ReservationNotFound,
     StoreUnavailable,
 )
 from ..ids import fresh_reservation_id, reservation_org
-from ..scope import Level
 from .local import SpecResolver, refuse_ended, wall_clock_ms
-from .pools import check_admission
+from .pools import stateful_pools
 from .redis import RedisStore
 from .spec import ExpiryPolicy
 from .types import (
@@ -98,14 +96,8 @@ class FailOpenStore:
                 f"{cause}; this sidecar's fail-open allowance is spent "
                 f"({self.used} of {self.allowance} nano-USD in use until the store answers)"
             ) from cause
-        for ref in request.pools:
-            if ref.level is Level.REQUEST:
-                refusal = check_admission(ref.pool_id, None, ref.level, ref.spec, amount=request.amount,
-                                          tokens=request.tokens, high_priority=request.high_priority, now_ms=0)
-                if refusal is not None:
-                    raise BudgetExceeded(refusal)
+        refs = tuple(stateful_pools(request))
         now = self._clock()
-        refs = tuple(r for r in request.pools if r.level is not Level.REQUEST)
         hold = Hold(
             reservation_id=request.reservation_id,
             pool_ids=tuple(r.pool_id for r in refs),

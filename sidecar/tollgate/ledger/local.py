@@ -26,7 +26,7 @@ from ..errors import (
 from ..ids import pool_org, reservation_org
 from ..scope import Level
 from .audit import audit_pools
-from .pools import PoolState, check_admission
+from .pools import PoolState, check_admission, stateful_pools
 from .spec import ExpiryPolicy, PoolSpec
 from .types import (
     AuditReport,
@@ -155,14 +155,11 @@ class LocalLedger:
             return ReserveOutcome(existing, self._snapshots(request.pools, now, request.high_priority), replayed=True)
 
         changed: list[PoolState] = []
-        stateful: list[PoolRef] = []
-        for ref in request.pools:
-            state = None
-            if ref.level is not Level.REQUEST:
-                state = self._state(ref.pool_id).copy()
-                state.roll(ref.spec, now)
-                changed.append(state)
-                stateful.append(ref)
+        stateful = stateful_pools(request)
+        for ref in stateful:
+            state = self._state(ref.pool_id).copy()
+            state.roll(ref.spec, now)
+            changed.append(state)
             refusal = check_admission(
                 ref.pool_id,
                 state,

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..errors import Refusal
+from ..errors import BudgetExceeded, Refusal
 from ..scope import Level
 from .spec import Policy, PoolSpec, WindowKind
-from .types import PoolSnapshot
+from .types import HoldRequest, PoolRef, PoolSnapshot
 from .windows import SLIDING_BUCKETS, bucket_debt, bucket_ms, fixed_window
 
 __all__ = ["PoolState", "check_admission"]
@@ -226,3 +226,21 @@ def check_admission(
 def _int(value: object) -> int:
     assert isinstance(value, int)
     return value
+
+
+def stateful_pools(request: HoldRequest) -> list[PoolRef]:
+    """The request's pools that keep state, once its request-level pools admit it.
+
+    A request pool caps one call and keeps no counters, so every store checks it the
+    same way, here, before anything is read or written; ``BudgetExceeded`` if it refuses.
+    """
+    stateful = []
+    for ref in request.pools:
+        if ref.level is not Level.REQUEST:
+            stateful.append(ref)
+            continue
+        refusal = check_admission(ref.pool_id, None, ref.level, ref.spec, amount=request.amount,
+                                  tokens=request.tokens, high_priority=request.high_priority, now_ms=0)
+        if refusal is not None:
+            raise BudgetExceeded(refusal)
+    return stateful

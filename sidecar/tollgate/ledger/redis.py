@@ -63,7 +63,7 @@ from ..ids import pool_org, reservation_org
 from ..scope import Level
 from .audit import audit_pools
 from .local import SpecResolver, refuse_ended
-from .pools import PoolState, check_admission
+from .pools import PoolState, stateful_pools
 from .spec import ExpiryPolicy, PoolSpec, WindowKind
 from .types import (
     AuditReport,
@@ -337,13 +337,7 @@ class RedisStore:
     async def reserve(self, request: HoldRequest) -> ReserveOutcome:
         """Hold on every pool of the request in one script call, or refuse and hold nothing."""
         org = self._org_of(request.reservation_id)
-        stateless = [r for r in request.pools if r.level is Level.REQUEST]
-        refs = [r for r in request.pools if r.level is not Level.REQUEST]
-        for ref in stateless:
-            refusal = check_admission(ref.pool_id, None, ref.level, ref.spec, amount=request.amount,
-                                      tokens=request.tokens, high_priority=request.high_priority, now_ms=0)
-            if refusal is not None:
-                raise BudgetExceeded(refusal)
+        refs = stateful_pools(request)
         await self._remember(org)
         if self._offset_ms is None and self._clock is None:
             await self._measure_offset()
