@@ -2,25 +2,33 @@
 
 Phases:
 
+0. **probe** — the server's message limit, found as a stranger would: by sending too much.
 1. **concurrent** — the plan's first part, several calls in flight, honest tenants among the
-   attackers; the sidecar's RSS is sampled throughout.
-2. **settle** — reservations given short TTLs have expired; their owners learn the charge.
+   attackers; the sidecar's RSS is sampled throughout (and on ``--store redis`` the store is
+   stalled now and then, so other calls meet the stall too).
+2. **settle** — reservations that could expire during the next phase are ended by their
+   owners, who learn what expiry already charged.
 3. **sequential** — the rest of the plan one call at a time: around every call answered with
-   an error the ledger file is compared (nothing that lasts may change), and around every
-   cross-tenant attempt the victim's pools are read with the victim's own token.
+   an error the ledger (file or Redis keys) is compared, for nothing that lasts may change;
+   around every cross-tenant attempt the victim's pools are read with the victim's own token;
+   after an answer that was lost (an impatient caller, a stalled store) the pools must move
+   only as the answers said, once the sidecar has had a moment to undo.
 4. **reconcile** — every reservation still open is released by its owner; then every pool's
    spent and held (GetBudget) and every ledger record must be what the answers said, and
    ``tollgate audit`` must balance.
 
 Checks, as reported:
 
-- ``a`` no call answered UNKNOWN or INTERNAL (nor left unanswered); bytes that do not parse
-  answer INVALID_ARGUMENT "malformed request" (or UNAUTHENTICATED without a valid token)
+- ``a`` no call answered UNKNOWN or INTERNAL, nor went unanswered, nor was answered too large to
+  read; bytes that do not parse answer INVALID_ARGUMENT "malformed request" (or UNAUTHENTICATED
+  without a valid token)
 - ``b`` the sidecar's RSS stays under the shipped Kubernetes memory limit
 - ``c`` ``tollgate audit`` balances
 - ``d`` no tenant reaches another's pools or reservations
-- ``e`` a call answered with an error changes nothing that lasts (sequential phase)
-- ``f`` money moved only as the callers were told (pools and records at the end)
+- ``e`` a call answered with an error changes nothing that lasts; a lost answer is undone or found
+  again by its retry (sequential phase)
+- ``f`` money moved only as the callers were told (pools and records at the end), and a caller
+  may end every reservation it was handed
 - ``g`` a keyed retry returns the same reservation, whatever the sidecar learned meanwhile
 - ``h`` hostile input leaves no traceback in the sidecar's log
 - ``status`` a hostile value got a status other than the deliberate one it calls for
@@ -52,6 +60,7 @@ from tests.sidecar_process import ROOT, SidecarProcess
 from tollgate_client.v1 import tollgate_pb2 as pb
 
 from .book import Book, Held
+from .garbage import tag, varint
 from .ledger_view import LedgerView, RedisView, Snapshot
 from .world import (
     ADMIN,
@@ -146,6 +155,11 @@ class Report:
     """The first answer's details of each (kind, status)."""
 
     @property
+    def peak(self) -> int:
+        """The larger of the sampled peak and the kernel's high-water mark."""
+        return max(self.peak_rss, self.hwm_rss)
+
+    @property
     def total_calls(self) -> int:
         return sum(self.calls.values())
 
@@ -165,8 +179,9 @@ class Report:
             codes = ", ".join(f"{c} {k}" for c, k in sorted(self.by_kind[kind].items(), key=lambda kv: -kv[1]))
             lines.append(f"  {kind:<22} {n:>6}   {codes}")
         lines.append("status codes: " + ", ".join(f"{c} {n}" for c, n in self.statuses.most_common()))
-        lines.append(f"RSS: baseline {self.baseline_rss / mib:.0f} MiB, peak sampled {self.peak_rss / mib:.0f} MiB, "
-                     f"VmHWM {self.hwm_rss / mib:.0f} MiB, at the end {self.end_rss / mib:.0f} MiB; "
+        lines.append(f"RSS: baseline {self.baseline_rss / mib:.0f} MiB, peak {self.peak / mib:.0f} MiB (sampled "
+                     f"{self.peak_rss / mib:.0f}, VmHWM {self.hwm_rss / mib:.0f}), "
+                     f"at the end {self.end_rss / mib:.0f} MiB; "
                      f"limit {self.limit_text} ({self.limit / mib:.0f} MiB, k8s/base/deployment.yaml)")
         lines.append(f"audit: {'OK' if self.audit_ok else 'FAILED' if self.audit_ok is False else 'not run'}"
                      + (f" ({self.audit_text.strip().splitlines()[0]})" if self.audit_text.strip() else ""))
@@ -196,8 +211,8 @@ class Report:
             "seed": self.options.seed, "planned": self.options.calls, "calls": self.total_calls,
             "calls_by_kind": dict(self.calls), "statuses": dict(self.statuses),
             "statuses_by_kind": {k: dict(v) for k, v in self.by_kind.items()},
-            "rss": {"baseline": self.baseline_rss, "peak_sampled": self.peak_rss, "hwm": self.hwm_rss,
-                    "end": self.end_rss, "limit": self.limit},
+            "rss": {"baseline": self.baseline_rss, "peak": self.peak, "peak_sampled": self.peak_rss,
+                    "hwm": self.hwm_rss, "end": self.end_rss, "limit": self.limit},
             "audit_ok": self.audit_ok, "audit": self.audit_text, "phases": self.phases, "notes": self.notes,
             "tracebacks": self.tracebacks, "samples": self.samples,
             "violations": [v.__dict__ for v in self.violations],
@@ -244,9 +259,9 @@ PROBE_BYTES = 64 * 2**20
 
 def tag_ld(field: int, size: int) -> bytes:
     """Field ``field`` as a length-delimited run of ``size`` bytes."""
-    from .garbage import tag, varint
-
     return tag(field, 2) + varint(size) + b"y" * size
+
+
 GROUPED: ContextVar[bool] = ContextVar("hostile_grouped", default=False)
 """Set by an action around calls it sends together: their ledger is compared by the action, not per call."""
 
@@ -276,8 +291,8 @@ class Runner:
         self.keyed: dict[int, tuple[Caller, str, bytes, str, int]] = {}
         """Keyed first attempts by plan slot: caller, method, request bytes, reservation id, hold."""
         self.cache: dict[tuple[str, ...], bytes] = {}
-        self.history: list[tuple[int, int, str, str, str, str, str]] = []
-        """Every call: (start, end) in wall-clock ms, kind, method, caller, status, scope org."""
+        self.history: list[tuple[int, int, str, str, str, str, str, str]] = []
+        """Every call: (start, end) in wall-clock ms, kind, method, caller, status, scope org, what."""
         self.keys: list[tuple[Caller, str]] = []
         """Idempotency keys tenants used, for others to try."""
         self._n = 0
@@ -289,13 +304,17 @@ class Runner:
         """The largest request the server accepts, as gRPC's refusal of a bigger one states it."""
         probe = PROBE_BYTES
         body = tag_ld(1, probe)
+        code = "OK"
         try:
             await self._calls["GetQuality"](body, timeout=60)
             found = None
         except grpc.aio.AioRpcError as exc:
+            code = exc.code().name
             m = re.search(r"larger than max \((\d+) vs\. (\d+)\)", exc.details() or "")
             found = int(m.group(2)) if exc.code() == C.RESOURCE_EXHAUSTED and m else None
         self.report.calls["probe"] += 1
+        self.report.statuses[code] += 1
+        self.report.by_kind["probe"][code] += 1
         declared = self.limits.max_message_bytes
         self.limits.max_message_bytes = found if found is not None else probe
         self.report.notes.append(
@@ -356,7 +375,8 @@ class Runner:
             self.report.statuses[result.code.name] += 1
             self.report.by_kind[tally][result.code.name] += 1
             self.report.samples.setdefault(f"{tally} {method} {result.code.name}", result.details[:300])
-            self.history.append((wall, time.time_ns() // 1_000_000, tally, method, name, result.code.name, org))
+            self.history.append((wall, time.time_ns() // 1_000_000, tally, method, name, result.code.name, org,
+                                 what))
             stalled = result.code == C.UNAVAILABLE and self.stalled(started, time.monotonic())
             if not (stalled and parsed is not None and _retryable(method, parsed)):
                 break
@@ -554,8 +574,8 @@ class Runner:
 
     def suspects(self, org: str, at_ms: int, window_ms: int = 3_000) -> str:
         """Calls of ``org`` that ended without an answer, in the ``window_ms`` up to ``at_ms``."""
-        found = [f"{kind} {method} by {who} answered {code} at {end - at_ms:+d} ms"
-                 for start, end, kind, method, who, code, o in self.history
+        found = [f"{kind} {method} by {who} ({what}) answered {code} at {end - at_ms:+d} ms"
+                 for start, end, kind, method, who, code, o, what in self.history
                  if o == org and code != "OK" and method in ("Reserve", "Route", "Escalate")
                  and at_ms - window_ms <= end and start <= at_ms + 200 and code in ("UNAVAILABLE", "DEADLINE_EXCEEDED",
                                                                                    "CANCELLED")]
@@ -794,9 +814,9 @@ async def run(options: Options) -> Report:
         sidecar.stop()
         if redis_server is not None:
             redis_server.stop()
-    report.peak_rss = max(sampler.peak, report.hwm_rss)
-    if report.peak_rss >= report.limit:
-        runner.violation("b", "memory", "-", f"peak RSS {report.peak_rss / 2**20:.0f} MiB (sampled "
+    report.peak_rss = sampler.peak
+    if report.peak >= report.limit:
+        runner.violation("b", "memory", "-", f"peak RSS {report.peak / 2**20:.0f} MiB (sampled "
                          f"{sampler.peak / 2**20:.0f} MiB, VmHWM {report.hwm_rss / 2**20:.0f} MiB) reached the "
                          f"container's limit {report.limit_text}; baseline was {report.baseline_rss / 2**20:.0f} MiB")
     _scan_log(sidecar.logs(), report, runner)

@@ -98,31 +98,62 @@ class LedgerView:
 class RedisView:
     """A Redis store as an outsider reads it: every key under the sidecar's prefix, by its value's digest.
 
-    ``DEBUG DIGEST`` (one digest of the whole dataset) says whether anything changed since
-    the last look; only then are the keys listed and digested one by one.
+    Keyspace notifications name the keys written since the last look (a PING on the subscription
+    is the barrier: its reply comes after every notification queued before it), so a snapshot
+    digests only those keys again, with ``DEBUG DIGEST-VALUE``.
     """
+
+    _ABSENT = b"0" * 40
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
         self.prefix = prefix
         self._client = redis.Redis.from_url(url, socket_timeout=30)
-        self._digest = b""
-        self._last: Snapshot | None = None
+        self._client.config_set("notify-keyspace-events", "KA")
+        self._events = self._client.pubsub()
+        self._channel = f"__keyspace@0__:{prefix}:"
+        self._events.psubscribe(self._channel + "*")
+        keys = [k for k in self._client.scan_iter(match=f"{prefix}:*", count=1000)]
+        self._rows: Rows = {}
+        self._digest(keys)
+        self._last = Snapshot({"redis": dict(self._rows)})
 
     def close(self) -> None:
+        self._events.close()
         self._client.close()
 
-    def snapshot(self) -> Snapshot:
-        digest = self._client.execute_command("DEBUG", "DIGEST")
-        if self._last is not None and digest == self._digest:
-            return self._last
+    def _digest(self, keys: list[bytes]) -> None:
         # As on SQLite, escalation costs are left out: the sweeper flushes them in the background.
-        keys = sorted(k for k in self._client.scan_iter(match=f"{self.prefix}:*", count=1000)
-                      if k != f"{self.prefix}:quality:costs".encode())
-        values = self._client.execute_command("DEBUG", "DIGEST-VALUE", *keys) if keys else []
-        rows: Rows = {(k.decode(errors="replace"),): (v,) for k, v in zip(keys, values, strict=True)}
-        self._digest, self._last = digest, Snapshot({"redis": rows})
+        keys = [k for k in keys if k != f"{self.prefix}:quality:costs".encode()]
+        if not keys:
+            return
+        for key, value in zip(keys, self._client.execute_command("DEBUG", "DIGEST-VALUE", *keys), strict=True):
+            row = (key.decode(errors="replace"),)
+            if value == self._ABSENT:
+                self._rows.pop(row, None)
+            else:
+                self._rows[row] = (value,)
+
+    def _dirty(self) -> set[bytes]:
+        """Keys written since the last call: every notification up to a PING's reply."""
+        self._events.ping()
+        dirty: set[bytes] = set()
+        while True:
+            message = self._events.get_message(timeout=30)
+            if message is None:
+                raise TimeoutError("no reply to a PING on the keyspace subscription")
+            if message["type"] == "pong":
+                return dirty
+            if message["type"] == "pmessage":
+                channel = bytes(message["channel"])
+                dirty.add(channel[len("__keyspace@0__:"):])
+
+    def snapshot(self) -> Snapshot:
+        dirty = self._dirty()
+        if dirty:
+            self._digest(sorted(dirty))
+            self._last = Snapshot({"redis": dict(self._rows)})
         return self._last
 
     def reservations(self) -> dict[str, tuple[str, int, int, str, int]]:
