@@ -762,8 +762,8 @@ def _populate_redis_range(config_path: Path, lo: int, hi: int) -> None:
     """Reserve ``lo``..``hi`` through the store's own API (one process of ``populate_redis``)."""
     import uvloop
 
+    from tollgate.app.stores import open_store
     from tollgate.config import load_config
-    from tollgate.ledger import open_store
 
     config = load_config(config_path)
     # The harness is the only client while it fills the store, and a busy machine must not make a

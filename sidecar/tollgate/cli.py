@@ -150,7 +150,8 @@ def _cmd_budget(args: argparse.Namespace) -> int:
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:
-    from .ledger import BudgetStore, LocalLedger, SqliteJournal, open_store, spec_resolver
+    from .app.stores import open_store
+    from .ledger import BudgetStore, LocalLedger, SqliteJournal, spec_resolver
 
     config = load_config(args.config)
     store: BudgetStore

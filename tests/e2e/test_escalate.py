@@ -12,8 +12,9 @@ from opentelemetry.sdk.trace import TracerProvider
 
 from tests.otlp_receiver import OtlpReceiver, attributes
 from tests.sidecar_process import SidecarProcess, audit, redis_store, write_config
+from tollgate.app.stores import open_store
 from tollgate.config import load_config
-from tollgate.ledger import LocalLedger, SqliteJournal, open_store, spec_resolver
+from tollgate.ledger import LocalLedger, SqliteJournal, spec_resolver
 from tollgate_client import (
     AsyncClient,
     Decision,

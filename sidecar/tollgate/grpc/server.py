@@ -31,9 +31,10 @@ from tollgate_client.v1 import tollgate_pb2 as pb
 
 from ..app import Tollgate
 from ..app.admin import Admin
+from ..app.stores import open_override_store, open_quality_store, open_store
 from ..config import Config, TlsConfig
 from ..errors import ConfigError, StoreUnavailable
-from ..ledger import BudgetStore, open_override_store, open_quality_store, open_store
+from ..ledger import BudgetStore
 from ..telemetry import Telemetry
 from .handlers import AdminServicer, TollgateServicer
 from .interceptor import TelemetryInterceptor
