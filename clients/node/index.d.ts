@@ -22,6 +22,26 @@ export declare const NANOS_PER_USD: bigint;
 export declare const BUDGET_EXCEEDED_TRAILER: string;
 /** The standard trailer with a serialized `google.rpc.Status`: "grpc-status-details-bin". */
 export declare const STATUS_DETAILS_TRAILER: string;
+/** The `google.rpc.ErrorInfo` domain of the sidecar's errors: "tollgate.dev". */
+export declare const ERROR_DOMAIN: string;
+
+/**
+ * The `ErrorInfo` reasons the sidecar sends with its error answers; `TollgateError.reason` is one of them, or ""
+ * when the status carried none (an older sidecar, or an error of gRPC itself), or a reason of a newer sidecar.
+ */
+export type ErrorReason =
+  | "INVALID_REQUEST"
+  | "BUDGET_EXCEEDED"
+  | "RATE_LIMITED"
+  | "RESERVATION_NOT_FOUND"
+  | "RESERVATION_ENDED"
+  | "IDEMPOTENCY_CONFLICT"
+  | "ESCALATION_REFUSED"
+  | "STORE_UNAVAILABLE"
+  | "CALLER_GONE"
+  | "UNAUTHENTICATED"
+  | "PERMISSION_DENIED"
+  | "INTERNAL";
 
 /** Request priority: only "high" may use a pool's priority reserve. */
 export type Priority = "normal" | "high";
@@ -321,9 +341,16 @@ export declare class HeldReservation {
 export interface TollgateErrorOptions {
   metadata?: Metadata | null;
   cause?: unknown;
+  /** The sidecar's ErrorInfo reason ("" for none). */
+  reason?: string;
 }
 
-/** Root of the errors raised for an RPC the sidecar refused or could not answer. */
+/**
+ * Root of the errors raised for an RPC the sidecar refused or could not answer. The class of an error is chosen by
+ * the sidecar's ErrorInfo reason (domain "tollgate.dev", in grpc-status-details-bin); a status without one, or with
+ * a reason this client does not know, by its code. RESOURCE_EXHAUSTED without a reason is a `BudgetExceededError`
+ * only with the sidecar's BudgetExceeded detail; otherwise (a message over gRPC's size limit) a plain `TollgateError`.
+ */
 export declare class TollgateError extends Error {
   constructor(code: number, details?: string, options?: TollgateErrorOptions);
   /** The numeric gRPC status; compare with `Status.*`. */
@@ -332,6 +359,8 @@ export declare class TollgateError extends Error {
   readonly codeName: string;
   /** The sidecar's message. */
   readonly details: string;
+  /** The sidecar's ErrorInfo reason, e.g. "RATE_LIMITED"; "" when the status carried none. */
+  readonly reason: ErrorReason | (string & {});
   /** The call's trailing metadata, when there was a call. */
   readonly metadata: Metadata | null;
   /** How many attempts were made. */
@@ -362,7 +391,7 @@ export interface BudgetRefusal {
 }
 
 /**
- * A budget pool in the scope cannot admit the call (RESOURCE_EXHAUSTED). The
+ * A budget pool in the scope cannot admit the call (BUDGET_EXCEEDED, RESOURCE_EXHAUSTED). The
  * refusal fields are "", 0n and null when the status came without the
  * sidecar's BudgetExceeded detail.
  */
@@ -377,13 +406,31 @@ export declare class BudgetExceededError extends TollgateError implements Budget
   readonly resetsAt: Date | null;
 }
 
-/** The sidecar rejected the request as malformed or out of range (INVALID_ARGUMENT). */
+/**
+ * The caller is over the request rate configured for it (RATE_LIMITED, RESOURCE_EXHAUSTED). Nothing was held; not a
+ * `BudgetExceededError`, and not retried by the client.
+ */
+export declare class RateLimitedError extends TollgateError {}
+/** The sidecar rejected the request as malformed or out of range (INVALID_REQUEST, INVALID_ARGUMENT). */
 export declare class InvalidRequestError extends TollgateError {}
-/** No reservation has this id (NOT_FOUND). */
+/** No reservation has this id (RESERVATION_NOT_FOUND, NOT_FOUND). */
 export declare class ReservationNotFoundError extends TollgateError {}
-/** Already committed, released or expired, or a repeated commit with other figures (FAILED_PRECONDITION). */
+/**
+ * Already committed, released or expired (RESERVATION_ENDED, FAILED_PRECONDITION); from a sidecar without reasons,
+ * also a repeat with other figures.
+ */
 export declare class ReservationEndedError extends TollgateError {}
-/** The sidecar did not answer (UNAVAILABLE, DEADLINE_EXCEEDED), after the client's retries. */
+/**
+ * A repeat carried other figures than the first: a second commit with other usage, or an idempotency key reused for
+ * another request (IDEMPOTENCY_CONFLICT, FAILED_PRECONDITION). A `ReservationEndedError`, as it was before reasons.
+ */
+export declare class IdempotencyConflictError extends ReservationEndedError {}
+/** No escalation is left: the depth limit or the top tier is reached (ESCALATION_REFUSED, OUT_OF_RANGE). */
+export declare class EscalationRefusedError extends TollgateError {}
+/**
+ * The sidecar did not answer (UNAVAILABLE, DEADLINE_EXCEEDED), could not reach its budget store (STORE_UNAVAILABLE)
+ * or saw the call's deadline pass and undid what it held (CALLER_GONE), after the client's retries.
+ */
 export declare class UnavailableError extends TollgateError {}
 
 /** The client error for a failed grpc-js call (`code`, `details`, `metadata`); the original becomes `cause`. */

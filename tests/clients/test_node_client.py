@@ -1,5 +1,6 @@
-"""The Node.js client (clients/node) against a real sidecar: ``node --test`` over TCP and a Unix socket, and through
-a proxy that loses answers (tests/clients/lossy_proxy.py) for the retries."""
+"""The Node.js client (clients/node) against a real sidecar: ``node --test`` over TCP and a Unix socket, through
+a proxy that loses answers (tests/clients/lossy_proxy.py) for the retries, and against a sidecar with callers
+(tests/clients/auth_sidecar.py) for errors told apart by reason."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from tests.sidecar_process import ROOT, SidecarProcess, write_config
 
+from . import auth_sidecar
 from .lossy_proxy import LossyProxy
 
 NODE_DIR = ROOT / "clients" / "node"
@@ -78,6 +80,12 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
         yield proc
 
 
+@pytest.fixture(scope="module")
+def callers_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    with auth_sidecar.auth_sidecar(tmp_path_factory.mktemp("node-client-auth")) as proc:
+        yield proc
+
+
 def _node_test(node: str, env: dict[str, str]) -> tuple[subprocess.CompletedProcess[str], str]:
     files = sorted(str(path.relative_to(NODE_DIR)) for path in (NODE_DIR / "test").glob("*.test.js"))
     assert files, f"no test files in {NODE_DIR / 'test'}"
@@ -99,12 +107,14 @@ def _env(**targets: str) -> dict[str, str]:
     return {**env, **targets}
 
 
-def test_node_client_against_a_live_sidecar(node: str, node_modules: Path, sidecar: SidecarProcess) -> None:
+def test_node_client_against_a_live_sidecar(node: str, node_modules: Path, sidecar: SidecarProcess,
+                                            callers_sidecar: SidecarProcess) -> None:
     with LossyProxy(sidecar.target) as proxy:
         result, output = _node_test(node, _env(
             TOLLGATE_TARGET=sidecar.target,
             TOLLGATE_UNIX_TARGET=f"unix://{sidecar.unix_socket}",
             TOLLGATE_LOSSY_TARGET=proxy.target,
+            **auth_sidecar.env(callers_sidecar),
         ))
     assert result.returncode == 0, (
         f"node --test failed ({result.returncode}):\n{output}\n--- sidecar log ---\n{sidecar.logs()[-8000:]}"
@@ -112,6 +122,7 @@ def test_node_client_against_a_live_sidecar(node: str, node_modules: Path, sidec
     assert "# SKIP" not in output, f"some Node.js tests were skipped although every target was set:\n{output}"
     assert _summary(output, "fail") == 0 and _summary(output, "pass") == _summary(output, "tests") > 0, output
     assert re.search(r"^\s*ok \d+ - holds once for a reserve whose answer was lost", output, re.MULTILINE), output
+    assert re.search(r"^\s*ok \d+ - refuses a caller over its rate with RateLimitedError", output, re.MULTILINE), output
     assert (proxy.lost, proxy.passed) == (2, 2), f"the proxy lost {proxy.lost} answers, passed {proxy.passed}"
 
 

@@ -23,7 +23,11 @@ export const BUDGET_EXCEEDED_TRAILER = "tollgate-budget-exceeded-bin";
 /** The standard trailer that carries a serialized `google.rpc.Status` with its details. */
 export const STATUS_DETAILS_TRAILER = "grpc-status-details-bin";
 
-const BUDGET_EXCEEDED_TYPE_URL_SUFFIX = "/tollgate.v1.BudgetExceeded";
+/** The `ErrorInfo.domain` of the sidecar's errors; an ErrorInfo of another domain is not read. */
+export const ERROR_DOMAIN = "tollgate.dev";
+
+const BUDGET_EXCEEDED_TYPE = "tollgate.v1.BudgetExceeded";
+const ERROR_INFO_TYPE = "google.rpc.ErrorInfo";
 
 /** @type {Record<number, string>} */
 const CODE_NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) => [code, name]));
@@ -32,9 +36,11 @@ const CODE_NAMES = Object.fromEntries(Object.entries(Status).map(([name, code]) 
  * Root of the errors raised for an RPC the sidecar refused or could not answer.
  *
  * `code` is the numeric gRPC status (compare with `Status.RESOURCE_EXHAUSTED`),
- * `codeName` its name, `details` the sidecar's message and `metadata` the
- * trailing metadata of the call (a grpc-js `Metadata`, or null), all of the
- * last attempt. `attempts` is how many attempts the client made (see its
+ * `codeName` its name, `details` the sidecar's message, `reason` the
+ * sidecar's ErrorInfo reason (such as "RATE_LIMITED"; "" when the status
+ * carried none: an older sidecar, or an error of gRPC itself) and `metadata`
+ * the trailing metadata of the call (a grpc-js `Metadata`, or null), all of
+ * the last attempt. `attempts` is how many attempts the client made (see its
  * `retry` option); `idempotencyKey` is the key a reserve or a reserving route
  * was sent with, the caller's or the generated one ("" for other calls): a
  * later retry of the same call with that key cannot hold twice.
@@ -43,7 +49,7 @@ export class TollgateError extends Error {
   /**
    * @param {number} code
    * @param {string} [details]
-   * @param {{ metadata?: import("@grpc/grpc-js").Metadata | null, cause?: unknown }} [options]
+   * @param {import("../index.js").TollgateErrorOptions} [options]
    */
   constructor(code, details = "", options = {}) {
     const codeName = CODE_NAMES[code] ?? `STATUS_${code}`;
@@ -54,6 +60,8 @@ export class TollgateError extends Error {
     this.codeName = codeName;
     /** @type {string} */
     this.details = details;
+    /** @type {string} */
+    this.reason = options.reason ?? "";
     /** @type {import("@grpc/grpc-js").Metadata | null} */
     this.metadata = options.metadata ?? null;
     /** @type {number} */
@@ -64,10 +72,10 @@ export class TollgateError extends Error {
 }
 
 /**
- * A budget pool in the scope cannot admit the call (RESOURCE_EXHAUSTED).
+ * A budget pool in the scope cannot admit the call (BUDGET_EXCEEDED, RESOURCE_EXHAUSTED).
  *
  * `poolId` (e.g. "user:acme/alice"), `level`, `policy` and `limit` ("cost",
- * "calls" or "tokens") say which pool refused; `requestedNanos` and
+ * "calls", "tokens" or "open") say which pool refused; `requestedNanos` and
  * `remainingNanos` (BigInt, in the unit of the limit: nano-dollars for cost,
  * else calls or tokens) by how much; `resetsAt` when the pool's window resets
  * (null if it never does). They are empty ("", 0n, null) when the status came
@@ -78,7 +86,7 @@ export class BudgetExceededError extends TollgateError {
    * @param {number} code
    * @param {string} [details]
    * @param {Partial<import("../index.js").BudgetRefusal>} [refusal]
-   * @param {{ metadata?: import("@grpc/grpc-js").Metadata | null, cause?: unknown }} [options]
+   * @param {import("../index.js").TollgateErrorOptions} [options]
    */
   constructor(code, details = "", refusal = {}, options = {}) {
     super(code, details, options);
@@ -99,50 +107,102 @@ export class BudgetExceededError extends TollgateError {
   }
 }
 
-/** The sidecar rejected the request as malformed or out of range (INVALID_ARGUMENT). */
+/**
+ * The caller is over the request rate configured for it (RATE_LIMITED,
+ * RESOURCE_EXHAUSTED). Nothing was held or counted against a budget; the
+ * sidecar's message says when to try again. Not a BudgetExceededError, and
+ * not retried by the client.
+ */
+export class RateLimitedError extends TollgateError {}
+
+/** The sidecar rejected the request as malformed or out of range (INVALID_REQUEST, INVALID_ARGUMENT). */
 export class InvalidRequestError extends TollgateError {}
 
-/** No reservation has this id (NOT_FOUND). */
+/** No reservation has this id (RESERVATION_NOT_FOUND, NOT_FOUND). */
 export class ReservationNotFoundError extends TollgateError {}
 
 /**
- * The reservation was already committed, released or expired (FAILED_PRECONDITION).
- * Also raised when a repeated commit carries different figures than the first.
+ * The reservation was already committed, released or expired (RESERVATION_ENDED,
+ * FAILED_PRECONDITION). From a sidecar that sends no reason, also a repeat that
+ * carried other figures (now an IdempotencyConflictError).
  */
 export class ReservationEndedError extends TollgateError {}
 
 /**
- * The sidecar could not be reached or did not answer in time (UNAVAILABLE,
- * DEADLINE_EXCEEDED), after the client's retries. Every call that moves money
- * is idempotent by reservation id or idempotency key, so it may be sent again
- * later (a reserve with `idempotencyKey`).
+ * A repeat carried different figures than the first (IDEMPOTENCY_CONFLICT,
+ * FAILED_PRECONDITION): a commit of a committed reservation with other usage,
+ * or a reserve reusing an idempotency key for another request. A
+ * ReservationEndedError, as a sidecar without reasons reported it.
+ */
+export class IdempotencyConflictError extends ReservationEndedError {}
+
+/** No escalation is left: the depth limit or the top tier is reached (ESCALATION_REFUSED, OUT_OF_RANGE). */
+export class EscalationRefusedError extends TollgateError {}
+
+/**
+ * The sidecar could not be reached, did not answer in time (UNAVAILABLE,
+ * DEADLINE_EXCEEDED), could not reach its budget store (STORE_UNAVAILABLE) or
+ * saw the call's deadline pass and undid what it held (CALLER_GONE), after
+ * the client's retries. Every call that moves money is idempotent by
+ * reservation id or idempotency key, so it may be sent again later (a reserve
+ * with `idempotencyKey`).
  */
 export class UnavailableError extends TollgateError {}
 
 for (const cls of [
   TollgateError,
   BudgetExceededError,
+  RateLimitedError,
   InvalidRequestError,
   ReservationNotFoundError,
   ReservationEndedError,
+  IdempotencyConflictError,
+  EscalationRefusedError,
   UnavailableError,
 ]) {
   Object.defineProperty(cls.prototype, "name", { value: cls.name, writable: true, configurable: true });
 }
 
-/** The class of each status but RESOURCE_EXHAUSTED, which is a BudgetExceededError. */
-/** @type {Map<number, typeof TollgateError>} */
+/** The reason of a budget refusal, a BudgetExceededError. */
+const BUDGET_EXCEEDED = "BUDGET_EXCEEDED";
+
+/**
+ * The class of each other reason the sidecar sends.
+ * @type {Map<string, typeof TollgateError>}
+ */
+const BY_REASON = new Map([
+  ["INVALID_REQUEST", InvalidRequestError],
+  ["RATE_LIMITED", RateLimitedError],
+  ["RESERVATION_NOT_FOUND", ReservationNotFoundError],
+  ["RESERVATION_ENDED", ReservationEndedError],
+  ["IDEMPOTENCY_CONFLICT", IdempotencyConflictError],
+  ["ESCALATION_REFUSED", EscalationRefusedError],
+  ["STORE_UNAVAILABLE", UnavailableError],
+  ["CALLER_GONE", UnavailableError],
+  ["UNAUTHENTICATED", TollgateError],
+  ["PERMISSION_DENIED", TollgateError],
+  ["INTERNAL", TollgateError],
+]);
+
+/**
+ * The class of a status without a reason. RESOURCE_EXHAUSTED is not here: it
+ * is a budget refusal only with the refusal's detail.
+ * @type {Map<number, typeof TollgateError>}
+ */
 const BY_CODE = new Map([
   [Status.INVALID_ARGUMENT, InvalidRequestError],
   [Status.NOT_FOUND, ReservationNotFoundError],
   [Status.FAILED_PRECONDITION, ReservationEndedError],
+  [Status.OUT_OF_RANGE, EscalationRefusedError],
   [Status.UNAVAILABLE, UnavailableError],
   [Status.DEADLINE_EXCEEDED, UnavailableError],
 ]);
 
 /**
  * The client error for a failed grpc-js call (a `ServiceError`: `code`,
- * `details`, `metadata`). The original error becomes the `cause`.
+ * `details`, `metadata`). The class comes from the ErrorInfo reason of domain
+ * "tollgate.dev" when the status carries one the client knows, else from the
+ * status code. The original error becomes the `cause`.
  * @param {any} error
  * @param {{ protoPath?: string }} [options] the proto to decode a refusal with
  * @returns {TollgateError}
@@ -151,12 +211,18 @@ export function fromGrpcError(error, options = {}) {
   const code = typeof error?.code === "number" ? error.code : Status.UNKNOWN;
   const details = typeof error?.details === "string" ? error.details : String(error?.message ?? "");
   const metadata = typeof error?.metadata?.get === "function" ? error.metadata : null;
-  if (code === Status.RESOURCE_EXHAUSTED) {
-    const refusal = metadata === null ? {} : decodeRefusal(metadata, options.protoPath);
-    return new BudgetExceededError(code, details, refusal, { metadata, cause: error });
+  const anys = metadata === null ? [] : statusDetails(metadata);
+  const reason = reasonOf(anys);
+  const known = reason === BUDGET_EXCEEDED || BY_REASON.has(reason);
+  const budget = known
+    ? reason === BUDGET_EXCEEDED
+    : code === Status.RESOURCE_EXHAUSTED && metadata !== null && carriesRefusal(metadata, anys);
+  if (budget) {
+    const refusal = metadata === null ? {} : decodeRefusal(metadata, anys, options.protoPath);
+    return new BudgetExceededError(code, details, refusal, { metadata, cause: error, reason });
   }
-  const cls = BY_CODE.get(code) ?? TollgateError;
-  return new cls(code, details, { metadata, cause: error });
+  const cls = (known ? BY_REASON.get(reason) : BY_CODE.get(code)) ?? TollgateError;
+  return new cls(code, details, { metadata, cause: error, reason });
 }
 
 /**
@@ -180,8 +246,9 @@ export function decodeBudgetExceeded(bytes, options = {}) {
   });
 }
 
-// google.rpc.Status and google.protobuf.Any, the envelope of grpc-status-details-bin.
-const Envelope = protobuf.Root.fromJSON({
+// google.rpc.Status, google.protobuf.Any and google.rpc.ErrorInfo, as far as
+// the client reads them: the envelope of grpc-status-details-bin.
+const envelope = protobuf.Root.fromJSON({
   nested: {
     Any: { fields: { typeUrl: { type: "string", id: 1 }, value: { type: "bytes", id: 2 } } },
     Status: {
@@ -191,36 +258,80 @@ const Envelope = protobuf.Root.fromJSON({
         details: { rule: "repeated", type: "Any", id: 3 },
       },
     },
+    ErrorInfo: { fields: { reason: { type: "string", id: 1 }, domain: { type: "string", id: 2 } } },
   },
-}).lookupType("Status");
+});
+const StatusType = envelope.lookupType("Status");
+const ErrorInfoType = envelope.lookupType("ErrorInfo");
+
+/**
+ * The details of the status trailer as [type name, value] pairs; none if it is
+ * missing or damaged.
+ * @param {import("@grpc/grpc-js").Metadata} metadata
+ * @returns {Array<[string, Uint8Array]>}
+ */
+function statusDetails(metadata) {
+  for (const value of metadata.get(STATUS_DETAILS_TRAILER)) {
+    if (typeof value === "string") continue;
+    try {
+      const status = /** @type {any} */ (StatusType.decode(value));
+      return status.details.map((/** @type {any} */ any) => [
+        any.typeUrl.slice(any.typeUrl.lastIndexOf("/") + 1),
+        any.value,
+      ]);
+    } catch {
+      return [];
+    }
+  }
+  return [];
+}
+
+/**
+ * The reason of the first ErrorInfo of the sidecar's domain, or "".
+ * @param {Array<[string, Uint8Array]>} anys
+ */
+function reasonOf(anys) {
+  for (const [typeName, value] of anys) {
+    if (typeName !== ERROR_INFO_TYPE) continue;
+    try {
+      const info = /** @type {any} */ (ErrorInfoType.decode(value));
+      if (info.domain === ERROR_DOMAIN && info.reason) return String(info.reason);
+    } catch {
+      // A damaged ErrorInfo says nothing; the code decides.
+    }
+  }
+  return "";
+}
+
+/**
+ * Whether the status came with the sidecar's BudgetExceeded detail, readable or not.
+ * @param {import("@grpc/grpc-js").Metadata} metadata
+ * @param {Array<[string, Uint8Array]>} anys
+ */
+function carriesRefusal(metadata, anys) {
+  return (
+    metadata.get(BUDGET_EXCEEDED_TRAILER).length > 0 || anys.some(([typeName]) => typeName === BUDGET_EXCEEDED_TYPE)
+  );
+}
 
 /**
  * The refusal from the sidecar's own trailer, else from the standard status
  * details; empty if neither is there or readable. The status itself is what
- * matters, so a damaged trailer only loses the detail.
+ * matters, so a damaged detail only loses the figures.
  * @param {import("@grpc/grpc-js").Metadata} metadata
+ * @param {Array<[string, Uint8Array]>} anys
  * @param {string | undefined} protoPath
  */
-function decodeRefusal(metadata, protoPath) {
-  for (const value of metadata.get(BUDGET_EXCEEDED_TRAILER)) {
-    if (typeof value !== "string") {
-      try {
-        return decodeBudgetExceeded(value, { protoPath });
-      } catch {
-        break;
-      }
-    }
-  }
-  for (const value of metadata.get(STATUS_DETAILS_TRAILER)) {
-    if (typeof value === "string") continue;
+function decodeRefusal(metadata, anys, protoPath) {
+  const candidates = [
+    ...metadata.get(BUDGET_EXCEEDED_TRAILER).filter((value) => typeof value !== "string"),
+    ...anys.filter(([typeName]) => typeName === BUDGET_EXCEEDED_TYPE).map(([, value]) => value),
+  ];
+  for (const value of candidates) {
     try {
-      const status = /** @type {any} */ (Envelope.decode(value));
-      const detail = status.details.find((/** @type {any} */ any) =>
-        any.typeUrl.endsWith(BUDGET_EXCEEDED_TYPE_URL_SUFFIX),
-      );
-      if (detail) return decodeBudgetExceeded(detail.value, { protoPath });
+      return decodeBudgetExceeded(/** @type {Uint8Array} */ (value), { protoPath });
     } catch {
-      // As above: keep the status, lose the detail.
+      // Try the next one.
     }
   }
   return {};

@@ -8,7 +8,11 @@ export { DEFAULT_TARGET, DEFAULT_TIMEOUT_MS, TollgateClient } from "./client.js"
 export {
   BUDGET_EXCEEDED_TRAILER,
   BudgetExceededError,
+  ERROR_DOMAIN,
+  EscalationRefusedError,
+  IdempotencyConflictError,
   InvalidRequestError,
+  RateLimitedError,
   ReservationEndedError,
   ReservationNotFoundError,
   STATUS_DETAILS_TRAILER,

@@ -1,5 +1,7 @@
-// Errors from failed calls, decoded from handcrafted trailers: the bytes below
-// are written by hand with the protobuf wire format, not by the client's own code.
+// Errors from failed calls, decoded from handcrafted trailers: the bytes are
+// written by hand with the protobuf wire format (protowire.js), not by the
+// client's own code. The class comes from the sidecar's ErrorInfo reason, else
+// from the status code.
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
@@ -10,8 +12,11 @@ import {
   BUDGET_EXCEEDED_TRAILER,
   BudgetExceededError,
   decodeBudgetExceeded,
+  EscalationRefusedError,
   fromGrpcError,
+  IdempotencyConflictError,
   InvalidRequestError,
+  RateLimitedError,
   ReservationEndedError,
   ReservationNotFoundError,
   Status,
@@ -20,22 +25,7 @@ import {
   UnavailableError,
 } from "../src/index.js";
 
-// --- a minimal protobuf writer ------------------------------------------------
-
-function varint(value) {
-  let n = BigInt(value);
-  const out = [];
-  do {
-    let byte = Number(n & 0x7fn);
-    n >>= 7n;
-    if (n > 0n) byte |= 0x80;
-    out.push(byte);
-  } while (n > 0n);
-  return out;
-}
-const intField = (number, value) => [...varint(number * 8), ...varint(value)];
-const bytesField = (number, bytes) => [...varint(number * 8 + 2), ...varint(bytes.length), ...bytes];
-const stringField = (number, text) => bytesField(number, [...Buffer.from(text, "utf8")]);
+import { bytesField, errorInfo, errorInfoAny, intField, statusDetails, stringField } from "./protowire.js";
 
 const RESETS_AT_MS = Date.UTC(2026, 11, 1); // 2026-12-01T00:00:00Z
 
@@ -57,15 +47,6 @@ function budgetExceeded({
     ...intField(5, remaining),
     ...(resetsAt ? bytesField(6, [...intField(1, resetsAt.seconds), ...intField(2, resetsAt.nanos)]) : []),
     ...stringField(7, limit),
-  ]);
-}
-
-/** google.rpc.Status: code=1, message=2, details=3 (google.protobuf.Any: type_url=1, value=2). */
-function statusDetails(code, message, anys) {
-  return Buffer.from([
-    ...intField(1, code),
-    ...stringField(2, message),
-    ...anys.flatMap(([typeUrl, value]) => bytesField(3, [...stringField(1, typeUrl), ...bytesField(2, [...value])])),
   ]);
 }
 
@@ -149,9 +130,8 @@ describe("a RESOURCE_EXHAUSTED status", () => {
   });
 
   for (const [what, trailers] of [
-    ["no trailer", {}],
-    ["damaged trailers", { [BUDGET_EXCEEDED_TRAILER]: Buffer.from([0xff]), [STATUS_DETAILS_TRAILER]: Buffer.from([0x1a, 0x09]) }],
-    ["status details without a BudgetExceeded", { [STATUS_DETAILS_TRAILER]: statusDetails(8, "quota", []) }],
+    ["a damaged trailer of its own", { [BUDGET_EXCEEDED_TRAILER]: Buffer.from([0xff]), [STATUS_DETAILS_TRAILER]: Buffer.from([0x1a, 0x09]) }],
+    ["the reason alone", { [STATUS_DETAILS_TRAILER]: statusDetails(8, "quota", [errorInfoAny("BUDGET_EXCEEDED")]) }],
   ]) {
     it(`with ${what} is still a BudgetExceededError, with empty fields`, () => {
       const error = fromGrpcError(serviceError(Status.RESOURCE_EXHAUSTED, "quota", trailers));
@@ -163,6 +143,96 @@ describe("a RESOURCE_EXHAUSTED status", () => {
       );
     });
   }
+
+  for (const [what, trailers] of [
+    ["no trailer (gRPC's own refusal of a message too large)", {}],
+    ["status details without a BudgetExceeded or a reason", { [STATUS_DETAILS_TRAILER]: statusDetails(8, "quota", []) }],
+    ["a damaged status trailer", { [STATUS_DETAILS_TRAILER]: Buffer.from([0x1a, 0x09]) }],
+  ]) {
+    it(`with ${what} is a plain TollgateError, not a budget refusal`, () => {
+      const error = fromGrpcError(serviceError(Status.RESOURCE_EXHAUSTED, "quota", trailers));
+      assert.equal(error.constructor, TollgateError);
+      assert.equal(error.code, Status.RESOURCE_EXHAUSTED);
+      assert.equal(error.reason, "");
+    });
+  }
+});
+
+describe("a status with the sidecar's reason", () => {
+  // Every reason the sidecar sends, with its status code and the class it becomes.
+  const table = [
+    ["INVALID_REQUEST", Status.INVALID_ARGUMENT, InvalidRequestError],
+    ["BUDGET_EXCEEDED", Status.RESOURCE_EXHAUSTED, BudgetExceededError],
+    ["RATE_LIMITED", Status.RESOURCE_EXHAUSTED, RateLimitedError],
+    ["RESERVATION_NOT_FOUND", Status.NOT_FOUND, ReservationNotFoundError],
+    ["RESERVATION_ENDED", Status.FAILED_PRECONDITION, ReservationEndedError],
+    ["IDEMPOTENCY_CONFLICT", Status.FAILED_PRECONDITION, IdempotencyConflictError],
+    ["ESCALATION_REFUSED", Status.OUT_OF_RANGE, EscalationRefusedError],
+    ["STORE_UNAVAILABLE", Status.UNAVAILABLE, UnavailableError],
+    ["CALLER_GONE", Status.DEADLINE_EXCEEDED, UnavailableError],
+    ["UNAUTHENTICATED", Status.UNAUTHENTICATED, TollgateError],
+    ["PERMISSION_DENIED", Status.PERMISSION_DENIED, TollgateError],
+    ["INTERNAL", Status.INTERNAL, TollgateError],
+  ];
+  for (const [reason, code, cls] of table) {
+    it(`maps ${reason} to ${cls.name}`, () => {
+      const status = statusDetails(code, "refused", [errorInfoAny(reason)]);
+      const error = fromGrpcError(serviceError(code, "refused", { [STATUS_DETAILS_TRAILER]: status }));
+      assert.equal(error.constructor, cls);
+      assert.equal(error.name, cls.name);
+      assert.ok(error instanceof TollgateError);
+      assert.deepEqual([error.code, error.reason, error.details], [code, reason, "refused"]);
+    });
+  }
+
+  it("tells a rate-limited caller from a budget refusal", () => {
+    const details = "caller app is over its rate of 1 calls/s; retry in 830 ms";
+    const status = statusDetails(Status.RESOURCE_EXHAUSTED, details, [errorInfoAny("RATE_LIMITED")]);
+    const error = fromGrpcError(serviceError(Status.RESOURCE_EXHAUSTED, details, { [STATUS_DETAILS_TRAILER]: status }));
+    assert.ok(error instanceof RateLimitedError && !(error instanceof BudgetExceededError));
+    assert.equal(error.message, `RESOURCE_EXHAUSTED: ${details}`);
+  });
+
+  it("decodes a budget refusal as the sidecar sends it: its detail first, then the reason", () => {
+    const status = statusDetails(Status.RESOURCE_EXHAUSTED, REFUSAL, [
+      ["type.googleapis.com/tollgate.v1.BudgetExceeded", budgetExceeded({ poolId: "user:acme/alice", level: 3 })],
+      errorInfoAny("BUDGET_EXCEEDED"),
+    ]);
+    const error = fromGrpcError(serviceError(Status.RESOURCE_EXHAUSTED, REFUSAL, { [STATUS_DETAILS_TRAILER]: status }));
+    assert.ok(error instanceof BudgetExceededError);
+    assert.deepEqual([error.reason, error.poolId, error.level, error.limit], ["BUDGET_EXCEEDED", "user:acme/alice", "user", "cost"]);
+    assert.equal(error.requestedNanos, 162_045_000n);
+  });
+
+  it("keeps an idempotency conflict a ReservationEndedError", () => {
+    const status = statusDetails(Status.FAILED_PRECONDITION, "other usage", [errorInfoAny("IDEMPOTENCY_CONFLICT")]);
+    const error = fromGrpcError(serviceError(Status.FAILED_PRECONDITION, "other usage", { [STATUS_DETAILS_TRAILER]: status }));
+    assert.ok(error instanceof IdempotencyConflictError && error instanceof ReservationEndedError);
+  });
+
+  it("reads the reason past other details, and with ErrorInfo metadata", () => {
+    const info = ["type.googleapis.com/google.rpc.ErrorInfo", errorInfo("RATE_LIMITED", "tollgate.dev", { caller: "app" })];
+    const status = statusDetails(Status.RESOURCE_EXHAUSTED, "", [
+      ["type.googleapis.com/google.rpc.DebugInfo", Buffer.from([0x0a, 0x01, 0x78])],
+      info,
+    ]);
+    const error = fromGrpcError(serviceError(Status.RESOURCE_EXHAUSTED, "", { [STATUS_DETAILS_TRAILER]: status }));
+    assert.equal(error.constructor, RateLimitedError);
+  });
+
+  for (const [what, anys, code, cls, reason] of [
+    ["an ErrorInfo of another domain", [errorInfoAny("RATE_LIMITED", "example.com")], Status.RESOURCE_EXHAUSTED, TollgateError, ""],
+    ["a damaged ErrorInfo", [["type.googleapis.com/google.rpc.ErrorInfo", Buffer.from([0x0a, 0x0c, 0x52])]], Status.RESOURCE_EXHAUSTED, TollgateError, ""],
+    ["a reason this client does not know", [errorInfoAny("SOMETHING_NEW")], Status.NOT_FOUND, ReservationNotFoundError, "SOMETHING_NEW"],
+    ["a reason this client does not know, on RESOURCE_EXHAUSTED", [errorInfoAny("SOMETHING_NEW")], Status.RESOURCE_EXHAUSTED, TollgateError, "SOMETHING_NEW"],
+  ]) {
+    it(`falls back to the code with ${what}`, () => {
+      const status = statusDetails(code, "no", anys);
+      const error = fromGrpcError(serviceError(code, "no", { [STATUS_DETAILS_TRAILER]: status }));
+      assert.equal(error.constructor, cls);
+      assert.equal(error.reason, reason);
+    });
+  }
 });
 
 describe("other statuses", () => {
@@ -172,9 +242,11 @@ describe("other statuses", () => {
     [Status.FAILED_PRECONDITION, ReservationEndedError],
     [Status.UNAVAILABLE, UnavailableError],
     [Status.DEADLINE_EXCEEDED, UnavailableError],
+    [Status.OUT_OF_RANGE, EscalationRefusedError],
     [Status.INTERNAL, TollgateError],
     [Status.UNAUTHENTICATED, TollgateError],
     [Status.CANCELLED, TollgateError],
+    [Status.RESOURCE_EXHAUSTED, TollgateError],
   ];
   for (const [code, cls] of table) {
     it(`map status ${code} to ${cls.name}`, () => {
@@ -185,6 +257,7 @@ describe("other statuses", () => {
       assert.equal(error.code, code);
       assert.equal(error.details, "what happened");
       assert.match(error.message, /^[A-Z_]+: what happened$/);
+      assert.equal(error.reason, "");
     });
   }
 

@@ -5,7 +5,11 @@
 //   budgets.overrides: {"org:tiny": {cap: "0.001", policy: hard}}
 // The retry tests run when TOLLGATE_LOSSY_TARGET is set too: a proxy in front
 // of the sidecar's TCP port that loses the answer to the first call of every
-// other connection (tests/clients/lossy_proxy.py).
+// other connection (tests/clients/lossy_proxy.py). The error tests run when
+// TOLLGATE_AUTH_TARGET is set: a sidecar with callers configured
+// (tests/clients/auth_sidecar.py), TOLLGATE_LIMITED_TOKEN's allowed one call a
+// second in org "acme", TOLLGATE_SPENDER_TOKEN's free to spend in "acme" and
+// "tiny" (capped at $0.001, hard).
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -14,10 +18,12 @@ import { after, before, describe, it } from "node:test";
 import {
   BudgetExceededError,
   InvalidRequestError,
+  RateLimitedError,
   ReservationEndedError,
   ReservationNotFoundError,
   Status,
   TollgateClient,
+  TollgateError,
   usageFromAnthropic,
   usageFromOpenAI,
 } from "../src/index.js";
@@ -92,6 +98,7 @@ for (const [transport, target, variable] of TRANSPORTS) {
       assert.ok(error instanceof BudgetExceededError, String(error));
       assert.equal(error.code, Status.RESOURCE_EXHAUSTED);
       assert.equal(error.codeName, "RESOURCE_EXHAUSTED");
+      assert.equal(error.reason, "BUDGET_EXCEEDED");
       assert.match(error.details, /org:tiny/);
       assert.equal(error.poolId, "org:tiny");
       assert.equal(error.level, "org");
@@ -164,11 +171,15 @@ for (const [transport, target, variable] of TRANSPORTS) {
     it("maps the sidecar's refusals of bad requests", async () => {
       await assert.rejects(
         client.reserve(scopeFor("bad"), "no-such-model", { inputTokens: 1 }),
-        (error) => error instanceof InvalidRequestError && /no-such-model/.test(error.details),
+        (error) =>
+          error instanceof InvalidRequestError && /no-such-model/.test(error.details) && error.reason === "INVALID_REQUEST",
       );
       await assert.rejects(
         client.release("000000000000000000000000.acme"),
-        (error) => error instanceof ReservationNotFoundError && error.code === Status.NOT_FOUND,
+        (error) =>
+          error instanceof ReservationNotFoundError &&
+          error.code === Status.NOT_FOUND &&
+          error.reason === "RESERVATION_NOT_FOUND",
       );
     });
   });
@@ -216,5 +227,67 @@ describe("retries through a proxy that loses answers", { skip: lossySkip }, () =
     assert.equal(committed.replayed, true);
     org = await orgPool(scope);
     assert.deepEqual([org.calls, org.heldNanos, org.spentNanos], [1, 0n, committed.chargedNanos]);
+  });
+});
+
+const authSkip = process.env.TOLLGATE_AUTH_TARGET
+  ? false
+  : "set TOLLGATE_AUTH_TARGET, TOLLGATE_LIMITED_TOKEN and TOLLGATE_SPENDER_TOKEN to run against a sidecar with callers";
+
+describe("errors told apart by reason, against a sidecar with callers", { skip: authSkip }, () => {
+  const target = process.env.TOLLGATE_AUTH_TARGET;
+  const bearer = (token) => ({ authorization: `Bearer ${token}` });
+  /** @param {string | undefined} token */
+  async function withClient(token, call) {
+    const client = new TollgateClient(target, { timeoutMs: 10_000, metadata: token ? bearer(token) : {} });
+    try {
+      return await call(client);
+    } finally {
+      client.close();
+    }
+  }
+
+  it("refuses a caller over its rate with RateLimitedError, not BudgetExceededError", async () => {
+    // A burst of one call; the rest of five sent at once are over the rate of one a second.
+    const results = await withClient(process.env.TOLLGATE_LIMITED_TOKEN, (client) =>
+      Promise.allSettled(Array.from({ length: 5 }, () => client.getBudget({ org: "acme" }))),
+    );
+    const refused = results.filter((r) => r.status === "rejected").map((r) => r.reason);
+    assert.ok(refused.length >= 3 && refused.length <= 4, `refused ${refused.length} of 5`);
+    for (const error of refused) {
+      assert.equal(error.constructor, RateLimitedError, String(error));
+      assert.ok(!(error instanceof BudgetExceededError));
+      assert.deepEqual([error.code, error.reason, error.attempts], [Status.RESOURCE_EXHAUSTED, "RATE_LIMITED", 1]);
+      assert.match(error.details, /over its rate of 1 calls\/s/);
+    }
+  });
+
+  it("still refuses a budget with BudgetExceededError and its fields", async () => {
+    const error = await withClient(process.env.TOLLGATE_SPENDER_TOKEN, (client) =>
+      client.reserve({ org: "tiny" }, "claude-opus-4-1", { inputTokens: 5000 }).catch((e) => e),
+    );
+    assert.ok(error instanceof BudgetExceededError, String(error));
+    assert.deepEqual([error.code, error.reason], [Status.RESOURCE_EXHAUSTED, "BUDGET_EXCEEDED"]);
+    assert.deepEqual([error.poolId, error.level, error.policy, error.limit], ["org:tiny", "org", "hard", "cost"]);
+    assert.ok(error.requestedNanos > error.remainingNanos && error.remainingNanos <= 1_000_000n);
+    assert.ok(error.resetsAt instanceof Date);
+  });
+
+  it("answers a message over the size limit with a plain TollgateError", async () => {
+    const messages = [{ role: "user", content: "z".repeat(5 * 1024 * 1024) }];
+    const error = await withClient(process.env.TOLLGATE_SPENDER_TOKEN, (client) =>
+      client.route({ org: "acme" }, { messages }).catch((e) => e),
+    );
+    assert.equal(error.constructor, TollgateError, String(error));
+    assert.deepEqual([error.code, error.reason], [Status.RESOURCE_EXHAUSTED, ""]);
+  });
+
+  it("gives credentials and grants their reasons", async () => {
+    const anonymous = await withClient(undefined, (client) => client.getBudget({ org: "acme" }).catch((e) => e));
+    assert.deepEqual([anonymous.code, anonymous.reason], [Status.UNAUTHENTICATED, "UNAUTHENTICATED"]);
+    const outside = await withClient(process.env.TOLLGATE_SPENDER_TOKEN, (client) =>
+      client.getBudget({ org: "bravo" }).catch((e) => e),
+    );
+    assert.deepEqual([outside.code, outside.reason], [Status.PERMISSION_DENIED, "PERMISSION_DENIED"]);
   });
 });

@@ -10,6 +10,8 @@ import * as grpc from "@grpc/grpc-js";
 import {
   BudgetExceededError,
   DEFAULT_RETRY,
+  RateLimitedError,
+  STATUS_DETAILS_TRAILER,
   Status,
   TollgateClient,
   TollgateError,
@@ -19,19 +21,23 @@ import {
 import { loadProtos } from "../src/proto.js";
 import { backoffMs, retryPolicy } from "../src/retry.js";
 
+import { errorInfoAny, statusDetails } from "./protowire.js";
+
 const SCOPE = { org: "acme", user: "alice" };
 const EXPIRES = { seconds: "1796083200", nanos: 0 };
 const HEX = /^[0-9a-f]{32}$/;
 const QUICK = { attempts: 4, budgetMs: 5000, backoffMs: 10, maxBackoffMs: 20 };
 
 /**
- * Answers like the sidecar, each method's next calls following its script. As
- * the sidecar does, a repeated reserve under one key returns the first
- * reservation with `replayed` set, and a repeated commit or release of a
- * reservation ended the same way answers again with `replayed` set.
+ * Answers like the sidecar, each method's next calls following its script
+ * ("down", "lost", a bare status code, or `{ code, reason }` for a refusal
+ * with the sidecar's ErrorInfo). As the sidecar does, a repeated reserve
+ * under one key returns the first reservation with `replayed` set, and a
+ * repeated commit or release of a reservation ended the same way answers
+ * again with `replayed` set.
  */
 class ScriptedSidecar {
-  /** @type {Record<string, Array<"down" | "lost" | number>>} */
+  /** @type {Record<string, Array<"down" | "lost" | number | { code: number, reason: string }>>} */
   script = {};
   /** @type {Record<string, any[]>} */
   requests = {};
@@ -84,6 +90,7 @@ class ScriptedSidecar {
       const step = (this.script[name] ?? []).shift();
       if (step === "down") return callback({ code: Status.UNAVAILABLE, details: "connection reset" });
       if (typeof step === "number") return callback({ code: step, details: "scripted" });
+      if (typeof step === "object") return callback(refusal(step.code, "scripted", step.reason));
       const [error, response] = answer(call.request);
       if (step === "lost") {
         this.#lost.push(() => callback({ code: Status.CANCELLED }));
@@ -123,6 +130,13 @@ class ScriptedSidecar {
     for (const answer of this.#lost.splice(0)) answer();
     this.server.forceShutdown();
   }
+}
+
+/** A grpc-js server error with the sidecar's ErrorInfo `reason` in grpc-status-details-bin. */
+function refusal(code, details, reason) {
+  const metadata = new grpc.Metadata();
+  metadata.set(STATUS_DETAILS_TRAILER, statusDetails(code, details, [errorInfoAny(reason)]));
+  return { code, details, metadata };
 }
 
 /** Every key the same, `count` of them; returns it. */
@@ -240,25 +254,49 @@ describe("retries against a scripted sidecar", () => {
   });
 
   it("never retries other statuses", async () => {
-    const codes = [
-      Status.RESOURCE_EXHAUSTED,
-      Status.INVALID_ARGUMENT,
-      Status.FAILED_PRECONDITION,
-      Status.NOT_FOUND,
-      Status.INTERNAL,
-      Status.UNAUTHENTICATED,
-      Status.PERMISSION_DENIED,
+    const steps = [
+      { code: Status.RESOURCE_EXHAUSTED, reason: "BUDGET_EXCEEDED" },
+      { code: Status.RESOURCE_EXHAUSTED, reason: "RATE_LIMITED" },
+      Status.RESOURCE_EXHAUSTED, // gRPC's own, such as a message too large
+      { code: Status.INVALID_ARGUMENT, reason: "INVALID_REQUEST" },
+      { code: Status.FAILED_PRECONDITION, reason: "RESERVATION_ENDED" },
+      { code: Status.FAILED_PRECONDITION, reason: "IDEMPOTENCY_CONFLICT" },
+      { code: Status.NOT_FOUND, reason: "RESERVATION_NOT_FOUND" },
+      { code: Status.OUT_OF_RANGE, reason: "ESCALATION_REFUSED" },
+      { code: Status.INTERNAL, reason: "INTERNAL" },
+      { code: Status.UNAUTHENTICATED, reason: "UNAUTHENTICATED" },
+      { code: Status.PERMISSION_DENIED, reason: "PERMISSION_DENIED" },
+      Status.CANCELLED,
     ];
-    for (const code of codes) {
+    for (const step of steps) {
+      const [code, reason] = typeof step === "number" ? [step, ""] : [step.code, step.reason];
       fake.reset();
-      fake.script.Reserve = [code];
+      fake.script.Reserve = [step];
       const error = await client.reserve(SCOPE, "gpt-4o-mini", { inputTokens: 100 }).catch((e) => e);
       assert.ok(error instanceof TollgateError && error.code === code, String(error));
+      assert.equal(error.reason, reason);
       assert.equal(error.attempts, 1);
-      assert.equal(fake.attempts("Reserve"), 1, `${error.codeName} was retried`);
-      if (code === Status.RESOURCE_EXHAUSTED) assert.ok(error instanceof BudgetExceededError);
+      assert.equal(fake.attempts("Reserve"), 1, `${error.codeName} ${reason} was retried`);
+      assert.equal(error instanceof BudgetExceededError, reason === "BUDGET_EXCEEDED", String(error));
+      assert.equal(error instanceof RateLimitedError, reason === "RATE_LIMITED", String(error));
     }
   });
+
+  for (const [code, reason] of [
+    [Status.UNAVAILABLE, "STORE_UNAVAILABLE"],
+    [Status.DEADLINE_EXCEEDED, "CALLER_GONE"],
+  ]) {
+    it(`retries the sidecar's ${reason} like any other ${code === Status.UNAVAILABLE ? "UNAVAILABLE" : "DEADLINE_EXCEEDED"}`, async () => {
+      fake.script.Reserve = [{ code, reason }];
+      await client.reserve(SCOPE, "gpt-4o-mini", { inputTokens: 100 });
+      oneKey(fake.keys("Reserve"), 2);
+      fake.reset();
+      fake.script.Reserve = Array(4).fill({ code, reason });
+      const error = await client.reserve(SCOPE, "gpt-4o-mini", { inputTokens: 100 }).catch((e) => e);
+      assert.ok(error instanceof UnavailableError, String(error));
+      assert.deepEqual([error.code, error.reason, error.attempts], [code, reason, 4]);
+    });
+  }
 
   it("retries commit, release and extend as they are", async () => {
     const first = await client.reserve(SCOPE, "gpt-4o-mini", { inputTokens: 100 });
