@@ -182,15 +182,15 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .learn.demo import run_demo
 
     return run_demo(target=args.target, calls=args.calls, seed=args.seed, org=args.org, wait=args.wait)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from .learn.dataset import DatasetError, infer_pair, read_records
+    from .learn.train import train
     from .routing.classifier import ClassifierError
-    from .routing.dataset import DatasetError, infer_pair, read_records
-    from .routing.train import train
 
     try:
         records = read_records(args.file)
@@ -273,9 +273,9 @@ def _cmd_export_training(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from .learn.dataset import DatasetError, read_records
+    from .learn.evaluate import EvalError, evaluate, parse_price, plot, report_json, report_text
     from .routing.classifier import Classifier, ClassifierError
-    from .routing.dataset import DatasetError, read_records
-    from .routing.evaluate import EvalError, evaluate, parse_price, plot, report_json, report_text
 
     try:
         config = load_config(args.config)

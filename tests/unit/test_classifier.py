@@ -15,7 +15,9 @@ import pytest
 
 from tests.conftest import ROOT
 from tollgate.estimate import TokenCounter
-from tollgate.routing import classifier, difficulty
+from tollgate.learn.dataset import DatasetError, Record
+from tollgate.learn.train import labels, probability_metrics, train
+from tollgate.routing import difficulty
 from tollgate.routing.classifier import (
     BUCKETS,
     DENSE_FEATURES,
@@ -25,8 +27,6 @@ from tollgate.routing.classifier import (
     default_model_path,
     featurize,
 )
-from tollgate.routing.dataset import DatasetError, Record
-from tollgate.routing.train import labels, probability_metrics, train
 
 WEAK, STRONG = "weak-model", "strong-model"
 FILLER = ["alpha", "beta", "gamma", "delta", "epsilon", "river", "mountain", "table", "window", "garden", "orange",

@@ -86,7 +86,7 @@ def test_converts_drops_contaminated_prompts_and_splits_by_prompt(tmp_path: Path
 
 
 def test_the_output_is_what_tollgate_reads_and_the_command_line_works(tmp_path: Path) -> None:
-    from tollgate.routing.dataset import read_records
+    from tollgate.learn.dataset import read_records
 
     src, out = tmp_path / "routellm", tmp_path / "out"
     _fixture(src)

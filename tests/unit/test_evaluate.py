@@ -6,9 +6,8 @@ import pytest
 
 from tollgate.config import load_config
 from tollgate.estimate import TokenCounter
-from tollgate.money import Price
-from tollgate.routing.dataset import Record
-from tollgate.routing.evaluate import (
+from tollgate.learn.dataset import Record
+from tollgate.learn.evaluate import (
     EvalError,
     apgr,
     cpt,
@@ -19,6 +18,7 @@ from tollgate.routing.evaluate import (
     summarize,
     sweep,
 )
+from tollgate.money import Price
 
 # Four prompts. Difficulty 0.9 first; the two at 0.7 are tied and move together.
 #   prompt  weak  strong  difficulty  cost weak  cost strong

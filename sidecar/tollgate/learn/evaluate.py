@@ -49,10 +49,10 @@ import numpy as np
 from ..config import Config
 from ..estimate import TokenCounter
 from ..money import Price
-from . import difficulty
-from .classifier import Classifier, default_model_path, open_classifier, requirement_from_probability
+from ..routing import difficulty
+from ..routing.classifier import Classifier, default_model_path, open_classifier, requirement_from_probability
+from ..routing.rules import Signals, from_difficulty, from_signals
 from .dataset import Record, read_records
-from .rules import Signals, from_difficulty, from_signals
 from .train import labels, probability_metrics
 
 __all__ = [

@@ -80,7 +80,7 @@ def _record(text: str, where: str, number: int) -> Record:
     raw_messages = obj.get("messages")
     features = None
     if raw_messages is None and "features" in obj:
-        from .classifier import decode_features  # numpy only when a file needs it
+        from ..routing.classifier import decode_features  # numpy only when a file needs it
 
         try:
             features = decode_features(obj["features"])

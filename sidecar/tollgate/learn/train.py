@@ -41,7 +41,15 @@ import numpy as np
 
 from .. import __version__
 from ..estimate import TokenCounter
-from .classifier import BUCKETS, DENSE_FEATURES, LABEL_DEFINITION, Classifier, Features, featurize, heuristic_prior
+from ..routing.classifier import (
+    BUCKETS,
+    DENSE_FEATURES,
+    LABEL_DEFINITION,
+    Classifier,
+    Features,
+    featurize,
+    heuristic_prior,
+)
 from .dataset import DatasetError, Record, file_digest
 
 __all__ = ["DEFAULT_LAMBDAS", "TrainResult", "fit_platt", "labels", "probability_metrics", "train"]

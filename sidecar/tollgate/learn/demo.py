@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from tollgate_client import AsyncClient, BudgetExceededError, Decision, Scope, UnavailableError, Usage
 
-from .config import Config, load_config
-from .money import format_usd
+from ..config import Config, load_config
+from ..money import format_usd
 
 __all__ = ["run_demo"]
 
