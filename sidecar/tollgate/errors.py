@@ -22,6 +22,7 @@ The domain raises these; ``service.py`` maps each to its gRPC status in one tabl
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 __all__ = [
     "BudgetExceeded",
@@ -30,6 +31,7 @@ __all__ = [
     "EscalationRefused",
     "IdempotencyConflict",
     "InvalidRequest",
+    "Limit",
     "PermissionDenied",
     "RateLimited",
     "Refusal",
@@ -60,6 +62,15 @@ class InvalidRequest(TollgateError):
     """The request is malformed or out of range; the message says what to fix."""
 
 
+class Limit(StrEnum):
+    """Which of a pool's limits refused a hold."""
+
+    COST = "cost"
+    CALLS = "calls"
+    TOKENS = "tokens"
+    OPEN = "open"
+
+
 @dataclass(frozen=True, slots=True)
 class Refusal:
     """Why one pool refused a hold."""
@@ -67,7 +78,7 @@ class Refusal:
     pool_id: str
     level: str
     policy: str
-    limit: str  # "cost", "calls", "tokens" or "open"
+    limit: Limit
     requested: int
     remaining: int
     resets_at_ms: int | None

@@ -18,6 +18,7 @@ from tollgate.errors import (
     EscalationRefused,
     IdempotencyConflict,
     InvalidRequest,
+    Limit,
     PermissionDenied,
     RateLimited,
     Refusal,
@@ -34,7 +35,7 @@ from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
 C = grpc.StatusCode
-REFUSAL = Refusal("org:acme", "org", "hard", "cost", 10, 0, None)
+REFUSAL = Refusal("org:acme", "org", "hard", Limit.COST, 10, 0, None)
 
 
 def _reason(trailers: tuple[tuple[str, bytes], ...]) -> str:

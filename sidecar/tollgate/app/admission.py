@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from ..catalog import Catalog
 from ..config import Policy
-from ..errors import BudgetExceeded, IdempotencyConflict, InvalidRequest, Refusal, ReservationNotFound
+from ..errors import BudgetExceeded, IdempotencyConflict, InvalidRequest, Limit, Refusal, ReservationNotFound
 from ..ids import fresh_reservation_id, keyed_reservation_id
 from ..ledger import BudgetStore, Hold, HoldRequest, PoolRef, ReserveOutcome
 from ..money import apply_margin
@@ -129,7 +129,7 @@ class Admission:
             remaining = snap.remaining if snap else ref.spec.usable_cap(high_priority=high)
             if amount > remaining:
                 raise BudgetExceeded(Refusal(
-                    ref.pool_id, str(ref.level), str(ref.spec.policy), "cost", amount, remaining,
+                    ref.pool_id, str(ref.level), str(ref.spec.policy), Limit.COST, amount, remaining,
                     snap.resets_at_ms if snap else None,
                 ))
 

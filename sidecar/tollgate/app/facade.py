@@ -40,7 +40,7 @@ from ..money import apply_margin
 from ..quality import QualityGuard, QualityStore, ShadowPlan
 from ..routing.classifier import Classifier
 from ..routing.decision_log import SHADOW_COMPARISON, DecisionLog
-from ..routing.rules import Signals, TierRequirement
+from ..routing.rules import Signals, Source, TierRequirement
 from ..routing.select import Priced
 from ..scope import Level, Scope
 from . import limits
@@ -147,7 +147,7 @@ class Tollgate:
             if replay is None:
                 raise
             first = self.admission.replayed_choice([], replay.hold, rt.config.catalog)
-            requirement = TierRequirement(first.model.tier, first.model.tier_rank, _REPLAY, "rule")
+            requirement = TierRequirement(first.model.tier, first.model.tier_rank, _REPLAY, Source.RULE)
             return RouteDecision(chosen=first, fallbacks=(), requirement=requirement, reason=_REPLAY,
                                  difficulty=0.0, outcome=Outcome.ADMITTED, reservation=replay)
         pools = self.planner.pools(rt, scope)
@@ -382,7 +382,7 @@ class Tollgate:
         if model:
             target = cfg.catalog.model(model)
             requirement = TierRequirement(target.tier, target.tier_rank,
-                                          f"escalation of {failed.name}{why} -> {target.name}", "escalation")
+                                          f"escalation of {failed.name}{why} -> {target.name}", Source.ESCALATION)
             options = [p for p in priced if p.model is target]
             if not options:
                 raise InvalidRequest(f"{target.name} lacks the capabilities, context window, latency or provider "
@@ -395,7 +395,7 @@ class Tollgate:
                 )
             tier = cfg.catalog.tiers[rank]
             requirement = TierRequirement(tier, rank, f"escalation of {failed.name} ({failed.tier}){why} -> {tier}",
-                                          "escalation")
+                                          Source.ESCALATION)
             options = self.planner.capable(rt, priced, requirement, scope, signals, tokens, max_output_tokens)
         previous = await self.commit(reservation_id, usage) if usage is not None else None
         pools = self.planner.pools(rt, scope)

@@ -15,7 +15,7 @@ from ..catalog import Capability, Latency
 from ..config import Policy
 from ..errors import InvalidRequest
 from ..ledger import CommitOutcome, PoolSnapshot, ReserveOutcome
-from ..routing.rules import Signals
+from ..routing.rules import Signals, Source
 from ..routing.select import Priced
 from ..scope import Level, Priority, Scope
 
@@ -56,9 +56,9 @@ LATENCY: dict[int, Latency | None] = {
 }
 LATENCY_PB = {v: k for k, v in LATENCY.items() if v is not None}
 SOURCE = {
-    "rule": pb.DECISION_SOURCE_RULE,
-    "difficulty": pb.DECISION_SOURCE_DIFFICULTY,
-    "escalation": pb.DECISION_SOURCE_ESCALATION,
+    Source.RULE: pb.DECISION_SOURCE_RULE,
+    Source.DIFFICULTY: pb.DECISION_SOURCE_DIFFICULTY,
+    Source.ESCALATION: pb.DECISION_SOURCE_ESCALATION,
 }
 
 

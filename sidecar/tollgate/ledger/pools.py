@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ..errors import BudgetExceeded, Refusal
+from ..errors import BudgetExceeded, Limit, Refusal
 from ..scope import Level
 from .spec import Policy, PoolSpec, WindowKind
 from .types import HoldRequest, PoolRef, PoolSnapshot
@@ -207,19 +207,19 @@ def check_admission(
     if state is not None:
         spent, held = state.spent_nanos(spec, now_ms), state.held
 
-    def refuse(limit: str, requested: int, remaining: int) -> Refusal:
+    def refuse(limit: Limit, requested: int, remaining: int) -> Refusal:
         resets = None if state is None else state.resets_at_ms(spec, now_ms)
         return Refusal(pool_id, str(level), str(spec.policy), limit, requested, remaining, resets)
 
     if spent + held + amount > usable:
-        return refuse("cost", amount, usable - spent - held)
+        return refuse(Limit.COST, amount, usable - spent - held)
     if state is not None:
         if spec.max_calls and state.calls + state.held_calls + 1 > spec.max_calls:
-            return refuse("calls", 1, spec.max_calls - state.calls - state.held_calls)
+            return refuse(Limit.CALLS, 1, spec.max_calls - state.calls - state.held_calls)
         if spec.max_tokens and state.tokens + state.held_tokens + tokens > spec.max_tokens:
-            return refuse("tokens", tokens, spec.max_tokens - state.tokens - state.held_tokens)
+            return refuse(Limit.TOKENS, tokens, spec.max_tokens - state.tokens - state.held_tokens)
         if spec.max_open and state.held_calls + 1 > spec.max_open:
-            return refuse("open", 1, spec.max_open - state.held_calls)
+            return refuse(Limit.OPEN, 1, spec.max_open - state.held_calls)
     return None
 
 

@@ -54,6 +54,7 @@ from ..errors import (
     BudgetExceeded,
     IdempotencyConflict,
     InvalidRequest,
+    Limit,
     Refusal,
     ReservationEnded,
     ReservationNotFound,
@@ -367,8 +368,8 @@ class RedisStore:
             ref = refs[int(index) - 1]
             snap = self._state(ref.pool_id, raw).snapshot(ref.level, ref.spec, int(now),
                                                           high_priority=request.high_priority)
-            raise BudgetExceeded(Refusal(ref.pool_id, str(ref.level), str(ref.spec.policy), limit, int(requested),
-                                         int(remaining), snap.resets_at_ms))
+            raise BudgetExceeded(Refusal(ref.pool_id, str(ref.level), str(ref.spec.policy), Limit(limit),
+                                         int(requested), int(remaining), snap.resets_at_ms))
         now, record, states = int(reply[1]), reply[2], reply[3]
         hold = self._hold(request.reservation_id, record)
         self._remember_facts(hold)

@@ -56,7 +56,7 @@ import numpy as np
 from ..catalog import Catalog
 from ..config import RoutingConfig
 from . import difficulty
-from .rules import TierRequirement
+from .rules import Source, TierRequirement
 
 __all__ = [
     "BUCKETS",
@@ -517,5 +517,5 @@ def requirement_from_probability(
         tier=tier,
         rank=catalog.tier_rank(tier),
         reason=f"classifier p(cheap ok)={p_cheap_ok:.2f} -> {tier}",
-        source="difficulty",
+        source=Source.DIFFICULTY,
     )

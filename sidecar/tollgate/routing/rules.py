@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from ..catalog import Capability, Catalog, Latency
 from ..config import RoutingConfig
 
-__all__ = ["Signals", "TierRequirement", "from_difficulty", "from_signals"]
+__all__ = ["Signals", "Source", "TierRequirement", "from_difficulty", "from_signals"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,14 @@ class Signals:
     """The slowest latency class the caller accepts; ``None``: any."""
 
 
+class Source(StrEnum):
+    """What decided a request's minimum tier."""
+
+    RULE = "rule"
+    DIFFICULTY = "difficulty"
+    ESCALATION = "escalation"
+
+
 @dataclass(frozen=True, slots=True)
 class TierRequirement:
     """The minimum tier a request needs, and why."""
@@ -29,7 +38,7 @@ class TierRequirement:
     tier: str
     rank: int
     reason: str
-    source: str  # "rule" or "difficulty"
+    source: Source
 
 
 def from_signals(signals: Signals, routing: RoutingConfig, catalog: Catalog) -> TierRequirement | None:
@@ -51,7 +60,7 @@ def from_signals(signals: Signals, routing: RoutingConfig, catalog: Catalog) -> 
         return None
     rank, tier, _ = max(hits)
     why = ", ".join(h[2] for h in hits)
-    return TierRequirement(tier=tier, rank=rank, reason=f"rule {why} -> {tier}", source="rule")
+    return TierRequirement(tier=tier, rank=rank, reason=f"rule {why} -> {tier}", source=Source.RULE)
 
 
 def from_difficulty(
@@ -68,5 +77,5 @@ def from_difficulty(
         tier=tier,
         rank=catalog.tier_rank(tier),
         reason=f"difficulty {score:.2f}{features} -> {tier}",
-        source="difficulty",
+        source=Source.DIFFICULTY,
     )
