@@ -8,7 +8,6 @@ answer. Knows nothing of gRPC: ``tollgate.grpc`` translates protobuf into the va
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from collections.abc import Callable
 
@@ -16,13 +15,10 @@ from ..config import Config, PoolSpec
 from ..errors import (
     BudgetExceeded,
     ConfigError,
-    EscalationRefused,
-    IdempotencyConflict,
     InvalidRequest,
-    ReservationNotFound,
 )
 from ..estimate import OutputEstimator, TokenCounter
-from ..ids import check_idempotency_key, escalation_id, parse_pool_id, parse_reservation_id, pool_id, reservation_org
+from ..ids import check_idempotency_key, parse_pool_id, parse_reservation_id, pool_id, reservation_org
 from ..ledger import (
     BudgetStore,
     CommitOutcome,
@@ -45,6 +41,8 @@ from ..routing.select import Priced
 from ..scope import Level, Scope
 from . import limits
 from .admission import Admission, HoldTerms, fingerprint, hold_request
+from .decisions import log_decision
+from .escalation import escalate
 from .planner import Plan, Planner
 from .runtime import Runtime, build_runtime, restart_needed
 from .types import Escalation, Outcome, Prompt, ReserveResult, RouteDecision, Usage
@@ -184,7 +182,7 @@ class Tollgate:
             shadow=shadow,
             shadow_reservation=shadow_hold,
         )
-        self._log_decision(rt, scope, signals, prompt, plan.input_tokens, decided)
+        log_decision(rt, scope, signals, prompt, plan.input_tokens, decided)
         return decided
 
     def _note_guard_cost(self, plan: Plan, chosen: Priced, signals: Signals) -> None:
@@ -357,86 +355,8 @@ class Tollgate:
         Escalate returns the same attempt. A soft pool refuses an escalation as a hard
         one does: downgrading it would retry the tier that just failed.
         """
-        rt = self.runtime
-        cfg = rt.config
-        if parse_reservation_id(reservation_id).org != scope.org:
-            raise InvalidRequest(f"reservation {reservation_id} belongs to another organisation than scope.org_id")
-        limits.check_escalation_reason(reason)
-        limits.check_max_output(max_output_tokens, cfg.limits)
-        if usage is not None:
-            limits.check_usage(usage, cfg.limits)
-        ttl = limits.ttl(ttl_ms, cfg.reservations)
-        parent = await self.store.describe(reservation_id)
-        if parent.attempt > cfg.routing.max_escalations:
-            raise EscalationRefused(
-                f"reservation {reservation_id} is attempt {parent.attempt}; routing.max_escalations="
-                f"{cfg.routing.max_escalations} allows no further escalation of this call"
-            )
-        failed = cfg.catalog.models.get(parent.model)
-        if failed is None:
-            raise InvalidRequest(f"model {parent.model!r} of this reservation is no longer in the catalog")
-        signals = dataclasses.replace(signals, task_type=parent.task_type)
-        tokens = limits.count_prompt(prompt, cfg.limits, rt.counter)
-        priced = self.planner.priced(rt, scope, signals, tokens, max_output_tokens)
-        why = f" after {reason}" if reason else ""
-        if model:
-            target = cfg.catalog.model(model)
-            requirement = TierRequirement(target.tier, target.tier_rank,
-                                          f"escalation of {failed.name}{why} -> {target.name}", Source.ESCALATION)
-            options = [p for p in priced if p.model is target]
-            if not options:
-                raise InvalidRequest(f"{target.name} lacks the capabilities, context window, latency or provider "
-                                     f"this request needs ({tokens} input tokens)")
-        else:
-            rank = failed.tier_rank + 1
-            if rank >= len(cfg.catalog.tiers):
-                raise EscalationRefused(
-                    f"{failed.name} is in the top tier ({failed.tier}); name a model to retry on another one"
-                )
-            tier = cfg.catalog.tiers[rank]
-            requirement = TierRequirement(tier, rank, f"escalation of {failed.name} ({failed.tier}){why} -> {tier}",
-                                          Source.ESCALATION)
-            options = self.planner.capable(rt, priced, requirement, scope, signals, tokens, max_output_tokens)
-        previous = await self.commit(reservation_id, usage) if usage is not None else None
-        pools = self.planner.pools(rt, scope)
-        new_id = escalation_id(reservation_id)
-        try:
-            existing = await self.store.get(new_id)
-        except ReservationNotFound:
-            existing = None
-        if existing is not None:
-            chosen = next((p for p in options if p.model.name == existing.model), None)
-            if chosen is None:
-                raise IdempotencyConflict(
-                    f"reservation {reservation_id} was already escalated to {existing.model}, which this request "
-                    "would not route to"
-                )
-            snapshots = await self.store.snapshot(pools, high_priority=scope.priority == "high")
-            reservation = ReserveOutcome(existing, tuple(snapshots), replayed=True)
-        else:
-            chosen = options[0]
-            terms = HoldTerms(ttl_ms=ttl, task_type=parent.task_type)
-            amount = apply_margin(chosen.cost, self.planner.margin(rt, pools))
-            request = hold_request(scope, pools, chosen, amount, terms)
-            # The id derives from the parent's, so a retried Escalate must find its first reserve.
-            request = dataclasses.replace(request, reservation_id=new_id, parent_id=reservation_id,
-                                          attempt=parent.attempt + 1, fresh=False)
-            reservation = await self.store.reserve(request)
-        outcome = Outcome.WARNED if any(p.warning for p in reservation.pools) else Outcome.ADMITTED
-        decision = RouteDecision(
-            chosen=chosen,
-            fallbacks=self.planner.fallbacks(rt, options, chosen, requirement),
-            requirement=requirement,
-            reason=requirement.reason,
-            difficulty=0.0,
-            outcome=outcome,
-            reservation=reservation,
-        )
-        if not reservation.replayed:
-            self._log_decision(rt, scope, signals, prompt, tokens, decision, parent_id=reservation_id,
-                               attempt=parent.attempt + 1, escalation_reason=reason)
-        return Escalation(decision=decision, parent_id=reservation_id, attempt=parent.attempt + 1,
-                          failed_tier=failed.tier, previous_commit=previous)
+        return await escalate(self, reservation_id, scope, prompt, signals, max_output_tokens=max_output_tokens,
+                              model=model, reason=reason, usage=usage, ttl_ms=ttl_ms)
 
     # -- pools, for operators ------------------------------------------------------------------
 
@@ -466,50 +386,3 @@ class Tollgate:
         if request is not None:
             refs.append(PoolRef(pool_id(Level.REQUEST, reservation_org(hold.reservation_id)), Level.REQUEST, request))
         return hold.amount * 10_000 // self.planner.margin(rt, refs)
-
-    # -- the decision log ---------------------------------------------------------------------
-
-    @staticmethod
-    def _log_decision(
-        rt: Runtime,
-        scope: Scope,
-        signals: Signals,
-        prompt: Prompt,
-        base_tokens: int,
-        decision: RouteDecision,
-        *,
-        parent_id: str = "",
-        attempt: int = 1,
-        escalation_reason: str = "",
-    ) -> None:
-        if rt.decision_log is None:
-            return
-        chosen = decision.chosen
-        rt.decision_log.decision(
-            reservation_id=decision.reservation.hold.reservation_id if decision.reservation else "",
-            org=scope.org,
-            team=scope.team,
-            tags=scope.tags,
-            task_type=signals.task_type,
-            agent_mode=signals.agent_mode,
-            messages=prompt.messages,
-            input_tokens=base_tokens,
-            decision={
-                "model": chosen.model.name,
-                "tier": chosen.model.tier,
-                "required_tier": decision.requirement.tier,
-                "source": decision.requirement.source,
-                "reason": decision.reason,
-                "difficulty": round(decision.difficulty, 4),
-                "outcome": str(decision.outcome),
-                "estimated_cost_nanos": chosen.cost,
-            },
-            shadow=(
-                {"model": decision.shadow.model, "tier": decision.shadow.tier, "purpose": decision.shadow.purpose}
-                if decision.shadow else None
-            ),
-            parent_id=parent_id,
-            attempt=attempt,
-            escalation_reason=escalation_reason,
-        )
-
