@@ -7,7 +7,6 @@ import (
 
 	pb "github.com/tollgate/tollgate/clients/go/tollgatev1"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -192,8 +191,9 @@ func keyed[R proto.Message](c *Client, req R, options func(R) **ReservationOptio
 
 // call runs one unary RPC under the client's deadline and retry policy: it is
 // sent again after a failure its class covers, while attempts and budget
-// last. A budget refusal becomes a *BudgetExceededError and an unanswered
-// call an *UnavailableError carrying key.
+// last. The last failure becomes the client's error by its reason
+// (fromRPCError): a *BudgetExceededError, a *RateLimitedError, an
+// *UnavailableError carrying key, or an *Error.
 func call[Req, Resp any](ctx context.Context, c *Client, class retryClass, key string, req Req,
 	rpc func(context.Context, Req, ...grpc.CallOption) (Resp, error)) (Resp, error) {
 	start := time.Now()
@@ -214,10 +214,7 @@ func call[Req, Resp any](ctx context.Context, c *Client, class retryClass, key s
 			}
 		}
 		var zero Resp
-		if code == codes.Unavailable || code == codes.DeadlineExceeded {
-			return zero, &UnavailableError{Err: err, Attempts: n, IdempotencyKey: key}
-		}
-		return zero, fromRPCError(err, trailer)
+		return zero, fromRPCError(err, trailer, n, key)
 	}
 }
 

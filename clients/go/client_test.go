@@ -6,18 +6,21 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	tollgate "github.com/tollgate/tollgate/clients/go"
 	pb "github.com/tollgate/tollgate/clients/go/tollgatev1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
 
@@ -44,6 +47,41 @@ func refusal() *pb.BudgetExceeded {
 		ResetsAt:       timestamppb.New(resetsAt),
 		Limit:          "cost",
 	}
+}
+
+// reasonCodes is every reason the sidecar sends, with its status code.
+var reasonCodes = map[string]codes.Code{
+	tollgate.ReasonInvalidRequest:      codes.InvalidArgument,
+	tollgate.ReasonBudgetExceeded:      codes.ResourceExhausted,
+	tollgate.ReasonRateLimited:         codes.ResourceExhausted,
+	tollgate.ReasonReservationNotFound: codes.NotFound,
+	tollgate.ReasonReservationEnded:    codes.FailedPrecondition,
+	tollgate.ReasonIdempotencyConflict: codes.FailedPrecondition,
+	tollgate.ReasonEscalationRefused:   codes.OutOfRange,
+	tollgate.ReasonStoreUnavailable:    codes.Unavailable,
+	tollgate.ReasonCallerGone:          codes.DeadlineExceeded,
+	tollgate.ReasonUnauthenticated:     codes.Unauthenticated,
+	tollgate.ReasonPermissionDenied:    codes.PermissionDenied,
+	tollgate.ReasonInternal:            codes.Internal,
+}
+
+// withReason is a status error as the sidecar sends it: details (a
+// BudgetExceeded) first, then the ErrorInfo with reason.
+func withReason(code codes.Code, msg, reason string, details ...proto.Message) error {
+	details = append(details, &errdetails.ErrorInfo{Reason: reason, Domain: tollgate.ErrorDomain})
+	return statusWith(code, msg, details...)
+}
+
+func statusWith(code codes.Code, msg string, details ...proto.Message) error {
+	pbStatus := status.New(code, msg).Proto()
+	for _, detail := range details {
+		packed, err := anypb.New(detail)
+		if err != nil {
+			panic(err)
+		}
+		pbStatus.Details = append(pbStatus.Details, packed)
+	}
+	return status.FromProto(pbStatus).Err()
 }
 
 func reservation(id string) *pb.Reservation {
@@ -103,6 +141,15 @@ func (f *fakeSidecar) Reserve(ctx context.Context, req *pb.ReserveRequest) (*pb.
 		return nil, status.Error(codes.ResourceExhausted, "refused")
 	case "bare":
 		return nil, status.Error(codes.ResourceExhausted, "refused without detail")
+	case "reasoned": // as the sidecar does now: the detail, then the ErrorInfo, and the trailer
+		raw, err := proto.Marshal(detail)
+		if err != nil {
+			return nil, err
+		}
+		if err := grpc.SetTrailer(ctx, metadata.Pairs(tollgate.BudgetExceededTrailer, string(raw))); err != nil {
+			return nil, err
+		}
+		return nil, withReason(codes.ResourceExhausted, "org:broke refused", tollgate.ReasonBudgetExceeded, detail)
 	case "damaged":
 		if err := grpc.SetTrailer(ctx, metadata.Pairs(tollgate.BudgetExceededTrailer, "\xff\xff")); err != nil {
 			return nil, err
@@ -146,6 +193,9 @@ func (f *fakeSidecar) Extend(_ context.Context, req *pb.ExtendRequest) (*pb.Exte
 
 func (f *fakeSidecar) GetBudget(_ context.Context, req *pb.GetBudgetRequest) (*pb.GetBudgetResponse, error) {
 	org := req.GetScope().GetOrgId()
+	if reason, ok := strings.CutPrefix(org, "refuse-"); ok { // refused with that reason
+		return nil, withReason(reasonCodes[reason], "refused: "+reason, reason)
+	}
 	return &pb.GetBudgetResponse{Pools: []*pb.PoolState{
 		{PoolId: "request", Level: pb.PoolLevel_POOL_LEVEL_REQUEST},
 		{PoolId: "org:" + org, Level: pb.PoolLevel_POOL_LEVEL_ORG, CapNanos: 1_000_000_000_000},
@@ -323,30 +373,105 @@ func TestBudgetExceededMessageWithoutTheSidecarsText(t *testing.T) {
 	}
 }
 
-func TestBudgetExceededWithoutDetailKeepsTheStatus(t *testing.T) {
+func TestBudgetExceededWithADamagedTrailerKeepsTheStatus(t *testing.T) {
 	client, _ := connect(t)
-	for _, org := range []string{"bare", "damaged"} {
-		_, err := client.Reserve(context.Background(), &tollgate.ReserveRequest{Scope: &tollgate.Scope{OrgId: org}})
-		var refused *tollgate.BudgetExceededError
-		if !errors.As(err, &refused) {
-			t.Fatalf("%s: got %T %v", org, err, err)
-		}
-		if refused.PoolID != "" || !refused.ResetsAt.IsZero() || refused.GRPCStatus().Code() != codes.ResourceExhausted {
-			t.Fatalf("%s: got %+v", org, *refused)
-		}
+	_, err := client.Reserve(context.Background(), &tollgate.ReserveRequest{Scope: &tollgate.Scope{OrgId: "damaged"}})
+	var refused *tollgate.BudgetExceededError
+	if !errors.As(err, &refused) {
+		t.Fatalf("got %T %v", err, err)
+	}
+	if refused.PoolID != "" || !refused.ResetsAt.IsZero() || refused.GRPCStatus().Code() != codes.ResourceExhausted {
+		t.Fatalf("got %+v", *refused)
 	}
 }
 
-func TestOtherErrorsAreTheStatusErrors(t *testing.T) {
+func TestResourceExhaustedWithoutReasonOrDetailIsNotABudgetRefusal(t *testing.T) {
 	client, _ := connect(t)
-	ctx := context.Background()
-	_, err := client.Commit(ctx, "missing", &tollgate.Usage{InputTokens: 1})
-	if !tollgate.IsNotFound(err) || status.Code(err) != codes.NotFound || tollgate.IsBudgetExceeded(err) {
-		t.Fatalf("Commit of a missing reservation: %v", err)
+	_, err := client.Reserve(context.Background(), &tollgate.ReserveRequest{Scope: &tollgate.Scope{OrgId: "bare"}})
+	var plain *tollgate.Error
+	if !errors.As(err, &plain) || plain.Reason != "" || status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("want an *Error of RESOURCE_EXHAUSTED, got %T %v", err, err)
 	}
-	_, err = client.Reserve(ctx, &tollgate.ReserveRequest{Scope: &tollgate.Scope{}})
-	if !tollgate.IsInvalidArgument(err) {
-		t.Fatalf("Reserve without org: %v", err)
+	var refused *tollgate.BudgetExceededError
+	if errors.As(err, &refused) || tollgate.IsBudgetExceeded(err) || tollgate.IsRateLimited(err) {
+		t.Fatalf("classified as a refusal: %v", err)
+	}
+	if err.Error() != "rpc error: code = ResourceExhausted desc = refused without detail" {
+		t.Fatalf("message %q", err.Error())
+	}
+}
+
+func TestBudgetExceededAsTheSidecarSendsIt(t *testing.T) {
+	client, _ := connect(t)
+	_, err := client.Reserve(context.Background(), &tollgate.ReserveRequest{Scope: &tollgate.Scope{OrgId: "reasoned"}})
+	var refused *tollgate.BudgetExceededError
+	if !errors.As(err, &refused) || refused.PoolID != "org:broke" || refused.RequestedNanos != 1_500_000 ||
+		refused.Reason != tollgate.ReasonBudgetExceeded || tollgate.Reason(err) != tollgate.ReasonBudgetExceeded {
+		t.Fatalf("got %T %+v", err, err)
+	}
+}
+
+func TestReasonsMapToErrors(t *testing.T) {
+	client, _ := connect(t)
+	for reason, code := range reasonCodes {
+		_, err := client.GetBudget(context.Background(), &tollgate.Scope{OrgId: "refuse-" + reason})
+		if tollgate.Reason(err) != reason || tollgate.Code(err) != code || status.Code(err) != code {
+			t.Errorf("%s: got reason %q, code %v: %v", reason, tollgate.Reason(err), tollgate.Code(err), err)
+		}
+		var (
+			refused     *tollgate.BudgetExceededError
+			limited     *tollgate.RateLimitedError
+			unavailable *tollgate.UnavailableError
+			other       *tollgate.Error
+		)
+		switch reason {
+		case tollgate.ReasonBudgetExceeded:
+			if !errors.As(err, &refused) || refused.Reason != reason {
+				t.Errorf("%s: got %T", reason, err)
+			}
+		case tollgate.ReasonRateLimited:
+			if !errors.As(err, &limited) || limited.Reason != reason || errors.As(err, &refused) {
+				t.Errorf("%s: got %T", reason, err)
+			}
+			if err.Error() != "tollgate: rate limited: refused: RATE_LIMITED" {
+				t.Errorf("%s: message %q", reason, err.Error())
+			}
+		case tollgate.ReasonStoreUnavailable, tollgate.ReasonCallerGone:
+			if !errors.As(err, &unavailable) || unavailable.Reason != reason {
+				t.Errorf("%s: got %T", reason, err)
+			}
+		default:
+			if !errors.As(err, &other) || other.Reason != reason {
+				t.Errorf("%s: got %T", reason, err)
+			}
+		}
+		helpers := map[string]bool{
+			"IsBudgetExceeded":      tollgate.IsBudgetExceeded(err),
+			"IsRateLimited":         tollgate.IsRateLimited(err),
+			"IsUnavailable":         tollgate.IsUnavailable(err),
+			"IsNotFound":            tollgate.IsNotFound(err),
+			"IsInvalidArgument":     tollgate.IsInvalidArgument(err),
+			"IsReservationEnded":    tollgate.IsReservationEnded(err),
+			"IsIdempotencyConflict": tollgate.IsIdempotencyConflict(err),
+			"IsEscalationRefused":   tollgate.IsEscalationRefused(err),
+		}
+		want := map[string]string{
+			tollgate.ReasonBudgetExceeded:      "IsBudgetExceeded",
+			tollgate.ReasonRateLimited:         "IsRateLimited",
+			tollgate.ReasonStoreUnavailable:    "IsUnavailable",
+			tollgate.ReasonCallerGone:          "IsUnavailable",
+			tollgate.ReasonReservationNotFound: "IsNotFound",
+			tollgate.ReasonInvalidRequest:      "IsInvalidArgument",
+			tollgate.ReasonReservationEnded:    "IsReservationEnded",
+			tollgate.ReasonEscalationRefused:   "IsEscalationRefused",
+		}
+		for name, got := range helpers {
+			expected := want[reason] == name ||
+				reason == tollgate.ReasonIdempotencyConflict && (name == "IsIdempotencyConflict" || name == "IsReservationEnded")
+			if got != expected {
+				t.Errorf("%s: %s = %v", reason, name, got)
+			}
+		}
 	}
 }
 
@@ -366,8 +491,18 @@ func TestErrorHelpers(t *testing.T) {
 		{status.Error(codes.NotFound, "gone"), codes.NotFound, false, true, false, false, false},
 		{fmt.Errorf("commit: %w", status.Error(codes.FailedPrecondition, "ended")), codes.FailedPrecondition, false, false, true, false, false},
 		{status.Error(codes.InvalidArgument, "bad"), codes.InvalidArgument, false, false, false, true, false},
-		{status.Error(codes.ResourceExhausted, "over"), codes.ResourceExhausted, false, false, false, false, true},
+		// Without a reason or the refusal's detail, RESOURCE_EXHAUSTED is not a budget refusal.
+		{status.Error(codes.ResourceExhausted, "over"), codes.ResourceExhausted, false, false, false, false, false},
+		{statusWith(codes.ResourceExhausted, "over", refusal()), codes.ResourceExhausted, false, false, false, false, true},
 		{errors.New("plain"), codes.Unknown, false, false, false, false, false},
+		// A raw status error (from the Stub) is classified by its reason too.
+		{withReason(codes.ResourceExhausted, "over", tollgate.ReasonBudgetExceeded), codes.ResourceExhausted, false, false, false, false, true},
+		{withReason(codes.ResourceExhausted, "slow down", tollgate.ReasonRateLimited), codes.ResourceExhausted, false, false, false, false, false},
+		{fmt.Errorf("commit: %w", withReason(codes.FailedPrecondition, "other usage", tollgate.ReasonIdempotencyConflict)), codes.FailedPrecondition, false, false, true, false, false},
+		{withReason(codes.Unavailable, "store", tollgate.ReasonStoreUnavailable), codes.Unavailable, true, false, false, false, false},
+		// A reason this client does not know, or of another domain: the code decides.
+		{withReason(codes.NotFound, "gone", "SOMETHING_NEW"), codes.NotFound, false, true, false, false, false},
+		{statusWith(codes.ResourceExhausted, "over", &errdetails.ErrorInfo{Reason: tollgate.ReasonBudgetExceeded, Domain: "example.com"}), codes.ResourceExhausted, false, false, false, false, false},
 	}
 	for _, c := range cases {
 		if got := tollgate.Code(c.err); got != c.code {
@@ -378,6 +513,16 @@ func TestErrorHelpers(t *testing.T) {
 			tollgate.IsBudgetExceeded(c.err) != c.over {
 			t.Errorf("helpers misclassify %v", c.err)
 		}
+	}
+	if got := tollgate.Reason(withReason(codes.NotFound, "gone", "SOMETHING_NEW")); got != "SOMETHING_NEW" {
+		t.Errorf("Reason of an unknown reason = %q", got)
+	}
+	other := statusWith(codes.ResourceExhausted, "over", &errdetails.ErrorInfo{Reason: "RATE_LIMITED", Domain: "example.com"})
+	if got := tollgate.Reason(other); got != "" || tollgate.IsRateLimited(other) {
+		t.Errorf("an ErrorInfo of another domain was read: %q", got)
+	}
+	if tollgate.Reason(nil) != "" || tollgate.Reason(errors.New("plain")) != "" {
+		t.Error("Reason of an error without a status is not empty")
 	}
 }
 

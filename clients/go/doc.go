@@ -17,9 +17,13 @@
 // retried under the client's RetryPolicy (WithRetry, WithoutRetry), a Reserve
 // or a reserving Route with one idempotency key on every attempt, so that it
 // never holds twice; when the retries are spent, the error is an
-// *UnavailableError. A budget refusal is returned as a *BudgetExceededError;
-// other failures are the gRPC status errors themselves, classified by
-// IsUnavailable, IsNotFound, IsInvalidArgument and IsReservationEnded.
+// *UnavailableError. Errors are mapped by the sidecar's reason (a
+// google.rpc.ErrorInfo of domain ErrorDomain in the status details; see
+// Reason and the Reason constants), by the status code only without one: a
+// budget refusal is a *BudgetExceededError, a caller over its rate a
+// *RateLimitedError, and other failures an *Error that keeps its status,
+// classified by IsUnavailable, IsNotFound, IsInvalidArgument,
+// IsReservationEnded, IsIdempotencyConflict and IsEscalationRefused.
 //
 // The tollgatev1 stubs are generated from proto/tollgate/v1/tollgate.proto
 // and committed; `go generate` here (or `make proto` at the repository root)

@@ -9,7 +9,11 @@ package tollgate_test
 // as tests/clients/test_go_client.py does. The retry test runs when
 // TOLLGATE_LOSSY_TARGET is set too: a proxy in front of the sidecar's TCP
 // port that loses the answer to the first call of every other connection
-// (tests/clients/lossy_proxy.py).
+// (tests/clients/lossy_proxy.py). The errors-by-reason test runs when
+// TOLLGATE_AUTH_TARGET is set: a sidecar with callers configured
+// (tests/clients/auth_sidecar.py), TOLLGATE_LIMITED_TOKEN's allowed one call
+// a second in org "acme", TOLLGATE_SPENDER_TOKEN's free to spend in "acme"
+// and "tiny" (capped at $0.001, hard).
 
 import (
 	"context"
@@ -17,10 +21,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	tollgate "github.com/tollgate/tollgate/clients/go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 )
 
 func sidecar(t *testing.T, env string) *tollgate.Client {
@@ -134,8 +141,9 @@ func TestIntegrationBudgetRefusal(t *testing.T) {
 		if refused.ResetsAt.IsZero() || !refused.ResetsAt.After(time.Now()) {
 			t.Fatalf("an org pool resets monthly, got ResetsAt %v", refused.ResetsAt)
 		}
-		if !tollgate.IsBudgetExceeded(err) || tollgate.IsUnavailable(err) {
-			t.Fatalf("classified wrongly: %v", err)
+		if !tollgate.IsBudgetExceeded(err) || tollgate.IsUnavailable(err) || tollgate.IsRateLimited(err) ||
+			refused.Reason != tollgate.ReasonBudgetExceeded || tollgate.Reason(err) != tollgate.ReasonBudgetExceeded {
+			t.Fatalf("classified wrongly: %v (reason %q)", err, tollgate.Reason(err))
 		}
 	})
 }
@@ -210,13 +218,15 @@ func TestIntegrationErrors(t *testing.T) {
 	each(t, func(t *testing.T, client *tollgate.Client) {
 		ctx := context.Background()
 		unknown := "000000000000000000000000." + org(t).GetOrgId()
-		if _, err := client.Commit(ctx, unknown, &tollgate.Usage{InputTokens: 1}); !tollgate.IsNotFound(err) {
+		_, err := client.Commit(ctx, unknown, &tollgate.Usage{InputTokens: 1})
+		if !tollgate.IsNotFound(err) || tollgate.Reason(err) != tollgate.ReasonReservationNotFound {
 			t.Fatalf("Commit of an unknown id: want NOT_FOUND, got %v", err)
 		}
-		if _, err := client.Release(ctx, "not an id"); !tollgate.IsInvalidArgument(err) {
+		_, err = client.Release(ctx, "not an id")
+		if !tollgate.IsInvalidArgument(err) || tollgate.Reason(err) != tollgate.ReasonInvalidRequest {
 			t.Fatalf("Release of a malformed id: want INVALID_ARGUMENT, got %v", err)
 		}
-		_, err := client.Reserve(ctx, &tollgate.ReserveRequest{Scope: &tollgate.Scope{}, Model: "gpt-4o", Prompt: tollgate.InputTokens(1)})
+		_, err = client.Reserve(ctx, &tollgate.ReserveRequest{Scope: &tollgate.Scope{}, Model: "gpt-4o", Prompt: tollgate.InputTokens(1)})
 		if !tollgate.IsInvalidArgument(err) {
 			t.Fatalf("Reserve without org: want INVALID_ARGUMENT, got %v", err)
 		}
@@ -305,4 +315,89 @@ func TestIntegrationRetryAfterALostAnswer(t *testing.T) {
 		p.GetSpentNanos() != committed.GetChargedNanos() {
 		t.Fatalf("org pool after a Commit whose answer was lost: %v, commit %v", p, committed)
 	}
+}
+
+// TestIntegrationErrorsByReason runs against a sidecar with callers: a
+// budget refusal, a caller over its rate and a message over the size limit
+// are all RESOURCE_EXHAUSTED, and only the first is a budget refusal.
+func TestIntegrationErrorsByReason(t *testing.T) {
+	target := os.Getenv("TOLLGATE_AUTH_TARGET")
+	if target == "" {
+		t.Skip("TOLLGATE_AUTH_TARGET is not set: no sidecar with callers to test against")
+	}
+	client, err := tollgate.Dial(context.Background(), target, tollgate.WithTimeout(10*time.Second))
+	if err != nil {
+		t.Fatalf("Dial(%q): %v", target, err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	as := func(token string) context.Context {
+		return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+	}
+	limited, spender := as(os.Getenv("TOLLGATE_LIMITED_TOKEN")), as(os.Getenv("TOLLGATE_SPENDER_TOKEN"))
+
+	t.Run("rate limited", func(t *testing.T) {
+		// A burst of one call; the rest of five sent at once are over the rate of one a second.
+		errs := make([]error, 5)
+		var wg sync.WaitGroup
+		for i := range errs {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				_, errs[i] = client.GetBudget(limited, &tollgate.Scope{OrgId: "acme"})
+			}(i)
+		}
+		wg.Wait()
+		refused := 0
+		for _, err := range errs {
+			if err == nil {
+				continue
+			}
+			refused++
+			var rateLimited *tollgate.RateLimitedError
+			var budget *tollgate.BudgetExceededError
+			if !errors.As(err, &rateLimited) || errors.As(err, &budget) || !tollgate.IsRateLimited(err) ||
+				tollgate.IsBudgetExceeded(err) || rateLimited.Reason != tollgate.ReasonRateLimited ||
+				tollgate.Code(err) != codes.ResourceExhausted || !strings.Contains(err.Error(), "over its rate of 1 calls/s") {
+				t.Errorf("want a *RateLimitedError, got %T: %v", err, err)
+			}
+		}
+		if refused < 3 || refused > 4 {
+			t.Fatalf("%d of 5 calls refused: %v", refused, errs)
+		}
+	})
+
+	t.Run("budget exceeded", func(t *testing.T) {
+		_, err := client.Reserve(spender, &tollgate.ReserveRequest{
+			Scope: &tollgate.Scope{OrgId: "tiny"}, Model: "claude-opus-4-1", Prompt: tollgate.InputTokens(5000),
+		})
+		var refused *tollgate.BudgetExceededError
+		if !errors.As(err, &refused) || refused.Reason != tollgate.ReasonBudgetExceeded || tollgate.IsRateLimited(err) {
+			t.Fatalf("want a *BudgetExceededError, got %T: %v", err, err)
+		}
+		if refused.PoolID != "org:tiny" || refused.Level != tollgate.PoolLevelOrg || refused.Policy != tollgate.PolicyHard ||
+			refused.Limit != "cost" || refused.RequestedNanos <= refused.RemainingNanos || refused.ResetsAt.IsZero() {
+			t.Fatalf("refusal %+v", *refused)
+		}
+	})
+
+	t.Run("message too large", func(t *testing.T) {
+		huge := tollgate.Messages(tollgate.NewMessage("user", strings.Repeat("z", 5<<20)))
+		_, err := client.Route(spender, &tollgate.RouteRequest{Scope: &tollgate.Scope{OrgId: "acme"}, Prompt: huge})
+		var plain *tollgate.Error
+		if !errors.As(err, &plain) || plain.Reason != "" || tollgate.Code(err) != codes.ResourceExhausted ||
+			tollgate.IsBudgetExceeded(err) || tollgate.IsRateLimited(err) {
+			t.Fatalf("want a plain *Error of RESOURCE_EXHAUSTED, got %T: %v", err, err)
+		}
+	})
+
+	t.Run("credentials and grants", func(t *testing.T) {
+		_, err := client.GetBudget(context.Background(), &tollgate.Scope{OrgId: "acme"})
+		if tollgate.Code(err) != codes.Unauthenticated || tollgate.Reason(err) != tollgate.ReasonUnauthenticated {
+			t.Fatalf("without a token: %v (reason %q)", err, tollgate.Reason(err))
+		}
+		_, err = client.GetBudget(spender, &tollgate.Scope{OrgId: "bravo"})
+		if tollgate.Code(err) != codes.PermissionDenied || tollgate.Reason(err) != tollgate.ReasonPermissionDenied {
+			t.Fatalf("outside the grants: %v (reason %q)", err, tollgate.Reason(err))
+		}
+	})
 }

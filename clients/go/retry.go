@@ -110,9 +110,11 @@ func NewIdempotencyKey() string {
 }
 
 // UnavailableError is how a call ends when the sidecar could not be reached
-// or did not answer in time (UNAVAILABLE or DEADLINE_EXCEEDED), after the
-// client's retries. Code, IsUnavailable, status.Code and status.FromError see
-// the last attempt's status through it.
+// or did not answer in time (UNAVAILABLE or DEADLINE_EXCEEDED), could not
+// reach its budget store (STORE_UNAVAILABLE) or saw the call's deadline pass
+// and undid what it held (CALLER_GONE), after the client's retries. Code,
+// IsUnavailable, status.Code and status.FromError see the last attempt's
+// status through it.
 type UnavailableError struct {
 	// Err is the last attempt's gRPC status error.
 	Err error
@@ -123,6 +125,10 @@ type UnavailableError struct {
 	// reservation may exist; sending the same request again later with this
 	// key cannot hold twice.
 	IdempotencyKey string
+	// Reason is the sidecar's reason of the last attempt's status,
+	// ReasonStoreUnavailable or ReasonCallerGone; "" when the status carried
+	// none (no answer from the sidecar at all).
+	Reason string
 }
 
 func (e *UnavailableError) Error() string {
@@ -140,6 +146,8 @@ func (e *UnavailableError) GRPCStatus() *status.Status {
 	st, _ := status.FromError(e.Err)
 	return st
 }
+
+func (e *UnavailableError) reason() string { return e.Reason }
 
 // attempt is the context of attempt number n (1 for the first) of a call
 // that began at start: the caller's, with the client's timeout when it has no

@@ -20,11 +20,13 @@ import (
 )
 
 // outcome is how the scripted sidecar treats one call: refused with code
-// before anything happens, or lost (it takes effect, but its answer never
-// arrives), or answered when zero.
+// before anything happens (with the sidecar's ErrorInfo when reason is set),
+// or lost (it takes effect, but its answer never arrives), or answered when
+// zero.
 type outcome struct {
-	code codes.Code
-	lost bool
+	code   codes.Code
+	reason string
+	lost   bool
 }
 
 var (
@@ -122,10 +124,13 @@ func answer[T any](ctx context.Context, o outcome, resp T, err error) (T, error)
 }
 
 func refused(o outcome) error {
-	if o.code != codes.OK {
-		return status.Error(o.code, "scripted "+o.code.String())
+	switch {
+	case o.code == codes.OK:
+		return nil
+	case o.reason != "":
+		return withReason(o.code, "scripted "+o.reason, o.reason)
 	}
-	return nil
+	return status.Error(o.code, "scripted "+o.code.String())
 }
 
 func (s *scripted) Route(ctx context.Context, req *pb.RouteRequest) (*pb.RouteResponse, error) {
@@ -377,17 +382,55 @@ func TestRetryStopsWithTheCallersContext(t *testing.T) {
 }
 
 func TestRetryNeverAfterOtherStatuses(t *testing.T) {
-	for _, code := range []codes.Code{codes.ResourceExhausted, codes.InvalidArgument, codes.FailedPrecondition,
-		codes.NotFound, codes.Internal, codes.Unauthenticated, codes.PermissionDenied, codes.Canceled} {
-		client, fake := scriptedClient(t, map[string][]outcome{"Reserve": {{code: code}}}, quick...)
+	for _, o := range []outcome{
+		{code: codes.ResourceExhausted, reason: tollgate.ReasonBudgetExceeded},
+		{code: codes.ResourceExhausted, reason: tollgate.ReasonRateLimited},
+		{code: codes.ResourceExhausted}, // gRPC's own, such as a message too large
+		{code: codes.InvalidArgument, reason: tollgate.ReasonInvalidRequest},
+		{code: codes.FailedPrecondition, reason: tollgate.ReasonReservationEnded},
+		{code: codes.FailedPrecondition, reason: tollgate.ReasonIdempotencyConflict},
+		{code: codes.NotFound, reason: tollgate.ReasonReservationNotFound},
+		{code: codes.OutOfRange, reason: tollgate.ReasonEscalationRefused},
+		{code: codes.Internal, reason: tollgate.ReasonInternal},
+		{code: codes.Unauthenticated, reason: tollgate.ReasonUnauthenticated},
+		{code: codes.PermissionDenied, reason: tollgate.ReasonPermissionDenied},
+		{code: codes.Canceled},
+	} {
+		client, fake := scriptedClient(t, map[string][]outcome{"Reserve": {o}}, quick...)
 		_, err := client.Reserve(context.Background(), reserveRequest())
-		if tollgate.Code(err) != code || len(fake.attempts("Reserve")) != 1 {
-			t.Errorf("%v: got %v after %d attempts", code, err, len(fake.attempts("Reserve")))
+		if tollgate.Code(err) != o.code || tollgate.Reason(err) != o.reason || len(fake.attempts("Reserve")) != 1 {
+			t.Errorf("%v %s: got %v after %d attempts", o.code, o.reason, err, len(fake.attempts("Reserve")))
 		}
 		var unavailable *tollgate.UnavailableError
 		if errors.As(err, &unavailable) {
-			t.Errorf("%v became an UnavailableError", code)
+			t.Errorf("%v %s became an UnavailableError", o.code, o.reason)
 		}
+		if tollgate.IsBudgetExceeded(err) != (o.reason == tollgate.ReasonBudgetExceeded) ||
+			tollgate.IsRateLimited(err) != (o.reason == tollgate.ReasonRateLimited) {
+			t.Errorf("%v %s: classified wrongly: %v", o.code, o.reason, err)
+		}
+	}
+}
+
+func TestRetryTheSidecarsUnavailableAnswers(t *testing.T) {
+	for _, o := range []outcome{
+		{code: codes.Unavailable, reason: tollgate.ReasonStoreUnavailable},
+		{code: codes.DeadlineExceeded, reason: tollgate.ReasonCallerGone},
+	} {
+		client, fake := scriptedClient(t, map[string][]outcome{"Reserve": {o}}, quick...)
+		if _, err := client.Reserve(context.Background(), reserveRequest()); err != nil {
+			t.Fatalf("%s: %v", o.reason, err)
+		}
+		oneKey(t, fake.attempts("Reserve"), 2)
+
+		client, fake = scriptedClient(t, map[string][]outcome{"Reserve": {o, o, o, o}}, quick...)
+		_, err := client.Reserve(context.Background(), reserveRequest())
+		var unavailable *tollgate.UnavailableError
+		if !errors.As(err, &unavailable) || unavailable.Attempts != 4 || unavailable.Reason != o.reason ||
+			tollgate.Reason(err) != o.reason || !tollgate.IsUnavailable(err) || tollgate.Code(err) != o.code {
+			t.Fatalf("%s: got %T %v", o.reason, err, err)
+		}
+		oneKey(t, fake.attempts("Reserve"), 4)
 	}
 }
 

@@ -22,6 +22,7 @@ import pytest
 
 from tests.sidecar_process import ROOT, SidecarProcess, write_config
 
+from . import auth_sidecar
 from .lossy_proxy import LossyProxy
 
 GO_CLIENT = ROOT / "clients" / "go"
@@ -87,6 +88,13 @@ def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess
         yield process
 
 
+@pytest.fixture(scope="module")
+def callers_sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    """A real sidecar with callers: one limited to a call a second (tests/clients/auth_sidecar.py)."""
+    with auth_sidecar.auth_sidecar(tmp_path_factory.mktemp("sidecar-auth")) as process:
+        yield process
+
+
 def test_go_mod_is_a_module_with_committed_stubs() -> None:
     go_mod = (GO_CLIENT / "go.mod").read_text()
     assert go_mod.startswith("module github.com/tollgate/tollgate/clients/go\n"), go_mod
@@ -123,11 +131,12 @@ def test_go_vet(go: str) -> None:
     assert result.returncode == 0, _output(result)
 
 
-def test_go_test_against_a_sidecar(go: str, sidecar: SidecarProcess) -> None:
+def test_go_test_against_a_sidecar(go: str, sidecar: SidecarProcess, callers_sidecar: SidecarProcess) -> None:
     assert sidecar.unix_socket is not None
     env = _go_env()
     env["TOLLGATE_TARGET"] = sidecar.target
     env["TOLLGATE_UNIX_TARGET"] = f"unix://{sidecar.unix_socket}"
+    env.update(auth_sidecar.env(callers_sidecar))
     with LossyProxy(sidecar.target) as proxy:
         env["TOLLGATE_LOSSY_TARGET"] = proxy.target
         result = _run([go, "test", "-count=1", "-v", "./..."], env=env)
@@ -138,4 +147,6 @@ def test_go_test_against_a_sidecar(go: str, sidecar: SidecarProcess) -> None:
         for transport in ("tcp", "unix"):
             assert f"--- PASS: {name}/{transport} " in result.stdout, f"{name}/{transport} did not pass:\n{report}"
     assert "--- PASS: TestIntegrationRetryAfterALostAnswer " in result.stdout, report
+    for case in ("rate_limited", "budget_exceeded", "message_too_large", "credentials_and_grants"):
+        assert f"--- PASS: TestIntegrationErrorsByReason/{case} " in result.stdout, report
     assert (proxy.lost, proxy.passed) == (2, 2), f"the proxy lost {proxy.lost} answers, passed {proxy.passed}"
