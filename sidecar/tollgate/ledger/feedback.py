@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..quality import DAY_MS, Sample, Tally
-from .redis import RedisClient, _store_errors
+from .redis_client import RedisClient, store_errors
 
 __all__ = ["MemoryQualityStore", "RedisQualityStore", "SqliteQualityStore"]
 
@@ -138,7 +138,7 @@ class RedisQualityStore:
         day = now_ms // DAY_MS
         field = f"{sample.task_type}|{sample.tier}|{sample.kind}"
         key = self._day_key(day)
-        async with _store_errors(self._timeout):
+        async with store_errors(self._timeout):
             pipe = self._client.pipeline(transaction=False)
             pipe.hincrby(key, f"{field}|n", 1)
             pipe.hincrby(key, f"{field}|m", _micro(sample.score))
@@ -148,7 +148,7 @@ class RedisQualityStore:
     async def tallies(self, now_ms: int, window_days: int) -> dict[tuple[str, str, str], Tally]:
         today = now_ms // DAY_MS
         out: dict[tuple[str, str, str], Tally] = {}
-        async with _store_errors(self._timeout * 4):
+        async with store_errors(self._timeout * 4):
             for day in range(today - window_days + 1, today + 1):
                 for raw_field, raw_value in (await self._client.hgetall(self._day_key(day))).items():
                     task, tier, kind, part = raw_field.decode().rsplit("|", 3)
@@ -161,7 +161,7 @@ class RedisQualityStore:
 
     async def reset(self, task_type: str, kind: str) -> None:
         # Only the days of the window can hold counts (older keys expire).
-        async with _store_errors(self._timeout * 4):
+        async with store_errors(self._timeout * 4):
             for key in [k async for k in self._client.scan_iter(match=f"{self._prefix}:quality:day:*")]:
                 fields = [f for f in await self._client.hkeys(key)
                           if f.decode().startswith(f"{task_type}|") and f.decode().split("|")[-2] == kind]
@@ -170,14 +170,14 @@ class RedisQualityStore:
 
     async def set_override(self, task_type: str, tier: str | None, now_ms: int) -> None:
         key = f"{self._prefix}:quality:overrides"
-        async with _store_errors(self._timeout):
+        async with store_errors(self._timeout):
             if tier is None:
                 await self._client.hdel(key, task_type)
             else:
                 await self._client.hset(key, task_type, f"{tier}|{now_ms}")
 
     async def overrides(self) -> dict[str, tuple[str, int]]:
-        async with _store_errors(self._timeout):
+        async with store_errors(self._timeout):
             raw = await self._client.hgetall(f"{self._prefix}:quality:overrides")
         out = {}
         for task, value in raw.items():
@@ -186,11 +186,11 @@ class RedisQualityStore:
         return out
 
     async def add_escalation_cost(self, task_type: str, nanos: int) -> None:
-        async with _store_errors(self._timeout):
+        async with store_errors(self._timeout):
             await self._client.hincrby(f"{self._prefix}:quality:costs", task_type, nanos)
 
     async def escalation_costs(self) -> dict[str, int]:
-        async with _store_errors(self._timeout):
+        async with store_errors(self._timeout):
             raw = await self._client.hgetall(f"{self._prefix}:quality:costs")
         return {k.decode(): int(v) for k, v in raw.items()}
 

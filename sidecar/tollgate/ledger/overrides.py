@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from .redis import RedisClient, _store_errors
+from .redis_client import RedisClient, store_errors
 from .spec import PoolSpec
 
 __all__ = ["MemoryOverrideStore", "OverrideStore", "PoolOverride", "RedisOverrideStore", "SqliteOverrideStore"]
@@ -110,12 +110,12 @@ class RedisOverrideStore:
         self._timeout = timeout
 
     async def load(self) -> dict[str, PoolOverride]:
-        async with _store_errors(self._timeout):
+        async with store_errors(self._timeout):
             raw = await self._client.hgetall(self._key)
         return {o.pool_id: o for o in (PoolOverride.decode(v) for v in raw.values())}
 
     async def put(self, override: PoolOverride) -> None:
-        async with _store_errors(self._timeout):
+        async with store_errors(self._timeout):
             await self._client.hset(self._key, override.pool_id, override.encode())
 
     async def close(self) -> None:

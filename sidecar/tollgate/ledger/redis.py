@@ -41,14 +41,8 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
 from typing import Any
-from urllib.parse import urlparse
 
-import redis.asyncio as aioredis
-from redis import exceptions as redis_errors
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
-from redis.backoff import NoBackoff
 
 from ..errors import (
     BudgetExceeded,
@@ -65,6 +59,7 @@ from ..scope import Level
 from .audit import audit_pools
 from .local import SpecResolver, refuse_ended
 from .pools import PoolState, stateful_pools
+from .redis_client import RedisClient, connect, store_errors
 from .spec import ExpiryPolicy, PoolSpec, WindowKind
 from .types import (
     AuditReport,
@@ -88,73 +83,6 @@ _SCRIPT = resources.files("tollgate.ledger").joinpath("lua/ledger.lua").read_tex
 # Redis's clock and a record's state in one step, keyed so it runs on a cluster too.
 _PROBE = ("local t = redis.call('TIME') "
           "return {t[1] * 1000 + math.floor(t[2] / 1000), redis.call('HGET', KEYS[1], 'state')}")
-_STORE_ERRORS = (
-    redis_errors.ConnectionError,
-    redis_errors.TimeoutError,
-    redis_errors.ClusterDownError,
-    redis_errors.TryAgainError,
-    redis_errors.BusyLoadingError,
-    redis_errors.ReadOnlyError,
-    MasterNotFoundError,
-    OSError,
-    asyncio.TimeoutError,
-)
-
-RedisClient = aioredis.Redis | RedisCluster
-
-
-def connect(
-    url: str,
-    *,
-    cluster: bool = False,
-    sentinels: Sequence[str] = (),
-    service: str = "",
-    timeout: float = 0.25,
-    max_connections: int = 64,
-) -> RedisClient:
-    """A client for a ``redis://`` or ``rediss://`` URL (ACL user and password in the URL).
-
-    ``cluster`` connects to Redis Cluster through the URL's node; ``sentinels``
-    (``host:port`` each) find the primary of ``service`` through Redis Sentinel, with
-    the URL giving the credentials and database.
-    """
-    options: dict[str, Any] = {
-        "socket_timeout": timeout,
-        "socket_connect_timeout": timeout,
-        # The store decides what a failure means (fail closed); a client-side retry
-        # would only stretch every call past its bound while Redis is down.
-        "retry": Retry(NoBackoff(), 0),
-        "max_connections": max_connections,
-    }
-    if cluster:
-        return RedisCluster.from_url(url, **options)
-    if sentinels:
-        parsed = urlparse(url)
-        hosts = [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in sentinels]
-        sentinel = Sentinel(hosts, sentinel_kwargs={"socket_timeout": timeout, "socket_connect_timeout": timeout},
-                            socket_timeout=timeout, socket_connect_timeout=timeout)
-        db = int(parsed.path.lstrip("/") or 0)
-        return sentinel.master_for(service, username=parsed.username, password=parsed.password, db=db,
-                                   ssl=parsed.scheme == "rediss", retry=Retry(NoBackoff(), 0))
-    # A blocking pool queues callers for a free connection (within the call's bound)
-    # instead of failing a burst that exceeds the pool.
-    pool = aioredis.BlockingConnectionPool.from_url(url, timeout=timeout, **options)
-    return aioredis.Redis(connection_pool=pool)
-
-
-@contextlib.asynccontextmanager
-async def _store_errors(bound_s: float) -> AsyncIterator[None]:
-    try:
-        async with asyncio.timeout(bound_s):
-            yield
-    except _STORE_ERRORS as exc:
-        raise StoreUnavailable(f"the Redis budget store did not answer: {str(exc) or type(exc).__name__}") from exc
-    except redis_errors.ResponseError as exc:
-        if "TOLLGATE_SKEW" in str(exc):
-            raise StoreUnavailable(f"clock skew between this sidecar and Redis is over a window: {exc}") from exc
-        raise
-
-
 class RedisStore:
     """A ``BudgetStore`` in Redis or Redis Cluster. See the module docstring."""
 
@@ -222,7 +150,7 @@ class RedisStore:
     @contextlib.asynccontextmanager
     async def _call(self, bound_s: float) -> AsyncIterator[None]:
         """One bounded call to the store (see ``_store_errors``)."""
-        async with _store_errors(bound_s):
+        async with store_errors(bound_s):
             if self._cluster is None or self._cluster_gate is None:
                 yield
                 return
