@@ -64,6 +64,8 @@ class FailOpenStore:
         self._clock = clock
         self._local: dict[str, Hold] = {}
         self._refs: dict[str, tuple[PoolRef, ...]] = {}
+        self._writing: set[str] = set()
+        """Local reservations being written back right now (two reconciliations may overlap)."""
 
     @property
     def pending(self) -> int:
@@ -75,10 +77,26 @@ class FailOpenStore:
         self.inner.set_specs(specs)
 
     async def reserve(self, request: HoldRequest) -> ReserveOutcome:
+        # A key admitted locally is answered from here while its record waits to be written
+        # back, whether or not Redis answers again meanwhile: Redis does not know it yet.
+        local = self._local.get(request.reservation_id)
+        if local is not None and not request.fresh:
+            return self._replay(local, request)
         try:
             return await self.inner.reserve(request)
         except StoreUnavailable as exc:
+            known = None if request.fresh else self.inner.known(request.reservation_id)
+            if known is not None:
+                # Redis holds this key's reservation: the retry is a replay, as Redis would answer.
+                return self._replay(known, request)
             return self._reserve_locally(request, exc)
+
+    @staticmethod
+    def _replay(hold: Hold, request: HoldRequest) -> ReserveOutcome:
+        if hold.fingerprint != request.fingerprint:
+            raise IdempotencyConflict(f"reservation {request.reservation_id} already exists for a different "
+                                      "request under this idempotency key; use a new key for a new call")
+        return ReserveOutcome(hold, (), replayed=True)
 
     def _reserve_locally(self, request: HoldRequest, cause: StoreUnavailable) -> ReserveOutcome:
         if request.fresh:
@@ -86,11 +104,7 @@ class FailOpenStore:
             # it): the local reservation takes an id of its own, so the two never meet.
             request = replace(request, reservation_id=fresh_reservation_id(reservation_org(request.reservation_id)))
         if request.reservation_id in self._local:
-            existing = self._local[request.reservation_id]
-            if existing.fingerprint != request.fingerprint:
-                raise IdempotencyConflict(f"reservation {request.reservation_id} already exists for a different "
-                                          "request under this idempotency key; use a new key for a new call")
-            return ReserveOutcome(existing, (), replayed=True)
+            return self._replay(self._local[request.reservation_id], request)
         if self.used + request.amount > self.allowance:
             raise StoreUnavailable(
                 f"{cause}; this sidecar's fail-open allowance is spent "
@@ -187,13 +201,18 @@ class FailOpenStore:
         return expired
 
     async def _try_reconcile(self) -> None:
-        for rid, hold in list(self._local.items()):
-            if hold.state is HoldState.OPEN:
+        for rid in list(self._local):
+            # Read again at each step: another reconciliation may have written it meanwhile.
+            hold = self._local.get(rid)
+            if hold is None or hold.state is HoldState.OPEN or rid in self._writing:
                 continue
+            self._writing.add(rid)
             try:
                 await self._write_back(hold)
             except StoreUnavailable:
                 return
+            finally:
+                self._writing.discard(rid)
             del self._local[rid], self._refs[rid]
             self.used -= hold.charged
             log.info("wrote fail-open reservation %s (%s, %d nano-USD) to the store", rid, hold.state, hold.charged)
@@ -210,6 +229,11 @@ class FailOpenStore:
             await self.inner.import_ended(hold, self._refs[hold.reservation_id])
             return
         if shared.state is not HoldState.OPEN:
+            if shared.state is not hold.state or shared.charged != hold.charged:
+                # Both ended it, differently: the store's record stands, and says so.
+                log.error("reservation %s ended here as %s (%d nano-USD) while the store ended it as %s (%d); "
+                          "the store's record stands", hold.reservation_id, hold.state, hold.charged, shared.state,
+                          shared.charged)
             return
         if hold.state is HoldState.COMMITTED:
             await self.inner.commit(CommitRequest(hold.reservation_id, hold.charged, hold.used_tokens,

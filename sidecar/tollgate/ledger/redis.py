@@ -121,6 +121,10 @@ class RedisStore:
         # The fixed facts of reservations this sidecar made (or looked up): a per-pod
         # sidecar usually commits what it reserved, so Commit needs no read first.
         self._facts: OrderedDict[str, Hold] = OrderedDict()
+        # The last known record of each keyed reservation this sidecar reserved or ended, so
+        # that a retry of its key can still be answered as Redis would (a replay) while
+        # Redis cannot be reached (fail-open).
+        self._keyed: OrderedDict[str, Hold] = OrderedDict()
         self._epoch: str | None = None
         self._offset_ms: int | None = None
         """Redis's clock minus this sidecar's, as last measured (never more than the truth)."""
@@ -301,6 +305,7 @@ class RedisStore:
         now, record, states = int(reply[1]), reply[2], reply[3]
         hold = self._hold(request.reservation_id, record)
         self._remember_facts(hold)
+        self._remember_keyed(hold)
         return ReserveOutcome(
             hold,
             self._snapshots(refs, states, now, request.high_priority),
@@ -319,6 +324,17 @@ class RedisStore:
         self._facts[hold.reservation_id] = hold
         if len(self._facts) > _FACTS_CACHE:
             self._facts.popitem(last=False)
+
+    def _remember_keyed(self, hold: Hold) -> None:
+        if hold.fingerprint:  # only keyed reservations carry what their caller sent
+            self._keyed[hold.reservation_id] = hold
+            self._keyed.move_to_end(hold.reservation_id)
+            if len(self._keyed) > _FACTS_CACHE:
+                self._keyed.popitem(last=False)
+
+    def known(self, reservation_id: str) -> Hold | None:
+        """The last record this sidecar saw of a keyed reservation, if it still remembers one."""
+        return self._keyed.get(reservation_id)
 
     async def _end(self, reservation_id: str, action: str, extra: list[str | int]) -> tuple[str, list[Any]]:
         hold = await self.describe(reservation_id)
@@ -347,6 +363,7 @@ class RedisStore:
                                          [request.cost, request.tokens, request.fingerprint])
         hold = self._hold(request.reservation_id, reply[2])
         self._facts.pop(request.reservation_id, None)
+        self._remember_keyed(hold)
         refs = self._refs(hold.pool_ids)
         return CommitOutcome(hold, self._snapshots(refs, reply[3], int(reply[1]), False), replayed=verdict == "replay")
 
@@ -355,6 +372,7 @@ class RedisStore:
         verdict, reply = await self._end(reservation_id, "release", [])
         hold = self._hold(reservation_id, reply[2])
         self._facts.pop(reservation_id, None)
+        self._remember_keyed(hold)
         refs = self._refs(hold.pool_ids)
         return ReleaseOutcome(hold, self._snapshots(refs, reply[3], int(reply[1]), False),
                               replayed=verdict == "replay")
