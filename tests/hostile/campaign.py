@@ -253,6 +253,8 @@ class RssSampler(threading.Thread):
 
 
 _MALFORMED = "malformed request"
+_STORE_DOWN = "budget store"
+"""In the sidecar's UNAVAILABLE when its store did not answer (not in one gRPC makes when the sidecar is gone)."""
 PROBE_BYTES = 64 * 2**20
 """A request larger than any message limit a sidecar is likely to run with."""
 
@@ -377,10 +379,14 @@ class Runner:
             self.report.samples.setdefault(f"{tally} {method} {result.code.name}", result.details[:300])
             self.history.append((wall, time.time_ns() // 1_000_000, tally, method, name, result.code.name, org,
                                  what))
-            stalled = result.code == C.UNAVAILABLE and self.stalled(started, time.monotonic())
+            # The sidecar's own UNAVAILABLE (its store did not answer in time: a stall, or a loaded
+            # machine) is a deliberate answer, and a lost one: the call may yet take effect.
+            stalled = result.code == C.UNAVAILABLE and (_STORE_DOWN in result.details
+                                                        or self.stalled(started, time.monotonic()))
             if not (stalled and parsed is not None and _retryable(method, parsed)):
                 break
             await self.stall_over()
+            await asyncio.sleep(0.2 * attempt)
         code = result.code.name
         lost = stalled or (lost_ok and result.code == C.DEADLINE_EXCEEDED)
         if result.code in NEVER:
