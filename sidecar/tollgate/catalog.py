@@ -66,11 +66,11 @@ class Catalog:
             return self.models[name]
         except KeyError:
             known = ", ".join(sorted(self.models))
-            raise InvalidRequest(f"unknown model {name!r}; the catalog has: {known}") from None
+            raise InvalidRequest(f"unknown model {name[:80]!r}; the catalog has: {known}") from None
 
     def tier_rank(self, tier: str) -> int:
         """The position of ``tier`` in the tier order, or ``InvalidRequest``."""
         try:
             return self.tiers.index(tier)
         except ValueError:
-            raise InvalidRequest(f"unknown tier {tier!r}; tiers are: {', '.join(self.tiers)}") from None
+            raise InvalidRequest(f"unknown tier {tier[:80]!r}; tiers are: {', '.join(self.tiers)}") from None

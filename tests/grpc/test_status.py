@@ -125,3 +125,9 @@ async def test_a_garbage_body_is_a_malformed_request_in_process(channel: grpc.ai
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call(b"\x0f", metadata=(("authorization", "Bearer tok-acme"),))
     assert err.value.code() == C.INVALID_ARGUMENT and "malformed request" in (err.value.details() or "")
+
+
+def test_a_message_quoting_a_huge_input_is_cut_to_fit_a_default_clients_trailers() -> None:
+    answer = failure(InvalidRequest(f"unknown model {'x' * 20_000!r}"))
+    assert len(answer.message) == 1_000 and answer.message.endswith("…")
+    assert sum(len(v) for _, v in answer.trailers) + len(answer.message.encode()) < 16_384

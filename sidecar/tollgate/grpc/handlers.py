@@ -125,15 +125,19 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     @_translated
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
+        scope = self._scope(request.scope if request.HasField("scope") else None)
+        caller = _CALLER.get()
         decision = await self.gate.route(
-            self._scope(request.scope if request.HasField("scope") else None),
+            scope,
             convert.prompt(request.prompt, self.gate.config.limits.max_messages),
             convert.signals(request.signals),
             max_output_tokens=request.max_output_tokens,
             reserve=request.reserve,
             idempotency_key=request.reservation.idempotency_key,
             ttl_ms=request.reservation.ttl_ms,
-            accept_shadow=request.accept_shadow,
+            # A shadow call is held on the org's quality pool, which a caller granted only a team of
+            # the org could not then commit or release: such callers are never sampled.
+            accept_shadow=request.accept_shadow and (caller is None or caller.permits(scope.org)),
         )
         if not request.reservation.idempotency_key:
             await self._undo_if_gone(context, decision.reservation, decision.shadow_reservation)

@@ -37,7 +37,7 @@ from ..errors import (
 from ..scope import Level
 from .convert import LEVEL, POLICY, timestamp
 
-__all__ = ["BUDGET_EXCEEDED_TRAILER", "ERROR_DOMAIN", "STATUS", "Failure", "failure", "internal_failure"]
+__all__ = ["BUDGET_EXCEEDED_TRAILER", "ERROR_DOMAIN", "MAX_MESSAGE", "STATUS", "Failure", "failure", "internal_failure"]
 
 BUDGET_EXCEEDED_TRAILER = "tollgate-budget-exceeded-bin"
 ERROR_DOMAIN = "tollgate.dev"
@@ -68,10 +68,18 @@ class Failure:
     trailers: tuple[tuple[str, bytes], ...] = ()
 
 
+MAX_MESSAGE = 1_000
+"""The longest error message answered: messages quote what the caller sent, and the message
+travels twice in the trailers (as ``grpc-message`` and inside ``grpc-status-details-bin``),
+which a default client refuses past 16 KiB."""
+
+
 def failure(exc: TollgateError) -> Failure:
     """The answer to a domain error, with its reason (and a budget refusal's details)."""
     code, reason = next((v for cls, v in STATUS.items() if isinstance(exc, cls)), _INTERNAL)
     message = str(exc)
+    if len(message) > MAX_MESSAGE:
+        message = message[:MAX_MESSAGE - 1] + "…"
     details: list[any_pb2.Any] = []
     trailers: list[tuple[str, bytes]] = []
     if isinstance(exc, BudgetExceeded):
