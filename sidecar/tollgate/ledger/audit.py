@@ -3,8 +3,8 @@
 For each pool: ``held*`` must equal the sums over its open reservations, and
 ``spent``/``calls``/``tokens`` the sums over reservations that ended with a charge
 (committed, or expired under the charge policy) inside the pool's current window.
-A token bucket's anchor debt is replayed from the charges in time order; only
-charges move the anchor, so the replay needs nothing but the records.
+A token bucket's debt is replayed from the charges in time order and compared as it
+stands now, drained to the audit's instant.
 """
 
 from __future__ import annotations
@@ -39,9 +39,12 @@ def audit_pools(
         state = pools.get(pool_id) or PoolState(pool_id=pool_id)
         resolved = specs(pool_id)
         spec = resolved[1] if resolved else PoolSpec(cap=0)
-        expected = _recompute(state, spec, by_pool.get(pool_id, []))
+        expected = _recompute(state, spec, by_pool.get(pool_id, []), now_ms)
         for counter, value in expected.items():
-            stored = getattr(state, counter)
+            # A token bucket's debt is compared as it stands now: its anchor may have moved (a
+            # charge taken back moves it) without changing what is owed.
+            stored = (state.spent_nanos(spec, now_ms) if counter == "spent" and spec.window.kind is
+                      WindowKind.TOKEN_BUCKET else getattr(state, counter))
             if stored != value:
                 mismatches.append(Mismatch(pool_id, counter, stored, value))
     overshoots = [h.overshoot for h in records if h.state is HoldState.COMMITTED and h.overshoot > 0]
@@ -54,7 +57,7 @@ def audit_pools(
     )
 
 
-def _recompute(state: PoolState, spec: PoolSpec, holds: list[Hold]) -> dict[str, int]:
+def _recompute(state: PoolState, spec: PoolSpec, holds: list[Hold], now_ms: int) -> dict[str, int]:
     open_holds = [h for h in holds if h.state is HoldState.OPEN]
     charged = [h for h in holds if h.state in _CHARGED]
     expected = {
@@ -72,7 +75,7 @@ def _recompute(state: PoolState, spec: PoolSpec, holds: list[Hold]) -> dict[str,
         for hold in sorted(charged, key=lambda h: h.ended_ms):
             debt = bucket_debt(debt, last, hold.ended_ms, spec.cap, spec.window.duration_ms) + hold.charged
             last = hold.ended_ms
-        expected["spent"] = debt
+        expected["spent"] = bucket_debt(debt, last, now_ms, spec.cap, spec.window.duration_ms)
         return expected
     if kind is WindowKind.FIXED:
         start, end = fixed_window(state.mark_ms, spec.window.period, spec.window.tz) if state.mark_ms else (0, 0)

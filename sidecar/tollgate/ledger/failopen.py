@@ -228,6 +228,11 @@ class FailOpenStore:
         except ReservationNotFound:
             await self.inner.import_ended(hold, self._refs[hold.reservation_id])
             return
+        if shared.state is HoldState.EXPIRED and hold.state is not HoldState.EXPIRED:
+            # It expired there only because this sidecar could not say how its caller ended it.
+            await self.inner.amend(hold.reservation_id, hold.state, charged=hold.charged,
+                                   used_tokens=hold.used_tokens, commit_fingerprint=hold.commit_fingerprint)
+            return
         if shared.state is not HoldState.OPEN:
             if shared.state is not hold.state or shared.charged != hold.charged:
                 # Both ended it, differently: the store's record stands, and says so.

@@ -377,6 +377,18 @@ class RedisStore:
         return ReleaseOutcome(hold, self._snapshots(refs, reply[3], int(reply[1]), False),
                               replayed=verdict == "replay")
 
+    async def amend(self, reservation_id: str, state: HoldState, *, charged: int = 0, used_tokens: int = 0,
+                    commit_fingerprint: str = "") -> bool:
+        """Give an expired reservation the outcome its caller was told, taking back the expiry's charge.
+
+        For outcomes learned after the expiry: a reserve given up on (released), a fail-open
+        reservation ended locally while Redis was out of reach. Returns False, changing
+        nothing, when the record is not expired.
+        """
+        verdict, _ = await self._end(reservation_id, "amend",
+                                     [str(state), charged, used_tokens, commit_fingerprint])
+        return verdict == "ok"
+
     async def extend(self, reservation_id: str, ttl_ms: int) -> Hold:
         """Move an open reservation's expiry to now + ttl."""
         _, reply = await self._end(reservation_id, "extend", [ttl_ms])
@@ -516,8 +528,15 @@ class RedisStore:
                     log.warning("released reservation %s: its reserve ran after this sidecar had answered "
                                 "UNAVAILABLE, so no caller holds its id", reservation_id)
                     return
+                if state == "expired":
+                    # Expired (and charged by the policy) while this sidecar could not reach Redis.
+                    if await self.amend(reservation_id, HoldState.RELEASED):
+                        self.undone_total += 1
+                        log.warning("took back the expiry charge of reservation %s: its reserve ran after this "
+                                    "sidecar had answered UNAVAILABLE, so no caller holds its id", reservation_id)
+                    return
                 if state is not None:
-                    return  # ended already (expired, or released by an earlier undo)
+                    return  # ended already (released by an earlier undo)
                 if not_after is not None and int(now) > not_after:
                     return  # the script can no longer take effect
             except (StoreUnavailable, ReservationEnded, ReservationNotFound):

@@ -126,6 +126,27 @@ local function charge(s, spec, cost, tokens, now)
   end
 end
 
+-- Take back a charge made at ``ended``: from the counters of the window it fell in, if that
+-- window is still the one they hold (a fixed window's current one, a sliding bucket not yet
+-- slid out); a token bucket's debt drops by it, never below zero.
+local function uncharge(s, spec, cost, tokens, ended, now)
+  if spec.kind == 'token_bucket' then
+    local d = spent_now(s, spec, now) - cost
+    if d < 0 then d = 0 end
+    s.spent, s.mark = d, now
+    return
+  end
+  if spec.kind == 'fixed' then
+    if ended < s.mark then return end
+  elseif spec.kind == 'sliding' then
+    local idx = idiv(ended, spec.w1)
+    local b = s.buckets[idx]
+    if not b then return end
+    b.s, b.c, b.t = b.s - cost, b.c - 1, b.t - tokens
+  end
+  s.spent, s.calls, s.tokens = s.spent - cost, s.calls - 1, s.tokens - tokens
+end
+
 local function save(s)
   redis.call('HSET', s.pkey, 'mark', fmt(s.mark), 'spent', fmt(s.spent), 'calls', fmt(s.calls),
     'tokens', fmt(s.tokens), 'held', fmt(s.held), 'hcalls', fmt(s.hcalls), 'htokens', fmt(s.htokens))
@@ -290,6 +311,29 @@ local rid, pool_ids = ARGV[next_arg], ARGV[next_arg + 1]
 local rec = redis.call('HMGET', rkey, 'pools', 'amount', 'tokens', 'expires', 'state', 'charged', 'cfp')
 if rec[1] ~= pool_ids then return {'pools_changed', rec[1]} end
 local amount, tokens, expires, state = tonumber(rec[2]), tonumber(rec[3]), tonumber(rec[4]), rec[5]
+
+-- amend: an expired reservation whose outcome was learned after its expiry (a reserve the
+-- sidecar gave up on and undoes, or a fail-open reservation its caller ended while the store
+-- was out of reach): the expiry's charge comes off the pools, and the record takes the
+-- outcome its caller was told. Anything but an expired record is left as it is.
+if action == 'amend' then
+  if state ~= 'expired' then return {'noop', now} end
+  local new_state, charged, used, cfp = ARGV[next_arg + 3], tonumber(ARGV[next_arg + 4]),
+    tonumber(ARGV[next_arg + 5]), ARGV[next_arg + 6]
+  local old = redis.call('HMGET', rkey, 'charged', 'used', 'ended')
+  local ps, err = pools()
+  if err then return err end
+  for i = 1, n do
+    uncharge(ps[i], specs[i], tonumber(old[1]), tonumber(old[2]), tonumber(old[3]), now)
+    if new_state == 'committed' then charge(ps[i], specs[i], charged, used, now) end
+    save(ps[i])
+  end
+  if new_state ~= 'committed' then charged, used = 0, 0 end
+  redis.call('HSET', rkey, 'state', new_state, 'charged', fmt(charged), 'used', fmt(used), 'ended', fmt(now),
+    'cfp', cfp)
+  redis.call('ZADD', KEYS[3], fmt(now), rid)
+  return {'ok', now, record_reply(rkey), states(ps)}
+end
 
 local function finish(new_state, charged, used, cfp)
   local ps, err = pools()
