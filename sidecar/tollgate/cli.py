@@ -49,7 +49,17 @@ def _setup_logging(level: str) -> None:
     logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JsonFormatter())
+    handler.addFilter(_caller_gone)
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+def _caller_gone(record: logging.LogRecord) -> bool:
+    """Drop gRPC's traceback for an answer whose caller had already left (nothing to act on).
+
+    gRPC logs it at error level, with a traceback, whenever a caller gives up between the
+    handler's return and the answer's send: an impatient or hostile peer could fill the log.
+    """
+    return not (record.name.startswith("grpc") and "ExecuteBatchError" in record.getMessage())
 
 
 def _load(args: argparse.Namespace) -> Config:

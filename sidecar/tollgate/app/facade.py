@@ -12,11 +12,7 @@ import random
 from collections.abc import Callable
 
 from ..config import Config, PoolSpec
-from ..errors import (
-    BudgetExceeded,
-    ConfigError,
-    InvalidRequest,
-)
+from ..errors import BudgetExceeded, ConfigError, InvalidRequest, StoreUnavailable
 from ..estimate import OutputEstimator, TokenCounter
 from ..ids import check_idempotency_key, parse_pool_id, parse_reservation_id, pool_id, reservation_org
 from ..ledger import (
@@ -212,8 +208,9 @@ class Tollgate:
         try:
             admitted = await self.admission.admit(scope, [pool], self.planner.margin(rt, [pool]), [shadow],
                                                   reserve=True, terms=HoldTerms(ttl_ms=ttl, task_type=task_type))
-        except BudgetExceeded:
-            # The quality budget is spent: no comparison this time, never the product's money.
+        except (BudgetExceeded, StoreUnavailable):
+            # The quality budget is spent, or the store did not answer in time: no comparison this
+            # time. A shadow is optional; failing it would strand the product call's own hold.
             return None, None
         return plan, admitted.reservation
 
