@@ -13,7 +13,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# The client package first: the sidecar depends on it by name (tollgate-client).
+# The client package first: the sidecar depends on it by name (tollgate-sidecar-client).
 COPY clients/python/ clients/python/
 COPY pyproject.toml README.md ./
 COPY sidecar/ sidecar/
@@ -21,7 +21,7 @@ COPY sidecar/ sidecar/
 # binary wheels, so no compiler is needed) into a self-contained venv.
 RUN python -m venv /opt/tollgate \
  && /opt/tollgate/bin/pip wheel --no-deps --wheel-dir /wheels ./clients/python . \
- && /opt/tollgate/bin/pip install /wheels/tollgate_client-*.whl /wheels/tollgate-*.whl \
+ && /opt/tollgate/bin/pip install /wheels/tollgate_sidecar_client-*.whl /wheels/tollgate_sidecar-*.whl \
  && /opt/tollgate/bin/pip uninstall --yes pip setuptools \
  && /opt/tollgate/bin/python -m compileall -q /opt/tollgate/lib
 

@@ -13,6 +13,9 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(VENV)/.runtime: $(BIN)/python pyproject.toml clients/python/pyproject.toml
+	@# The distributions' former names (tollgate, tollgate-client) own the same modules: gone first.
+	$(BIN)/pip uninstall --quiet --yes tollgate tollgate-client 2>/dev/null || true
+	rm -rf sidecar/tollgate.egg-info clients/python/tollgate_client.egg-info
 	$(BIN)/pip install --quiet -e clients/python -e .
 	touch $@
 

@@ -4,7 +4,19 @@ Both are committed: the Python modules in the client package that every
 Python user of the contract installs (the sidecar imports them from there too,
 so one process never registers the same descriptors twice), the Go stubs in
 ``clients/go/tollgatev1``, since Go never runs ``go generate`` for a dependency.
-CI runs ``--check`` and fails if the generated code is not what the tree holds.
+The Node.js client loads the proto itself at run time: a copy of it is kept
+inside the package (``clients/node/proto``), so that the package folder and its
+tarball are whole. CI runs ``--check`` and fails if the generated code (or the
+copy) is not what the tree holds.
+
+The Python modules come from grpcio-tools at the pinned ``GRPCIO_TOOLS``, run
+from an environment of its own (created once under ``.venv/``), never from the
+environment that runs this script: generated code demands a runtime at least as
+new as its generator (the protobuf modules check it at import time, the gRPC
+module too), so the generator's version is the floor of the client's
+``grpcio`` and ``protobuf`` requirements in ``clients/python/pyproject.toml``.
+grpcio-tools 1.72.1 is the oldest that writes protobuf 6.x code (6.30.0), the
+oldest major that protobuf's newest runtime (7.x) still supports.
 
 protoc writes ``from tollgate.v1 import tollgate_pb2`` into the gRPC module;
 the only rewrite made here turns that into a relative import, because the
@@ -34,6 +46,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "proto"
 OUT = ROOT / "clients" / "python" / "tollgate_client" / "v1"
+NODE_OUT = ROOT / "clients" / "node" / "proto" / "tollgate" / "v1"
+# Keep in step with the floors in clients/python/pyproject.toml: grpcio>=1.72.1, protobuf>=6.30.0.
+GRPCIO_TOOLS = "1.72.1"
+TOOLS_ENV = ROOT / ".venv" / f"grpcio-tools-{GRPCIO_TOOLS}"
 GO_OUT = ROOT / "clients" / "go" / "tollgatev1"
 GO_MODULE = "github.com/tollgate/tollgate/clients/go"
 # Keep in step with clients/go/go.mod: protoc-gen-go at the google.golang.org/protobuf version, and a
@@ -60,12 +76,24 @@ def _protos() -> list[str]:
     return [str(p.relative_to(PROTO_ROOT)) for p in sorted(PROTO_ROOT.glob("tollgate/v1/*.proto"))]
 
 
+def tools_python() -> str:
+    """The interpreter of the environment that holds grpcio-tools at ``GRPCIO_TOOLS``, made on first use."""
+    python = TOOLS_ENV / "bin" / "python"
+    stamp = TOOLS_ENV / ".installed"
+    if not stamp.exists():
+        shutil.rmtree(TOOLS_ENV, ignore_errors=True)
+        subprocess.run([sys.executable, "-m", "venv", str(TOOLS_ENV)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", f"grpcio-tools=={GRPCIO_TOOLS}"], check=True)
+        stamp.write_text(GRPCIO_TOOLS + "\n")
+    return str(python)
+
+
 def generate() -> dict[str, str]:
     """The generated Python files, by name, as they belong in ``OUT``."""
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
             [
-                sys.executable,
+                tools_python(),
                 "-m",
                 "grpc_tools.protoc",
                 f"-I{PROTO_ROOT}",
@@ -95,7 +123,7 @@ def generate_go() -> dict[str, str] | None:
     if go is None:
         return None
     protoc = shutil.which("protoc")
-    command = [protoc] if protoc else [sys.executable, "-m", "grpc_tools.protoc"]
+    command = [protoc] if protoc else [tools_python(), "-m", "grpc_tools.protoc"]
     with tempfile.TemporaryDirectory() as tmp:
         gobin, out = Path(tmp) / "bin", Path(tmp) / "out"
         out.mkdir()
@@ -121,6 +149,12 @@ def generate_go() -> dict[str, str] | None:
             check=True,
         )
         return {path.name: path.read_text() for path in sorted((out / "tollgatev1").iterdir())}
+
+
+def node_proto() -> dict[str, str]:
+    """The Node.js package's copy of the proto, as it belongs in ``NODE_OUT``."""
+    return {name: (PROTO_ROOT / "tollgate" / "v1" / name).read_text() for name in
+            sorted(p.name for p in (PROTO_ROOT / "tollgate" / "v1").glob("*.proto"))}
 
 
 def _comparable(name: str, text: str) -> str:
@@ -151,6 +185,8 @@ def main() -> int:
     targets: list[Target] = []
     if "--go" not in args:
         targets.append(Target("Python", OUT, "*_pb2*.py*", generate()))
+    if "--go" not in args and "--python" not in args:
+        targets.append(Target("Node.js", NODE_OUT, "*.proto", node_proto()))
     if "--python" not in args:
         go_files = generate_go()
         if go_files is None:

@@ -277,7 +277,7 @@ export interface ClientOptions {
   retry?: RetryOptions | null | false;
   /** Headers sent with every call, e.g. an authorization header a proxy checks. */
   metadata?: Metadata | Record<string, string | Buffer | Array<string | Buffer>>;
-  /** The tollgate/v1/tollgate.proto to load instead of the bundled or repository copy. */
+  /** The tollgate/v1/tollgate.proto to load instead of the package's own copy. */
   protoPath?: string;
   /** Extra grpc-js channel options. */
   channelOptions?: ChannelOptions;

@@ -83,7 +83,7 @@ def test_the_build_stage_installs_both_wheels_into_a_venv() -> None:
     build = " ".join(rest for word, rest in stages()[0] if word == "RUN")
     assert "python -m venv /opt/tollgate" in build
     assert "pip wheel --no-deps --wheel-dir /wheels ./clients/python ." in build
-    assert "pip install /wheels/tollgate_client-*.whl /wheels/tollgate-*.whl" in build
+    assert "pip install /wheels/tollgate_sidecar_client-*.whl /wheels/tollgate_sidecar-*.whl" in build
 
 
 def test_the_final_stage_holds_the_venv_only() -> None:
@@ -214,8 +214,9 @@ def test_the_wheels_carry_every_file_of_the_packages(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, cwd=context,
     )
     assert out.returncode == 0, out.stderr
-    for wheel_glob, package_dir in (("tollgate-*.whl", ROOT / "sidecar" / "tollgate"),
-                                    ("tollgate_client-*.whl", ROOT / "clients" / "python" / "tollgate_client")):
+    for wheel_glob, package_dir in (("tollgate_sidecar-*.whl", ROOT / "sidecar" / "tollgate"),
+                                    ("tollgate_sidecar_client-*.whl",
+                                     ROOT / "clients" / "python" / "tollgate_client")):
         (wheel,) = (tmp_path / "wheels").glob(wheel_glob)
         names = set(zipfile.ZipFile(wheel).namelist())
         files = [p for p in package_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts]

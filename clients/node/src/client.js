@@ -28,7 +28,7 @@ const CHANNEL_OPTIONS = Object.freeze({
  * answer is tried again (see DEFAULT_RETRY; null or false: never); `metadata`,
  * headers sent with every call (for example an authorization header a proxy in
  * front of the sidecar checks); `protoPath`, the tollgate.proto to load instead
- * of the bundled or repository copy; `channelOptions`, extra grpc-js channel
+ * of the package's own copy; `channelOptions`, extra grpc-js channel
  * options. The connection is opened on the first call. Close the client with
  * close().
  *

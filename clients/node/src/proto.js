@@ -10,17 +10,13 @@ import * as protoLoader from "@grpc/proto-loader";
 import protobuf from "protobufjs";
 
 const PACKAGE_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const PROTO_FILE = path.join("tollgate", "v1", "tollgate.proto");
 
 /**
- * Where the proto is looked for, first match wins: the copy bundled into the
- * published package (`proto/` inside it, written by `npm pack`), then the
- * repository's own `proto/` two levels above the package (clients/node → repo root).
+ * The proto the package carries: `proto/tollgate/v1/tollgate.proto` inside it, a copy of the repository's
+ * `proto/` kept current by `make proto` (and checked by `make proto-check`), so that the package folder, its
+ * tarball and an install of either are whole.
  */
-export const PROTO_CANDIDATES = Object.freeze([
-  path.join(PACKAGE_DIR, "proto", PROTO_FILE),
-  path.resolve(PACKAGE_DIR, "..", "..", "proto", PROTO_FILE),
-]);
+export const BUNDLED_PROTO = path.join(PACKAGE_DIR, "proto", "tollgate", "v1", "tollgate.proto");
 
 /**
  * How proto-loader turns messages into objects: 64-bit integers as decimal
@@ -32,14 +28,13 @@ export const CONVERSION = Object.freeze({ longs: String, enums: String, defaults
 
 /** The proto the client uses when no `protoPath` is given. */
 export function defaultProtoPath() {
-  const found = PROTO_CANDIDATES.find((candidate) => existsSync(candidate));
-  if (found === undefined) {
+  if (!existsSync(BUNDLED_PROTO)) {
     throw new Error(
-      `tollgate.proto not found; looked in ${PROTO_CANDIDATES.join(" and ")}. ` +
+      `tollgate.proto not found at ${BUNDLED_PROTO}: the package is incomplete. ` +
         "Pass { protoPath } to point at tollgate/v1/tollgate.proto",
     );
   }
-  return found;
+  return BUNDLED_PROTO;
 }
 
 /**

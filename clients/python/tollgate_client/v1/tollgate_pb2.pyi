@@ -1,5 +1,3 @@
-import datetime
-
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -140,7 +138,7 @@ class TaskSignals(_message.Message):
     needs_vision: bool
     needs_json: bool
     latency: LatencyClass
-    def __init__(self, task_type: _Optional[str] = ..., agent_mode: _Optional[str] = ..., min_tier: _Optional[str] = ..., needs_tools: _Optional[bool] = ..., needs_vision: _Optional[bool] = ..., needs_json: _Optional[bool] = ..., latency: _Optional[_Union[LatencyClass, str]] = ...) -> None: ...
+    def __init__(self, task_type: _Optional[str] = ..., agent_mode: _Optional[str] = ..., min_tier: _Optional[str] = ..., needs_tools: bool = ..., needs_vision: bool = ..., needs_json: bool = ..., latency: _Optional[_Union[LatencyClass, str]] = ...) -> None: ...
 
 class Prompt(_message.Message):
     __slots__ = ("messages", "input_tokens")
@@ -172,7 +170,7 @@ class RouteRequest(_message.Message):
     reserve: bool
     reservation: ReservationOptions
     accept_shadow: bool
-    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., signals: _Optional[_Union[TaskSignals, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., reserve: _Optional[bool] = ..., reservation: _Optional[_Union[ReservationOptions, _Mapping]] = ..., accept_shadow: _Optional[bool] = ...) -> None: ...
+    def __init__(self, scope: _Optional[_Union[Scope, _Mapping]] = ..., prompt: _Optional[_Union[Prompt, _Mapping]] = ..., signals: _Optional[_Union[TaskSignals, _Mapping]] = ..., max_output_tokens: _Optional[int] = ..., reserve: bool = ..., reservation: _Optional[_Union[ReservationOptions, _Mapping]] = ..., accept_shadow: bool = ...) -> None: ...
 
 class ReservationOptions(_message.Message):
     __slots__ = ("idempotency_key", "ttl_ms")
@@ -248,7 +246,7 @@ class PoolState(_message.Message):
     tokens: int
     max_tokens: int
     warning: bool
-    def __init__(self, pool_id: _Optional[str] = ..., level: _Optional[_Union[PoolLevel, str]] = ..., policy: _Optional[_Union[Policy, str]] = ..., cap_nanos: _Optional[int] = ..., usable_cap_nanos: _Optional[int] = ..., spent_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., calls: _Optional[int] = ..., max_calls: _Optional[int] = ..., tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., warning: _Optional[bool] = ...) -> None: ...
+    def __init__(self, pool_id: _Optional[str] = ..., level: _Optional[_Union[PoolLevel, str]] = ..., policy: _Optional[_Union[Policy, str]] = ..., cap_nanos: _Optional[int] = ..., usable_cap_nanos: _Optional[int] = ..., spent_nanos: _Optional[int] = ..., held_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., resets_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., calls: _Optional[int] = ..., max_calls: _Optional[int] = ..., tokens: _Optional[int] = ..., max_tokens: _Optional[int] = ..., warning: bool = ...) -> None: ...
 
 class Reservation(_message.Message):
     __slots__ = ("reservation_id", "model", "held_nanos", "expires_at", "pools", "replayed")
@@ -264,7 +262,7 @@ class Reservation(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     pools: _containers.RepeatedCompositeFieldContainer[PoolState]
     replayed: bool
-    def __init__(self, reservation_id: _Optional[str] = ..., model: _Optional[str] = ..., held_nanos: _Optional[int] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, reservation_id: _Optional[str] = ..., model: _Optional[str] = ..., held_nanos: _Optional[int] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: bool = ...) -> None: ...
 
 class RouteResponse(_message.Message):
     __slots__ = ("decision", "reservation", "shadow")
@@ -350,7 +348,7 @@ class CommitResponse(_message.Message):
     released_nanos: int
     pools: _containers.RepeatedCompositeFieldContainer[PoolState]
     replayed: bool
-    def __init__(self, reservation_id: _Optional[str] = ..., charged_nanos: _Optional[int] = ..., overshoot_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, reservation_id: _Optional[str] = ..., charged_nanos: _Optional[int] = ..., overshoot_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: bool = ...) -> None: ...
 
 class ReleaseRequest(_message.Message):
     __slots__ = ("reservation_id",)
@@ -368,7 +366,7 @@ class ReleaseResponse(_message.Message):
     released_nanos: int
     pools: _containers.RepeatedCompositeFieldContainer[PoolState]
     replayed: bool
-    def __init__(self, reservation_id: _Optional[str] = ..., released_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, reservation_id: _Optional[str] = ..., released_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: bool = ...) -> None: ...
 
 class ExtendRequest(_message.Message):
     __slots__ = ("reservation_id", "ttl_ms")
@@ -384,7 +382,7 @@ class ExtendResponse(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     reservation_id: str
     expires_at: _timestamp_pb2.Timestamp
-    def __init__(self, reservation_id: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    def __init__(self, reservation_id: _Optional[str] = ..., expires_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class GetBudgetRequest(_message.Message):
     __slots__ = ("scope",)
@@ -414,7 +412,7 @@ class BudgetExceeded(_message.Message):
     remaining_nanos: int
     resets_at: _timestamp_pb2.Timestamp
     limit: str
-    def __init__(self, pool_id: _Optional[str] = ..., level: _Optional[_Union[PoolLevel, str]] = ..., policy: _Optional[_Union[Policy, str]] = ..., requested_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., resets_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[str] = ...) -> None: ...
+    def __init__(self, pool_id: _Optional[str] = ..., level: _Optional[_Union[PoolLevel, str]] = ..., policy: _Optional[_Union[Policy, str]] = ..., requested_nanos: _Optional[int] = ..., remaining_nanos: _Optional[int] = ..., resets_at: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., limit: _Optional[str] = ...) -> None: ...
 
 class FeedbackRequest(_message.Message):
     __slots__ = ("reservation_id", "score", "source")
@@ -472,7 +470,7 @@ class TaskQuality(_message.Message):
     guard_min_tier: str
     guard_since: _timestamp_pb2.Timestamp
     escalation_cost_nanos: int
-    def __init__(self, task_type: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[TierQuality, _Mapping]]] = ..., shadow_samples: _Optional[int] = ..., shadow_match: _Optional[float] = ..., shadow_match_low: _Optional[float] = ..., shadow_match_high: _Optional[float] = ..., guard_min_tier: _Optional[str] = ..., guard_since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., escalation_cost_nanos: _Optional[int] = ...) -> None: ...
+    def __init__(self, task_type: _Optional[str] = ..., tiers: _Optional[_Iterable[_Union[TierQuality, _Mapping]]] = ..., shadow_samples: _Optional[int] = ..., shadow_match: _Optional[float] = ..., shadow_match_low: _Optional[float] = ..., shadow_match_high: _Optional[float] = ..., guard_min_tier: _Optional[str] = ..., guard_since: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., escalation_cost_nanos: _Optional[int] = ...) -> None: ...
 
 class GetQualityResponse(_message.Message):
     __slots__ = ("task_types",)
@@ -576,7 +574,7 @@ class EndReservationRequest(_message.Message):
     reservation_id: str
     charge: bool
     reason: str
-    def __init__(self, reservation_id: _Optional[str] = ..., charge: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+    def __init__(self, reservation_id: _Optional[str] = ..., charge: bool = ..., reason: _Optional[str] = ...) -> None: ...
 
 class EndReservationResponse(_message.Message):
     __slots__ = ("reservation_id", "state", "charged_nanos", "pools", "replayed")
@@ -590,4 +588,4 @@ class EndReservationResponse(_message.Message):
     charged_nanos: int
     pools: _containers.RepeatedCompositeFieldContainer[PoolState]
     replayed: bool
-    def __init__(self, reservation_id: _Optional[str] = ..., state: _Optional[str] = ..., charged_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    def __init__(self, reservation_id: _Optional[str] = ..., state: _Optional[str] = ..., charged_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: bool = ...) -> None: ...

@@ -5,7 +5,7 @@ import warnings
 
 from . import tollgate_pb2 as tollgate_dot_v1_dot_tollgate__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.72.1'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -18,14 +18,14 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in tollgate/v1/tollgate_pb2_grpc.py depends on'
+        + f' but the generated code in tollgate/v1/tollgate_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
     )
 
 
-class TollgateServiceStub:
+class TollgateServiceStub(object):
     """The sidecar's API. Every RPC that changes money is idempotent by reservation
     id, so a client may retry any of them after a timeout.
     """
@@ -83,7 +83,7 @@ class TollgateServiceStub:
                 _registered_method=True)
 
 
-class TollgateServiceServicer:
+class TollgateServiceServicer(object):
     """The sidecar's API. Every RPC that changes money is idempotent by reservation
     id, so a client may retry any of them after a timeout.
     """
@@ -216,7 +216,7 @@ def add_TollgateServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class TollgateService:
+class TollgateService(object):
     """The sidecar's API. Every RPC that changes money is idempotent by reservation
     id, so a client may retry any of them after a timeout.
     """
@@ -465,7 +465,7 @@ class TollgateService:
             _registered_method=True)
 
 
-class AdminServiceStub:
+class AdminServiceStub(object):
     """Operator actions on budgets. Every call needs an admin caller (`auth.callers`
     with `admin: true`; refused while no callers are configured) and is written to
     the audit log: who, what, and the pool before and after.
@@ -499,7 +499,7 @@ class AdminServiceStub:
                 _registered_method=True)
 
 
-class AdminServiceServicer:
+class AdminServiceServicer(object):
     """Operator actions on budgets. Every call needs an admin caller (`auth.callers`
     with `admin: true`; refused while no callers are configured) and is written to
     the audit log: who, what, and the pool before and after.
@@ -568,7 +568,7 @@ def add_AdminServiceServicer_to_server(servicer, server):
 
 
  # This class is part of an EXPERIMENTAL API.
-class AdminService:
+class AdminService(object):
     """Operator actions on budgets. Every call needs an admin caller (`auth.callers`
     with `admin: true`; refused while no callers are configured) and is written to
     the audit log: who, what, and the pool before and after.
