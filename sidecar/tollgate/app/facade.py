@@ -41,7 +41,7 @@ from .decisions import log_decision
 from .escalation import escalate
 from .planner import Plan, Planner
 from .runtime import Runtime, build_runtime, restart_needed
-from .types import Escalation, Outcome, Prompt, ReserveResult, RouteDecision, Usage
+from .types import Outcome, Prompt, ReserveResult, RouteDecision, Usage
 
 __all__ = ["Tollgate"]
 
@@ -333,27 +333,8 @@ class Tollgate:
 
     # -- Escalate ------------------------------------------------------------------------------
 
-    async def escalate(
-        self,
-        reservation_id: str,
-        scope: Scope,
-        prompt: Prompt,
-        signals: Signals,
-        *,
-        max_output_tokens: int = 0,
-        model: str = "",
-        reason: str = "",
-        usage: Usage | None = None,
-        ttl_ms: int = 0,
-    ) -> Escalation:
-        """Route and reserve the next attempt of a failed call, one tier up or on ``model``.
-
-        The new reservation's id is derived from the failed one's, so a retried
-        Escalate returns the same attempt. A soft pool refuses an escalation as a hard
-        one does: downgrading it would retry the tier that just failed.
-        """
-        return await escalate(self, reservation_id, scope, prompt, signals, max_output_tokens=max_output_tokens,
-                              model=model, reason=reason, usage=usage, ttl_ms=ttl_ms)
+    # Route and reserve the next attempt of a failed call (``app.escalation``), as a method.
+    escalate = escalate
 
     # -- pools, for operators ------------------------------------------------------------------
 

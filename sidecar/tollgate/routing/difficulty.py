@@ -67,8 +67,9 @@ from __future__ import annotations
 import math
 import re
 import string
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 __all__ = ["ASK_CHARS", "BIAS", "REASON_MIN", "TAIL_CHARS", "WEIGHTS", "Difficulty", "score"]
 
@@ -310,21 +311,30 @@ def _keyword_sums_text(ask: str) -> dict[str, float]:
     The path for text with whitespace outside ASCII, where ``str.split`` and
     ``bytes.split`` disagree; ``_keyword_sums`` gives the same result faster otherwise.
     """
-    words = ask.lower().translate(_WORD_BREAKS).split()
-    hits = _KEYWORD_WORDS.intersection(words)
+    return _sum_hits(ask.lower().translate(_WORD_BREAKS).split(), _KEYWORD_TABLE, _KEYWORD_WORDS, " ")
+
+
+AnyStr = TypeVar("AnyStr", str, bytes)
+
+
+def _sum_hits(words: list[AnyStr], table: Mapping[AnyStr, tuple[tuple[int, str, float, AnyStr], ...]],
+              keywords: frozenset[AnyStr], space: AnyStr) -> dict[str, float]:
+    """The weights of the table's keywords among ``words`` (and of its phrases in them), by feature."""
+    hits = keywords.intersection(words)
     sums: dict[str, float] = {}
     if not hits:
         return sums
-    padded = ""
+    padded = space[:0]
     seen: set[int] = set()
-    # Sorted so the float sums, and so the score, are the same in every process.
+    # Sorted so the float sums, and so the score, are the same in every process (UTF-8 bytes sort as
+    # their strings do, so the bytes path adds in the same order too).
     for word in sorted(hits):
-        for row, feature, weight, phrase in _KEYWORD_TABLE[word]:
+        for row, feature, weight, phrase in table[word]:
             if row in seen:
                 continue
             if phrase:
                 if not padded:
-                    padded = " " + " ".join(words) + " "
+                    padded = space + space.join(words) + space
                 if phrase not in padded:
                     continue
             seen.add(row)
@@ -360,25 +370,7 @@ def _keyword_sums(ask: str, low: str) -> dict[str, float]:
             return _keyword_sums_text(ask)
         low = low.replace("\u2019", "'").replace("\u201c", " ").replace("\u201d", " ")
     words = low.encode("utf-8", "surrogatepass").translate(_KEYWORD_BREAKS).split()
-    hits = _KEYWORD_BYTES_WORDS.intersection(words)
-    sums: dict[str, float] = {}
-    if not hits:
-        return sums
-    padded = b""
-    seen: set[int] = set()
-    # Same order as the heuristic (UTF-8 bytes sort as their strings do), so the same float sums.
-    for word in sorted(hits):
-        for row, feature, weight, phrase in _KEYWORD_BYTES[word]:
-            if row in seen:
-                continue
-            if phrase:
-                if not padded:
-                    padded = b" " + b" ".join(words) + b" "
-                if phrase not in padded:
-                    continue
-            seen.add(row)
-            sums[feature] = sums.get(feature, 0.0) + weight
-    return sums
+    return _sum_hits(words, _KEYWORD_BYTES, _KEYWORD_BYTES_WORDS, b" ")
 
 
 def _math_markers(ask: str) -> float:
