@@ -1,4 +1,8 @@
-"""``tollgate serve | check | budget | audit | demo``: a thin layer over the public pieces."""
+"""``tollgate serve | check | budget | audit | demo``: a thin layer over the public pieces.
+
+Why one long module: every verb is its parser and a few lines of work; the verbs share the
+config loading and the output helpers.
+"""
 
 from __future__ import annotations
 

@@ -13,6 +13,9 @@
   label.
 - **Logs**: one JSON line per money-changing RPC with its trace and span ids and
   figures; never prompt text.
+
+Why one long module: traces, metrics and logs share the per-RPC record that the wire's
+interceptor fills; it is the next to split, by signal.
 """
 
 from __future__ import annotations

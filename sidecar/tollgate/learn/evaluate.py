@@ -32,6 +32,9 @@ above the cheapest sends to the strong model, a rule naming the cheapest tier to
 weak one, otherwise the configured classifier or the heuristic). In the two-model
 view every tier above the cheapest is "strong". The *operating point* is where the
 configured thresholds put the router.
+
+Why one long module: the report's figures (APGR, cost curves, operating points) are computed
+from one sweep and printed together; it is offline tooling, never on the serving path.
 """
 
 from __future__ import annotations

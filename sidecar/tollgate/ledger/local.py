@@ -5,6 +5,9 @@ atomic by construction: admission across all pools is one step (no check-then-
 spend). Each mutation works on copies of the pool counters, hands the copies and
 the reservation record to the journal in one transaction, and installs them only
 after the journal succeeded, so a failed write leaves memory and disk unchanged.
+
+Why one long module: its atomicity rests on every mutation running without an await in one
+class; the journals (memory, SQLite) are apart.
 """
 
 from __future__ import annotations

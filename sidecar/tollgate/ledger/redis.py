@@ -28,6 +28,10 @@ script refuses to act past it; and a reservation with a fresh id (no idempotency
 so no caller can ever name it) whose reserve was given up on is released in the
 background once Redis answers, in case the script ran just before its deadline and
 only the answer was lost. A keyed reserve is found again by the caller's retry.
+
+Why one long module: every method is one script call plus the decoding of its reply, and they
+share the key layout, the argument encoding and the clock offset; split, each half would need
+the other's private grammar.
 """
 
 from __future__ import annotations

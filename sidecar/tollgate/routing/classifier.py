@@ -30,6 +30,9 @@ metrics and provenance. ``Classifier.predict`` re-reads the file at most once pe
 ``reload_interval`` seconds when its modification time or size changed, so a
 retrained model can be dropped in place (write it elsewhere, then rename it over
 the old one). A file that fails to load is logged and the previous model is kept.
+
+Why one long module: the feature hashing, the model file and inference must agree to the bit
+between training and serving; keeping them together keeps that contract in one place.
 """
 
 from __future__ import annotations

@@ -60,6 +60,9 @@ well under a millisecond.
 ``reasons`` names up to three features whose contribution (weight × value)
 was largest in magnitude and at least ``REASON_MIN``; it is empty when nothing
 stood out and the bias alone decided.
+
+Why one long module: its keyword table, patterns and weights are one calibrated model, and
+the classifier reads its feature values from here (``feature_values``).
 """
 
 from __future__ import annotations
