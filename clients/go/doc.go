@@ -25,6 +25,12 @@
 // classified by IsUnavailable, IsNotFound, IsInvalidArgument,
 // IsReservationEnded, IsIdempotencyConflict and IsEscalationRefused.
 //
+// Escalate routes the next attempt of a call whose output failed the
+// application's check one tier up; CallWithEscalation runs that cascade.
+// Feedback and GetQuality feed and read the quality guard; CallWithShadow
+// makes the shadow call of a sampled request (Route with AcceptShadow) and
+// reports the comparison. FormatUSD renders nano-dollars.
+//
 // The tollgatev1 stubs are generated from proto/tollgate/v1/tollgate.proto
 // and committed; `go generate` here (or `make proto` at the repository root)
 // regenerates them with protoc and the pinned protoc-gen-go and

@@ -401,3 +401,143 @@ func TestIntegrationErrorsByReason(t *testing.T) {
 		}
 	})
 }
+
+// The escalation and shadow tests need the config's default routing.max_escalations (2) and a quality section that
+// samples every cheap decision accepting shadow calls without the guard changing tiers:
+//
+//	quality: {enabled: true, guard: false, shadow_share: 1.0, warmup_share: 1.0}
+func TestIntegrationEscalateFeedbackQuality(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		scope := org(t)
+		prompt := tollgate.Messages(tollgate.NewMessage("user", "Classify this ticket: 'I was charged twice'"))
+		first, err := client.Route(ctx, &tollgate.RouteRequest{Scope: scope, Prompt: prompt, Reserve: true,
+			Signals: &tollgate.TaskSignals{TaskType: "classify", Latency: tollgate.LatencySlow}})
+		if err != nil || first.GetDecision().GetChosen().GetTier() != "cheap" {
+			t.Fatalf("Route: %v %v", first, err)
+		}
+		failed := &tollgate.Usage{InputTokens: 20, OutputTokens: 8}
+		second, err := client.Escalate(ctx, &tollgate.EscalateRequest{ReservationId: first.GetReservation().GetReservationId(),
+			Scope: scope, Prompt: prompt, Reason: "invalid_json", Usage: failed})
+		if err != nil || second.GetAttempt() != 2 || second.GetPreviousCommit().GetChargedNanos() <= 0 ||
+			second.GetDecision().GetChosen().GetTier() == "cheap" {
+			t.Fatalf("Escalate: %v %v", second, err)
+		}
+		third, err := client.Escalate(ctx, &tollgate.EscalateRequest{ReservationId: second.GetReservation().GetReservationId(),
+			Scope: scope, Prompt: prompt, Usage: failed})
+		if err != nil {
+			t.Fatalf("second Escalate: %v", err)
+		}
+		_, err = client.Escalate(ctx, &tollgate.EscalateRequest{ReservationId: third.GetReservation().GetReservationId(),
+			Scope: scope, Prompt: prompt, Usage: failed})
+		if !tollgate.IsEscalationRefused(err) {
+			t.Fatalf("an escalation past the limit: want ESCALATION_REFUSED, got %v", err)
+		}
+		last, err := client.Commit(ctx, third.GetReservation().GetReservationId(), failed)
+		if err != nil {
+			t.Fatalf("Commit: %v", err)
+		}
+		counted, err := client.Feedback(ctx, third.GetReservation().GetReservationId(), 1, tollgate.FeedbackUser)
+		if err != nil || counted.GetTaskType() != "classify" || counted.GetTier() != third.GetDecision().GetChosen().GetTier() {
+			t.Fatalf("Feedback: %v %v", counted, err)
+		}
+		report, err := client.GetQuality(ctx)
+		if err != nil {
+			t.Fatalf("GetQuality: %v", err)
+		}
+		found := false
+		for _, q := range report {
+			for _, tier := range q.GetTiers() {
+				found = found || (q.GetTaskType() == "classify" && tier.GetTier() == counted.GetTier() && tier.GetSamples() >= 1)
+			}
+		}
+		if !found {
+			t.Fatalf("the feedback is not in the quality report %v", report)
+		}
+		pools, err := client.GetBudget(ctx, scope)
+		if err != nil {
+			t.Fatalf("GetBudget: %v", err)
+		}
+		spent := second.GetPreviousCommit().GetChargedNanos() + third.GetPreviousCommit().GetChargedNanos() + last.GetChargedNanos()
+		if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetHeldNanos() != 0 || p.GetSpentNanos() != spent {
+			t.Fatalf("org pool after the cascade: %v, want %d spent", p, spent)
+		}
+	})
+}
+
+type completion struct {
+	answer string
+	usage  *tollgate.Usage
+}
+
+func TestIntegrationCallWithEscalation(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		scope := org(t)
+		cascade, err := tollgate.CallWithEscalation(ctx, client, &tollgate.RouteRequest{Scope: scope,
+			Prompt:  tollgate.Messages(tollgate.NewMessage("user", "Classify this ticket: 'I was charged twice'")),
+			Signals: &tollgate.TaskSignals{TaskType: "classify"}},
+			func(_ context.Context, d *tollgate.Decision) (completion, error) {
+				return completion{answer: d.GetChosen().GetTier(), usage: &tollgate.Usage{InputTokens: 20, OutputTokens: 8}}, nil
+			},
+			tollgate.CascadeOptions[completion]{
+				Check: func(c completion) string {
+					if c.answer == "cheap" {
+						return "too_vague"
+					}
+					return ""
+				},
+				Usage: func(c completion) *tollgate.Usage { return c.usage },
+			})
+		if err != nil || !cascade.Passed || len(cascade.Attempts) != 2 || cascade.Attempts[0].Tier != "cheap" {
+			t.Fatalf("CallWithEscalation: %+v %v", cascade, err)
+		}
+		pools, err := client.GetBudget(ctx, scope)
+		if err != nil {
+			t.Fatalf("GetBudget: %v", err)
+		}
+		if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetHeldNanos() != 0 || p.GetSpentNanos() != cascade.ChargedNanos() {
+			t.Fatalf("org pool after the cascade: %v, want %d spent", p, cascade.ChargedNanos())
+		}
+	})
+}
+
+func TestIntegrationCallWithShadow(t *testing.T) {
+	each(t, func(t *testing.T, client *tollgate.Client) {
+		ctx := context.Background()
+		scope := org(t)
+		route, err := client.Route(ctx, &tollgate.RouteRequest{Scope: scope, Reserve: true, AcceptShadow: true,
+			Prompt:  tollgate.Messages(tollgate.NewMessage("user", "Extract every date from: signed 2024-03-01.")),
+			Signals: &tollgate.TaskSignals{TaskType: "extract"}})
+		if err != nil || route.GetShadow() == nil || route.GetShadow().GetReservation() == nil {
+			t.Fatalf("a cheap decision accepting shadow calls is sampled, with a hold on the quality pool: %v %v", route, err)
+		}
+		var models []string
+		var mu sync.Mutex
+		primary, comparison, err := tollgate.CallWithShadow(ctx, client, route,
+			func(_ context.Context, model string) (completion, error) {
+				mu.Lock()
+				models = append(models, model)
+				mu.Unlock()
+				return completion{answer: "2024-03-01", usage: &tollgate.Usage{InputTokens: 20, OutputTokens: 4}}, nil
+			},
+			tollgate.ShadowOptions[completion]{Usage: func(c completion) *tollgate.Usage { return c.usage },
+				Answer: func(c completion) any { return c.answer }})
+		if err != nil || primary.answer != "2024-03-01" || comparison == nil {
+			t.Fatalf("CallWithShadow: %v %v", primary, err)
+		}
+		if result := <-comparison; result.Err != nil || result.Score != 1 {
+			t.Fatalf("comparison %+v", result)
+		}
+		if len(models) != 2 || models[1] != route.GetShadow().GetModel() {
+			t.Fatalf("models called %v", models)
+		}
+		pools, err := client.GetBudget(ctx, scope)
+		if err != nil {
+			t.Fatalf("GetBudget: %v", err)
+		}
+		if p := pool(t, pools, "org:"+scope.GetOrgId()); p.GetHeldNanos() != 0 || p.GetCalls() != 1 {
+			t.Fatalf("the shadow call is not the product's: %v", p)
+		}
+	})
+}

@@ -41,6 +41,7 @@ type (
 	PolicyOutcome  = pb.PolicyOutcome
 	DecisionSource = pb.DecisionSource
 	FeedbackSource = pb.FeedbackSource
+	LatencyClass   = pb.LatencyClass
 )
 
 // Enum values used most often; the rest are in the tollgatev1 package.
@@ -57,6 +58,12 @@ const (
 	PolicyHard = pb.Policy_POLICY_HARD
 	PolicySoft = pb.Policy_POLICY_SOFT
 	PolicyWarn = pb.Policy_POLICY_WARN
+
+	// The slowest latency class a call accepts (TaskSignals.Latency; unset: any), and a model's
+	// (Candidate.Latency).
+	LatencyFast     = pb.LatencyClass_LATENCY_CLASS_FAST
+	LatencyStandard = pb.LatencyClass_LATENCY_CLASS_STANDARD
+	LatencySlow     = pb.LatencyClass_LATENCY_CLASS_SLOW
 
 	FeedbackUser             = pb.FeedbackSource_FEEDBACK_SOURCE_USER
 	FeedbackAutomatedEval    = pb.FeedbackSource_FEEDBACK_SOURCE_AUTOMATED_EVAL

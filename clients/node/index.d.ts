@@ -76,6 +76,9 @@ export type PromptOptions =
   | { /** The messages to be sent; the sidecar counts their tokens. */ messages: Iterable<MessageLike>; inputTokens?: null }
   | { messages?: null; /** Input tokens already counted by the application. */ inputTokens: Count };
 
+/** The slowest latency class a call accepts ("" for any), and a model's latency class. */
+export type LatencyClass = "fast" | "standard" | "slow" | "";
+
 /** Options of `route()`. Unknown keys are refused. */
 export type RouteOptions = PromptOptions & {
   /** Application-defined task type such as "extract" or "planning". */
@@ -97,6 +100,32 @@ export type RouteOptions = PromptOptions & {
    */
   idempotencyKey?: string;
   /** With `reserve`: the reservation's time to live in ms; 0 (the default) for the sidecar's. */
+  ttlMs?: Count;
+  /** The caller makes shadow calls when sampled (see `callWithShadow()`); `decision.shadow` is then set. */
+  acceptShadow?: boolean;
+  /** The slowest latency class acceptable: "fast", "standard" or "slow"; "" (the default) for any. */
+  latency?: LatencyClass;
+};
+
+/**
+ * Options of `escalate()`. Unknown keys are refused. The prompt is the next attempt's input: it may include the
+ * failed answer and what was wrong with it.
+ */
+export type EscalateOptions = PromptOptions & {
+  /** Escalate to this model by name instead of one tier up. */
+  model?: string;
+  /** Why the output failed, e.g. "invalid_json"; recorded in logs and traces. */
+  reason?: string;
+  /** The failed attempt's usage, committed in the same step; without it, end that reservation yourself. */
+  usage?: Usage | null;
+  needsTools?: boolean;
+  needsVision?: boolean;
+  needsJson?: boolean;
+  /** As for `route()`. */
+  latency?: LatencyClass;
+  /** The output-token limit of the next attempt; 0 (the default) for none. */
+  maxOutputTokens?: Count;
+  /** The new reservation's time to live in ms; 0 (the default) for the sidecar's. */
   ttlMs?: Count;
 };
 
@@ -185,6 +214,21 @@ export interface Candidate {
   readonly provider: string;
   readonly tier: string;
   readonly estimatedCostNanos: bigint;
+  /** The model's latency class: "fast", "standard" or "slow" ("" when the catalog does not say). */
+  readonly latency: string;
+}
+
+/**
+ * A sampled request: call `model` too, compare the answers, report through `feedback()` (`callWithShadow()` does
+ * all three). `purpose` is "reference" (the model the request would have had without cost routing) or "probe"
+ * (the cheap model, checked while its task type is escalated). `reservation` holds the shadow call against the
+ * quality pool, not the product's.
+ */
+export interface Shadow {
+  readonly model: string;
+  readonly tier: string;
+  readonly purpose: string;
+  readonly reservation: Reservation | null;
 }
 
 /** The answer to `route()`: which model to call, why, and what it should cost. */
@@ -202,12 +246,60 @@ export interface Decision {
   readonly estimatedInputTokens: number;
   readonly estimatedOutputTokens: number;
   readonly estimatedCostNanos: bigint;
+  /** The chosen model's latency class: "fast", "standard" or "slow" ("" when the catalog does not say). */
+  readonly latency: string;
   /** "admitted", "downgraded" or "warned". */
   readonly outcome: string;
   /** Alternatives to try on provider errors, best first. */
   readonly fallbacks: readonly Candidate[];
   /** Set when the route asked to reserve. */
   readonly reservation: Reservation | null;
+  /** Set when the route accepted shadow calls and the request was sampled for a quality comparison. */
+  readonly shadow: Shadow | null;
+}
+
+/**
+ * The answer to `escalate()`: the next attempt, reserved. `decision` is its routing decision, with its
+ * reservation; `attempt` is 2 for a first escalation; `previousCommit` is the failed attempt's commit when its
+ * usage was sent along.
+ */
+export interface Escalation {
+  readonly decision: Decision;
+  readonly attempt: number;
+  readonly previousReservationId: string;
+  readonly previousCommit: CommitResult | null;
+}
+
+/** Who judged an answer, for `feedback()`. */
+export type FeedbackSource = "user" | "automated_eval" | "shadow_comparison" | "human_review";
+
+/** The answer to `feedback()`: the task type and tier the score was counted under. */
+export interface FeedbackResult {
+  readonly taskType: string;
+  readonly tier: string;
+}
+
+/** Direct feedback on one tier of one task type. */
+export interface TierQuality {
+  readonly tier: string;
+  readonly samples: number;
+  readonly quality: number;
+  readonly qualityLow: number;
+  readonly qualityHigh: number;
+}
+
+/** The quality guard's view of one task type. */
+export interface TaskQuality {
+  readonly taskType: string;
+  readonly tiers: readonly TierQuality[];
+  readonly shadowSamples: number;
+  readonly shadowMatch: number;
+  readonly shadowMatchLow: number;
+  readonly shadowMatchHigh: number;
+  /** The minimum tier the guard imposes on the task type; "" when none. */
+  readonly guardMinTier: string;
+  readonly guardSince: Date | null;
+  readonly escalationCostNanos: bigint;
 }
 
 /** The answer to `reserve()`: the reservation and the estimate it was sized from. */
@@ -251,9 +343,9 @@ export type ReservationSource = Decision | ReserveResult | Reservation;
 
 /**
  * How a call that failed with UNAVAILABLE or DEADLINE_EXCEEDED is tried again; what is left out takes
- * `DEFAULT_RETRY`'s value. Calls that move money (reserve, route with `reserve`, commit, release, extend) are
- * retried on both statuses, reads (getBudget, route without `reserve`) on UNAVAILABLE only; no other status is
- * ever retried.
+ * `DEFAULT_RETRY`'s value. Calls that move money (reserve, route with `reserve`, commit, release, extend,
+ * escalate) are retried on both statuses, reads (getBudget, getQuality, route without `reserve`) on UNAVAILABLE
+ * only, feedback never; no other status is ever retried.
  */
 export interface RetryOptions {
   /** Attempts in all, the first included; 1 never retries (default 4). */
@@ -307,6 +399,15 @@ export declare class TollgateClient {
   extend(reservationId: string, ttlMs?: Count): Promise<ExtendResult>;
   /** The current state of every budget pool in `scope`, broadest level last. */
   getBudget(scope: Scope): Promise<readonly PoolState[]>;
+  /**
+   * Route and reserve the next attempt of a call whose output failed your check: one tier up, or `options.model`.
+   * Idempotent by the failed reservation's id; past the depth limit or the top tier, `EscalationRefusedError`.
+   */
+  escalate(reservationId: string, scope: Scope, options: EscalateOptions): Promise<Escalation>;
+  /** Report how good a call's answer was: a score in [0, 1], or true / false. Never retried. */
+  feedback(reservationId: string, score: number | boolean, source?: FeedbackSource): Promise<FeedbackResult>;
+  /** The quality guard's report, per task type. */
+  getQuality(): Promise<readonly TaskQuality[]>;
   /**
    * Run `fn` with the reservation held and release it unless `fn` committed or
    * released it. If `fn` throws, the reservation is released and the original
@@ -442,6 +543,82 @@ export declare function decodeBudgetExceeded(bytes: Uint8Array, options?: { prot
 export declare function usageFromOpenAI(response: unknown): ProviderUsage;
 /** Usage of an Anthropic Messages API response (or final stream event). */
 export declare function usageFromAnthropic(response: unknown): ProviderUsage;
+
+/** Options of `callWithShadow()`. */
+export interface ShadowOptions<R> {
+  /** The usage a response reported, e.g. `usageFromOpenAI`. */
+  usage: (response: R) => Usage;
+  /** What of a response is compared (default: the response itself). */
+  answer?: (response: R) => unknown;
+  /** A score in [0, 1] for two answers (default `defaultJudge`). */
+  judge?: (primary: unknown, shadow: unknown) => number | boolean;
+}
+
+/**
+ * What `callWithShadow()` resolves to: the primary response, and the comparison running in the background (null
+ * when the request was not sampled), which resolves to the score reported, or null when the shadow call, the judge
+ * or the report failed. It never rejects.
+ */
+export interface ShadowOutcome<R> {
+  readonly response: R;
+  readonly comparison: Promise<number | null> | null;
+}
+
+/**
+ * Run `call(decision.model)` under the decision's reservation and commit its usage; if the request was sampled
+ * (`decision.shadow`), also call the shadow model in the background, judge the answers and report the score.
+ */
+export declare function callWithShadow<R>(
+  client: TollgateClient,
+  decision: Decision,
+  call: (model: string) => Promise<R>,
+  options: ShadowOptions<R>,
+): Promise<ShadowOutcome<R>>;
+
+/** 1 when two answers agree: equal as JSON if both parse, else equal as whitespace-normalized text; else 0. */
+export declare function defaultJudge(primary: unknown, shadow: unknown): number;
+
+/** One call of a cascade: where it ran and what the check said ("" = passed). */
+export interface Attempt {
+  readonly model: string;
+  readonly tier: string;
+  readonly reservationId: string;
+  readonly problem: string;
+  readonly chargedNanos: bigint;
+}
+
+/** What `callWithEscalation()` resolves to. */
+export interface Cascade<R> {
+  /** The last response. */
+  readonly response: R;
+  /** Whether it passed the check. */
+  readonly passed: boolean;
+  /** Every attempt, in order. */
+  readonly attempts: readonly Attempt[];
+  /** What the whole cascade cost. */
+  readonly chargedNanos: bigint;
+}
+
+/** Options of `callWithEscalation()`: `route()`'s, less `reserve` (always on), and the cascade's own. */
+export type CascadeOptions<R> = Omit<RouteOptions, "reserve"> & {
+  /** "" (or null / undefined) for an acceptable output, else a short reason such as "invalid_json". */
+  check: (response: R) => string | null | undefined;
+  /** The usage a response reported, e.g. `usageFromOpenAI`. */
+  usage: (response: R) => Usage;
+  /** The next attempt's messages, given the failed response and the problem (default: the same messages). */
+  nextMessages?: (response: R, problem: string) => Iterable<MessageLike>;
+};
+
+/**
+ * Route and reserve, `call(decision)`, `check` the output, and escalate while it fails; when the sidecar refuses a
+ * further escalation, the last response comes back with `passed: false`.
+ */
+export declare function callWithEscalation<R>(
+  client: TollgateClient,
+  scope: Scope,
+  call: (decision: Decision) => Promise<R>,
+  options: CascadeOptions<R>,
+): Promise<Cascade<R>>;
 
 /** An amount of nano-dollars as dollars, e.g. 1_234_567_000n → "$1.234567". */
 export declare function formatUsd(nanos: bigint | number): string;

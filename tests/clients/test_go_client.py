@@ -34,6 +34,9 @@ INTEGRATION_TESTS = (
     "TestIntegrationWithReservationCommits",
     "TestIntegrationErrors",
     "TestIntegrationReserveIdempotencyKey",
+    "TestIntegrationEscalateFeedbackQuality",
+    "TestIntegrationCallWithEscalation",
+    "TestIntegrationCallWithShadow",
 )
 TIMEOUT = 600  # the first run downloads and compiles gRPC; later runs take seconds
 
@@ -66,6 +69,8 @@ def _output(result: subprocess.CompletedProcess[str]) -> str:
 
 def _tiny_org(data: dict[str, Any]) -> None:
     data["budgets"]["overrides"] = {"org:tiny": {"cap": "0.001", "policy": "hard"}}
+    # Every cheap decision that accepts shadow calls is sampled; the guard never changes a tier.
+    data["quality"] = {"enabled": True, "guard": False, "shadow_share": 1.0, "warmup_share": 1.0}
 
 
 @pytest.fixture(scope="module")

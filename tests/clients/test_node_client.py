@@ -70,6 +70,8 @@ def _config(data: dict[str, Any]) -> None:
     data["budgets"]["overrides"] = {"org:tiny": {"cap": "0.001", "policy": "hard"}}
     # Routing in these tests is decided by task-type rules; the learned difficulty model plays no part.
     data["routing"]["classifier"] = "none"
+    # Every cheap decision that accepts shadow calls is sampled; the guard never changes a tier.
+    data["quality"] = {"enabled": True, "guard": False, "shadow_share": 1.0, "warmup_share": 1.0}
 
 
 @pytest.fixture(scope="module")

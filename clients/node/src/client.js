@@ -5,7 +5,7 @@ import * as grpc from "@grpc/grpc-js";
 import { fromGrpcError } from "./errors.js";
 import { loadProtos } from "./proto.js";
 import { withReservation } from "./reservation.js";
-import { MONEY, READ, backoffMs, newIdempotencyKey, retryPolicy, sleep } from "./retry.js";
+import { MONEY, NEVER, READ, backoffMs, newIdempotencyKey, retryPolicy, sleep } from "./retry.js";
 import * as wire from "./wire.js";
 
 /** Where the sidecar listens unless configured otherwise. */
@@ -140,6 +140,36 @@ export class TollgateClient {
    */
   async getBudget(scope) {
     return this.#call("GetBudget", wire.getBudgetRequest(scope), wire.budget, READ);
+  }
+
+  /**
+   * Route and reserve the next attempt of a call whose output failed your check: one tier up, or
+   * `options.model`. With `options.usage`, the failed attempt is committed in the same step; otherwise end it
+   * yourself. A repeat returns the same attempt (it is idempotent by the failed reservation's id); past the depth
+   * limit or the top tier it rejects with `EscalationRefusedError`. Exactly one of `messages` and `inputTokens`
+   * (the next attempt's input) is required.
+   * @param {string} reservationId the failed attempt's reservation
+   * @param {import("../index.js").Scope} scope
+   * @param {import("../index.js").EscalateOptions} options
+   */
+  async escalate(reservationId, scope, options) {
+    return this.#call("Escalate", wire.escalateRequest(reservationId, scope, options), wire.escalation);
+  }
+
+  /**
+   * Report how good a call's answer was: a score in [0, 1], or a thumbs up (true) / down (false). Resolves to the
+   * task type and tier it was counted under. Never retried: each call counts one more sample.
+   * @param {string} reservationId
+   * @param {number | boolean} score
+   * @param {import("../index.js").FeedbackSource} [source]
+   */
+  async feedback(reservationId, score, source = "user") {
+    return this.#call("Feedback", wire.feedbackRequest(reservationId, score, source), wire.feedbackResult, NEVER);
+  }
+
+  /** The quality guard's report: per task type, quality by tier, shadow match and the minimum tier it imposes. */
+  async getQuality() {
+    return this.#call("GetQuality", {}, wire.quality, READ);
   }
 
   /**

@@ -21,8 +21,10 @@ export {
   decodeBudgetExceeded,
   fromGrpcError,
 } from "./errors.js";
+export { callWithEscalation } from "./escalate.js";
 export { NANOS_PER_USD, formatUsd } from "./money.js";
 export { defaultProtoPath } from "./proto.js";
 export { HeldReservation } from "./reservation.js";
 export { DEFAULT_RETRY, newIdempotencyKey } from "./retry.js";
+export { callWithShadow, defaultJudge } from "./shadow.js";
 export { usageFromAnthropic, usageFromOpenAI } from "./usage.js";

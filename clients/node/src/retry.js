@@ -17,8 +17,11 @@ export const DEFAULT_RETRY = Object.freeze({ attempts: 4, budgetMs: 5000, backof
 /** What a call that moves money is retried on: whether it took effect is unknown, and a repeat is harmless. */
 export const MONEY = Object.freeze(new Set([Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED]));
 
-/** What a read (getBudget, route without a reservation) is retried on: a slow sidecar is not piled on. */
+/** What a read (getBudget, getQuality, route without a reservation) is retried on: a slow sidecar is not piled on. */
 export const READ = Object.freeze(new Set([Status.UNAVAILABLE]));
+
+/** What feedback is retried on: nothing, since each call counts one more sample. */
+export const NEVER = Object.freeze(new Set());
 
 const RETRY_KEYS = new Set(["attempts", "budgetMs", "backoffMs", "maxBackoffMs"]);
 

@@ -21,7 +21,34 @@ const ROUTE_KEYS = new Set([
   "reserve",
   "idempotencyKey",
   "ttlMs",
+  "acceptShadow",
+  "latency",
 ]);
+const ESCALATE_KEYS = new Set([
+  "messages",
+  "inputTokens",
+  "model",
+  "reason",
+  "usage",
+  "needsTools",
+  "needsVision",
+  "needsJson",
+  "latency",
+  "maxOutputTokens",
+  "ttlMs",
+]);
+const LATENCY = Object.freeze({
+  "": "LATENCY_CLASS_UNSPECIFIED",
+  fast: "LATENCY_CLASS_FAST",
+  standard: "LATENCY_CLASS_STANDARD",
+  slow: "LATENCY_CLASS_SLOW",
+});
+const FEEDBACK_SOURCES = Object.freeze({
+  user: "FEEDBACK_SOURCE_USER",
+  automated_eval: "FEEDBACK_SOURCE_AUTOMATED_EVAL",
+  shadow_comparison: "FEEDBACK_SOURCE_SHADOW_COMPARISON",
+  human_review: "FEEDBACK_SOURCE_HUMAN_REVIEW",
+});
 const RESERVE_KEYS = new Set(["messages", "inputTokens", "taskType", "maxOutputTokens", "idempotencyKey", "ttlMs"]);
 
 // --- requests ---------------------------------------------------------------
@@ -43,9 +70,11 @@ export function routeRequest(scope, options = {}) {
       needsTools: flag("needsTools", options.needsTools),
       needsVision: flag("needsVision", options.needsVision),
       needsJson: flag("needsJson", options.needsJson),
+      latency: latency(options.latency),
     },
     maxOutputTokens: count("maxOutputTokens", options.maxOutputTokens ?? 0),
     reserve,
+    acceptShadow: flag("acceptShadow", options.acceptShadow),
   };
   if (reserve) {
     return { ...request, reservation: reservationOptions(options) };
@@ -101,6 +130,57 @@ export function extendRequest(reservationId, ttlMs = 0) {
 /** @param {import("../index.js").Scope} scope */
 export function getBudgetRequest(scope) {
   return { scope: scopeMessage(scope) };
+}
+
+/**
+ * @param {string} reservationId the failed attempt's reservation
+ * @param {import("../index.js").Scope} scope
+ * @param {any} [options] EscalateOptions, checked here
+ */
+export function escalateRequest(reservationId, scope, options = {}) {
+  checkKeys("escalate() options", options, ESCALATE_KEYS);
+  const request = {
+    reservationId: reservationIdOf(reservationId),
+    scope: scopeMessage(scope),
+    prompt: prompt(options),
+    signals: {
+      needsTools: flag("needsTools", options.needsTools),
+      needsVision: flag("needsVision", options.needsVision),
+      needsJson: flag("needsJson", options.needsJson),
+      latency: latency(options.latency),
+    },
+    maxOutputTokens: count("maxOutputTokens", options.maxOutputTokens ?? 0),
+    model: text("model", options.model),
+    reason: text("reason", options.reason),
+    reservation: { idempotencyKey: "", ttlMs: count("ttlMs", options.ttlMs ?? 0) },
+  };
+  if (options.usage === undefined || options.usage === null) return request;
+  return { ...request, usage: usageMessage(options.usage) };
+}
+
+/**
+ * @param {string} reservationId
+ * @param {number | boolean} score in [0, 1], or a thumbs up (true) / down (false)
+ * @param {string} [source]
+ */
+export function feedbackRequest(reservationId, score, source = "user") {
+  const value = typeof score === "boolean" ? Number(score) : score;
+  if (typeof value !== "number" || !(value >= 0 && value <= 1)) {
+    throw new RangeError(`score must be a number between 0 and 1 (or a boolean), got ${describe(score)}`);
+  }
+  if (typeof source !== "string" || !Object.hasOwn(FEEDBACK_SOURCES, source)) {
+    throw new TypeError(`source must be one of ${Object.keys(FEEDBACK_SOURCES).join(", ")}, got ${describe(source)}`);
+  }
+  return { reservationId: reservationIdOf(reservationId), score: value, source: FEEDBACK_SOURCES[source] };
+}
+
+/** @param {unknown} value */
+function latency(value) {
+  const name = value ?? "";
+  if (typeof name !== "string" || !Object.hasOwn(LATENCY, name)) {
+    throw new TypeError(`latency must be "fast", "standard", "slow" or "" (any), got ${describe(value)}`);
+  }
+  return LATENCY[/** @type {keyof typeof LATENCY} */ (name)];
 }
 
 /** @param {import("../index.js").Scope} scope */
@@ -401,6 +481,17 @@ function candidate(c) {
     provider: c.provider,
     tier: c.tier,
     estimatedCostNanos: nanos(c.estimatedCostNanos),
+    latency: enumName("LATENCY_CLASS_", c.latency),
+  });
+}
+
+/** @param {any} s */
+function shadow(s) {
+  return Object.freeze({
+    model: s.model,
+    tier: s.tier,
+    purpose: s.purpose,
+    reservation: s.reservation ? reservation(s.reservation) : null,
   });
 }
 
@@ -422,10 +513,56 @@ export function decision(response, idempotencyKey = "") {
     estimatedInputTokens: int(d.estimatedInputTokens),
     estimatedOutputTokens: int(d.estimatedOutputTokens),
     estimatedCostNanos: nanos(chosen.estimatedCostNanos),
+    latency: enumName("LATENCY_CLASS_", chosen.latency),
     outcome: enumName("POLICY_OUTCOME_", d.outcome),
     fallbacks: Object.freeze((d.fallbacks ?? []).map(candidate)),
     reservation: response.reservation ? reservation(response.reservation, idempotencyKey) : null,
+    shadow: response.shadow ? shadow(response.shadow) : null,
   });
+}
+
+/** @param {any} response */
+export function escalation(response) {
+  return Object.freeze({
+    decision: decision(response),
+    attempt: response.attempt ?? 0,
+    previousReservationId: response.previousReservationId ?? "",
+    previousCommit: response.previousCommit ? commitResult(response.previousCommit) : null,
+  });
+}
+
+/** @param {any} response */
+export function feedbackResult(response) {
+  return Object.freeze({ taskType: response.taskType ?? "", tier: response.tier ?? "" });
+}
+
+/** @param {any} response */
+export function quality(response) {
+  return Object.freeze(
+    (response.taskTypes ?? []).map((/** @type {any} */ t) =>
+      Object.freeze({
+        taskType: t.taskType,
+        tiers: Object.freeze(
+          (t.tiers ?? []).map((/** @type {any} */ q) =>
+            Object.freeze({
+              tier: q.tier,
+              samples: int(q.samples),
+              quality: q.quality ?? 0,
+              qualityLow: q.qualityLow ?? 0,
+              qualityHigh: q.qualityHigh ?? 0,
+            }),
+          ),
+        ),
+        shadowSamples: int(t.shadowSamples),
+        shadowMatch: t.shadowMatch ?? 0,
+        shadowMatchLow: t.shadowMatchLow ?? 0,
+        shadowMatchHigh: t.shadowMatchHigh ?? 0,
+        guardMinTier: t.guardMinTier ?? "",
+        guardSince: date(t.guardSince),
+        escalationCostNanos: nanos(t.escalationCostNanos),
+      }),
+    ),
+  );
 }
 
 /**

@@ -233,7 +233,9 @@ describe("against an in-process fake of the service", () => {
     assert.equal(decision.outcome, "admitted");
     assert.equal(decision.estimatedCostNanos, 322_200n);
     assert.equal(decision.estimatedInputTokens, 100);
-    assert.deepEqual(decision.fallbacks, [{ model: "gpt-4o", provider: "openai", tier: "medium", estimatedCostNanos: 5_147_500n }]);
+    assert.deepEqual(decision.fallbacks, [
+      { model: "gpt-4o", provider: "openai", tier: "medium", estimatedCostNanos: 5_147_500n, latency: "" },
+    ]);
     assert.equal(decision.reservation.heldNanos, 418_860n);
     assert.equal(decision.reservation.expiresAt.getTime(), 1_796_083_200_000);
     const [orgPool] = decision.reservation.pools;

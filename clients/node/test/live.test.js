@@ -10,6 +10,10 @@
 // (tests/clients/auth_sidecar.py), TOLLGATE_LIMITED_TOKEN's allowed one call a
 // second in org "acme", TOLLGATE_SPENDER_TOKEN's free to spend in "acme" and
 // "tiny" (capped at $0.001, hard).
+// The escalation and shadow tests need the config's defaults for
+// routing.max_escalations (2) and a quality section that samples every cheap
+// decision that accepts shadow calls, without the guard changing tiers:
+//   quality: {enabled: true, guard: false, shadow_share: 1.0, warmup_share: 1.0}
 
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
@@ -17,6 +21,7 @@ import { after, before, describe, it } from "node:test";
 
 import {
   BudgetExceededError,
+  EscalationRefusedError,
   InvalidRequestError,
   RateLimitedError,
   ReservationEndedError,
@@ -24,6 +29,8 @@ import {
   Status,
   TollgateClient,
   TollgateError,
+  callWithEscalation,
+  callWithShadow,
   usageFromAnthropic,
   usageFromOpenAI,
 } from "../src/index.js";
@@ -166,6 +173,83 @@ for (const [transport, target, variable] of TRANSPORTS) {
       const user = (await client.getBudget(scope)).find((p) => p.level === "user");
       assert.equal(user.spentNanos, result.chargedNanos);
       assert.equal(user.tokens, 130);
+    });
+
+    it("escalates a failed attempt one tier up, commits it in the same step, and refuses past the limit", async () => {
+      const scope = scopeFor("escalate");
+      const first = await client.route(scope, { messages: MESSAGES, taskType: "classify", latency: "slow", reserve: true });
+      assert.equal(first.tier, "cheap");
+      assert.ok(["fast", "standard", "slow"].includes(first.latency), first.latency);
+      const failed = { inputTokens: 20, outputTokens: 8 };
+      const second = await client.escalate(first.reservation.reservationId, scope, {
+        messages: MESSAGES,
+        reason: "invalid_json",
+        usage: failed,
+      });
+      assert.equal(second.attempt, 2);
+      assert.equal(second.previousReservationId, first.reservation.reservationId);
+      assert.ok(second.previousCommit.chargedNanos > 0n);
+      assert.equal(second.decision.source, "escalation");
+      assert.notEqual(second.decision.tier, "cheap");
+      const again = await client.escalate(first.reservation.reservationId, scope, { messages: MESSAGES, usage: failed });
+      assert.equal(again.decision.reservation.reservationId, second.decision.reservation.reservationId);
+      const third = await client.escalate(second.decision.reservation.reservationId, scope, {
+        messages: MESSAGES,
+        usage: failed,
+      });
+      await assert.rejects(
+        client.escalate(third.decision.reservation.reservationId, scope, { messages: MESSAGES, usage: failed }),
+        (error) => error instanceof EscalationRefusedError && error.reason === "ESCALATION_REFUSED",
+      );
+      await client.commit(third.decision.reservation.reservationId, failed);
+      assert.ok(own(await client.getBudget(scope)).every((p) => p.heldNanos === 0n));
+    });
+
+    it("runs a cascade with callWithEscalation and counts feedback in the quality report", async () => {
+      const scope = scopeFor("cascade");
+      const cascade = await callWithEscalation(
+        client,
+        scope,
+        async (decision) => ({ tier: decision.tier, usage: { prompt_tokens: 20, completion_tokens: 8 } }),
+        { messages: MESSAGES, taskType: "classify", check: (r) => (r.tier === "cheap" ? "too_vague" : ""), usage: (r) => usageFromOpenAI(r) },
+      );
+      assert.equal(cascade.passed, true);
+      assert.deepEqual(cascade.attempts.map((a) => a.problem), ["too_vague", ""]);
+      assert.equal(cascade.attempts[0].tier, "cheap");
+      const spent = own(await client.getBudget(scope));
+      assert.ok(spent.every((p) => p.heldNanos === 0n && p.spentNanos === cascade.chargedNanos));
+
+      const counted = await client.feedback(cascade.attempts[1].reservationId, true);
+      assert.equal(counted.taskType, "classify");
+      assert.equal(counted.tier, cascade.attempts[1].tier);
+      const report = await client.getQuality();
+      const classify = report.find((q) => q.taskType === "classify");
+      assert.ok(classify, JSON.stringify(report.map((q) => q.taskType)));
+      assert.ok(classify.tiers.some((t) => t.tier === counted.tier && t.samples >= 1));
+    });
+
+    it("makes the shadow call of a sampled request with callWithShadow and reports the comparison", async () => {
+      const scope = scopeFor("shadow");
+      const decision = await client.route(scope, { messages: MESSAGES, taskType: "extract", reserve: true, acceptShadow: true });
+      assert.ok(decision.shadow, "the sidecar samples every cheap decision that accepts shadow calls");
+      assert.ok(decision.shadow.reservation, "the shadow call is held on the quality pool");
+      const models = [];
+      const { response, comparison } = await callWithShadow(
+        client,
+        decision,
+        async (model) => {
+          models.push(model);
+          return { answer: "billing", usage: { prompt_tokens: 20, completion_tokens: 2 } };
+        },
+        { usage: usageFromOpenAI, answer: (r) => r.answer },
+      );
+      assert.equal(response.answer, "billing");
+      assert.equal(await comparison, 1);
+      assert.deepEqual(models, [decision.model, decision.shadow.model]);
+      const pools = own(await client.getBudget(scope));
+      assert.ok(pools.every((p) => p.heldNanos === 0n && p.calls === 1), "the shadow call is not the product's");
+      const extract = (await client.getQuality()).find((q) => q.taskType === "extract");
+      assert.ok(extract && extract.shadowSamples >= 1);
     });
 
     it("maps the sidecar's refusals of bad requests", async () => {
