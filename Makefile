@@ -6,7 +6,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-unit lint proto proto-check bench clean soak hostile
+# Go from the official archive, where it unpacks, is used when no other is on PATH.
+ifneq ($(wildcard /usr/local/go/bin/go),)
+export PATH := $(PATH):/usr/local/go/bin
+endif
+
+.PHONY: run test test-tools test-unit lint proto proto-check bench clean soak hostile
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +31,14 @@ $(VENV)/.dev: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	@scripts/run.sh
 
-test: $(VENV)/.dev proto-check
+test: test-tools $(VENV)/.dev proto-check
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# What the suite needs besides Python: redis-server and redis-cli, Node.js with npm, Go. Installed from Debian's
+# packages when run as root (Go aside, which comes with the machine); otherwise the command to run, and a stop.
+test-tools:
+	@bash scripts/test_tools.sh
 
 # The contract: generated code current, buf lint clean, no breaking change against main.
 proto-check: $(VENV)/.dev
