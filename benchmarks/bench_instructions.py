@@ -56,6 +56,12 @@ class _Context:
     def code(self) -> None:
         return None
 
+    def time_remaining(self) -> None:
+        return None
+
+    def cancelled(self) -> bool:
+        return False
+
 
 class _Details:
     def __init__(self, method: str) -> None:
@@ -75,6 +81,7 @@ async def _child(store: str, calls: int, signals: Path) -> None:
     import yaml
 
     from tollgate.config import load_config
+    from tollgate.grpc.interceptor import TelemetryInterceptor
     from tollgate.grpc.server import serve
     from tollgate_client.v1 import tollgate_pb2 as pb
 
@@ -87,7 +94,7 @@ async def _child(store: str, calls: int, signals: Path) -> None:
     sidecar = await serve(load_config(config_path))
     servicer = sidecar.servicer
     assert servicer is not None
-    interceptor = sidecar.telemetry.interceptor()
+    interceptor = TelemetryInterceptor(sidecar.telemetry)
 
     async def handler(method: str) -> Any:
         async def continuation(details: Any) -> grpc.RpcMethodHandler:

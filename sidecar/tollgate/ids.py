@@ -37,6 +37,7 @@ __all__ = [
     "parse_pool_id",
     "parse_reservation_id",
     "pool_id",
+    "pool_level",
     "pool_org",
     "reservation_org",
 ]
@@ -168,6 +169,15 @@ def parse_pool_id(value: str) -> PoolId:
             why = f"character {bad!r} is not allowed" if bad else "use 1-128 characters from A-Z a-z 0-9 . _ @ -"
             raise InvalidRequest(f"{_shown(value)} is not a pool id: its {what} part {_shown(part, 40)}: {why}")
     return PoolId(level, org, member)
+
+
+def pool_level(value: str) -> str:
+    """The level of a pool id the sidecar minted (``user:acme/alice`` -> ``user``), without validating it.
+
+    For ids already known good (read back from the store, or built by ``pool_id``): one
+    split, where ``parse_pool_id`` checks every character of an id a caller sent.
+    """
+    return value.partition(":")[0]
 
 
 def pool_org(value: str) -> str:

@@ -64,6 +64,7 @@ class Tollgate:
         self.store.set_specs(self.runtime.specs)
         self.planner = Planner(self.outputs, self.quality, lambda: self.overrides, clock)
         self.admission = Admission(store, self.estimated_cost)
+        self._margins: dict[tuple[int, tuple[str, ...]], int] = {}
 
     # -- the snapshot ---------------------------------------------------------------------
 
@@ -98,6 +99,7 @@ class Tollgate:
         runtime = build_runtime(config, overrides=lambda: self.overrides, clock=self.clock, previous=old)
         # Nothing below can fail: the swap is all or nothing.
         self.runtime = runtime
+        self._margins.clear()
         self.outputs.reconfigure(config.estimation)
         self.quality.reconfigure(config.quality, config.catalog)
         self.store.set_specs(runtime.specs)
@@ -359,8 +361,18 @@ class Tollgate:
         and is added from the config.
         """
         rt = self.runtime
-        refs = [PoolRef(p, found[0], found[1]) for p in hold.pool_ids if (found := rt.specs(p)) is not None]
-        request = rt.config.budgets.templates.get(Level.REQUEST)
-        if request is not None:
-            refs.append(PoolRef(pool_id(Level.REQUEST, reservation_org(hold.reservation_id)), Level.REQUEST, request))
-        return hold.amount * 10_000 // self.planner.margin(rt, refs)
+        key = (id(rt), hold.pool_ids)
+        margin = self._margins.get(key)
+        if margin is None:
+            refs = [PoolRef(p, found[0], found[1]) for p in hold.pool_ids if (found := rt.specs(p)) is not None]
+            request = rt.config.budgets.templates.get(Level.REQUEST)
+            if request is not None:
+                refs.append(PoolRef(pool_id(Level.REQUEST, reservation_org(hold.reservation_id)), Level.REQUEST,
+                                    request))
+            margin = self.planner.margin(rt, refs)
+            # Margins are the config's (admin changes move caps, never margins): one entry per set of
+            # pools and snapshot, so commits do not resolve every pool twice.
+            if len(self._margins) >= 4_096:
+                self._margins.clear()
+            self._margins[key] = margin
+        return hold.amount * 10_000 // margin

@@ -9,8 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from ..errors import InvalidRequest
-from ..ids import parse_pool_id
+from ..ids import pool_level
 from ..scope import Level
 from .local import Journal, LocalLedger, SpecResolver
 from .memory import MemoryJournal
@@ -67,13 +66,15 @@ class BudgetStore(Protocol):
     async def close(self) -> None: ...
 
 
+_LEVELS = {str(level): level for level in Level}
+
+
 def spec_resolver(budgets: BudgetConfig) -> Callable[[str], tuple[Level, PoolSpec] | None]:
     """Look up a pool's level and spec from its id (``user:acme/alice``)."""
 
     def resolve(pool_id: str) -> tuple[Level, PoolSpec] | None:
-        try:
-            level = Level(parse_pool_id(pool_id).level)
-        except InvalidRequest:
+        level = _LEVELS.get(pool_level(pool_id))
+        if level is None:
             return None
         spec = budgets.spec_for(level, pool_id)
         return None if spec is None else (level, spec)
