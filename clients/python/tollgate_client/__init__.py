@@ -59,6 +59,19 @@ from ._types import (
     Usage,
 )
 from ._usage import usage_from_anthropic, usage_from_openai
+from ._wrappers import (
+    AsyncGatedStream,
+    AttemptOutcome,
+    CallOutcome,
+    Check,
+    CheckFailedError,
+    GatedStream,
+    MissingProviderClientError,
+    OutcomeHook,
+    Settlement,
+)
+from .anthropic import AsyncGatedAnthropic, GatedAnthropic
+from .openai import AsyncGatedOpenAI, GatedOpenAI
 
 __all__ = [
     "BUDGET_EXCEEDED_TRAILER",
@@ -68,11 +81,18 @@ __all__ = [
     "NANOS_PER_USD",
     "STATUS_DETAILS_TRAILER",
     "AsyncClient",
+    "AsyncGatedAnthropic",
+    "AsyncGatedOpenAI",
+    "AsyncGatedStream",
     "AsyncHeldReservation",
     "Attempt",
+    "AttemptOutcome",
     "BudgetExceededError",
+    "CallOutcome",
     "Candidate",
     "Cascade",
+    "Check",
+    "CheckFailedError",
     "Client",
     "CommitResult",
     "Decision",
@@ -80,10 +100,15 @@ __all__ = [
     "Escalation",
     "EscalationRefusedError",
     "ExtendResult",
+    "GatedAnthropic",
+    "GatedOpenAI",
+    "GatedStream",
     "HeldReservation",
     "IdempotencyConflictError",
     "InvalidRequestError",
     "MessageLike",
+    "MissingProviderClientError",
+    "OutcomeHook",
     "PoolState",
     "Priority",
     "RateLimitedError",
@@ -97,6 +122,7 @@ __all__ = [
     "Retry",
     "RouteOptions",
     "Scope",
+    "Settlement",
     "Shadow",
     "TaskQuality",
     "TierQuality",
