@@ -158,3 +158,31 @@ def test_sync_stream_and_cut(fake: Fake, sync_tollgate: Client, scope: Scope) ->
             pass
     assert cut.outcome is not None and cut.outcome.attempts[0].settlement == "partial"
     check_ledger(sync_tollgate.get_budget(scope), stream.outcome.charged_nanos + cut.outcome.charged_nanos)
+
+
+async def test_the_stream_helper_is_gated(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
+    """``messages.stream()``: the SDK's own AsyncMessageStream, read through ``text_stream``, over the gated stream."""
+    outcomes: list[CallOutcome] = []
+    client = gated(fake, tollgate, scope, on_outcome=outcomes.append)
+    async with client.messages.stream(system=SYSTEM, messages=MESSAGES, max_tokens=400, task_type="extract") as stream:
+        text = "".join([piece async for piece in stream.text_stream])
+        final = await stream.get_final_message()
+    assert text == ANSWER_GOOD and final.usage.output_tokens > 1
+    [call] = fake.calls
+    assert call.body["stream"] is True and call.model == "claude-haiku-4-5"
+    assert [a.settlement for a in outcomes[0].attempts] == ["committed"]
+    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+
+
+def test_the_sync_stream_helper_is_gated_and_a_cut_commits_what_was_reported(
+        fake: Fake, sync_tollgate: Client, scope: Scope) -> None:
+    outcomes: list[CallOutcome] = []
+    client = sync_gated(fake, sync_tollgate, scope, on_outcome=outcomes.append)
+    with client.messages.stream(messages=MESSAGES, max_tokens=400, task_type="extract") as stream:
+        assert stream.get_final_text() == ANSWER_GOOD
+    with pytest.raises(anthropic.APIConnectionError), client.messages.stream(
+            messages=MESSAGES, max_tokens=400, task_type="extract", **scenario("cut")) as cut:
+        for _ in cut.text_stream:
+            pass
+    assert [o.attempts[0].settlement for o in outcomes] == ["committed", "partial"]
+    check_ledger(sync_tollgate.get_budget(scope), sum(o.charged_nanos for o in outcomes))

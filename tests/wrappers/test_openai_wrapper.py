@@ -361,3 +361,24 @@ def test_sync_long_stream_is_extended(fake: Fake, sync_tollgate: Client, scope: 
     assert stream.outcome is not None
     assert stream.outcome.attempts[0].settlement == "committed" and stream.outcome.attempts[0].extensions >= 2
     check_ledger(sync_tollgate.get_budget(scope), charged_as_reported(fake))
+
+
+async def test_the_readmes_two_lines_run(fake: Fake, sidecar: Any, tollgate: AsyncClient,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's two lines, as written, with the SDK pointed at the fake by its own environment variables."""
+    from tests.clients.readme_example import readme_block, with_target
+    from tests.sidecar_process import ROOT
+
+    code = readme_block(ROOT / "clients" / "python" / "README.md", "python", "GatedOpenAI(")
+    code = with_target(code, sidecar.target).replace("[...]", repr(MESSAGES))
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.openai_url("openai"))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    body = "\n".join("    " + line for line in code.splitlines())
+    namespace: dict[str, Any] = {}
+    exec(f"import openai\nfrom tollgate_client import AsyncClient, Scope\nasync def main():\n{body}\n    return resp",
+         namespace)
+    resp = await namespace["main"]()
+    assert resp.choices[0].message.content == ANSWER_GOOD
+    [call] = fake.calls
+    assert (call.provider, call.model) == ("openai", "gpt-4o-mini")
+    check_ledger(await tollgate.get_budget(Scope(org="acme", user="alice")), charged_as_reported(fake))

@@ -15,6 +15,7 @@ imports nothing from ``anthropic``: it calls the clients it is given.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal, overload
 
@@ -27,6 +28,7 @@ from ._wrappers.streams import AsyncGatedStream, GatedStream
 
 if TYPE_CHECKING:
     from anthropic import Anthropic, AsyncAnthropic
+    from anthropic.lib.streaming import AsyncMessageStreamManager, MessageStreamManager
     from anthropic.types import Message, RawMessageStreamEvent
 
 __all__ = ["AsyncGatedAnthropic", "GatedAnthropic"]
@@ -96,6 +98,23 @@ MESSAGES_CREATE = Endpoint("messages.create", ("messages", "create"), _describe_
 _UNGATED_COPIES = frozenset({"with_raw_response", "with_streaming_response", "copy"})
 
 
+def _stream_params(params: dict[str, Any]) -> dict[str, Any]:
+    if "output_format" in params:
+        raise TypeError("messages.stream(output_format=...) is not gated: use messages.create(stream=True)")
+    return {**params, "stream": True}
+
+
+def _manager(kind: str, api_request: Any) -> Any:
+    """The SDK's own stream manager (``MessageStreamManager`` or its async twin) over a gated request."""
+    from anthropic import NOT_GIVEN
+    from anthropic.lib import streaming
+
+    manager = getattr(streaming, kind)
+    if "output_format" in inspect.signature(manager).parameters:
+        return manager(api_request, output_format=NOT_GIVEN)
+    return manager(api_request)
+
+
 def _not_gated(name: str) -> AttributeError:
     return AttributeError(f"messages.{name} is not gated by Tollgate: call it on the SDK client, "
                           f"client.sdk().messages.{name}, and hold its cost yourself")
@@ -112,6 +131,12 @@ class _Messages:
     def create(self, **params: Any) -> Message | GatedStream[RawMessageStreamEvent]:
         """``messages.create``: routed (or the pinned ``model=``), reserved, committed."""
         return self._gate.call(MESSAGES_CREATE, params)  # type: ignore[no-any-return]
+
+    def stream(self, **params: Any) -> MessageStreamManager[Any]:
+        """``messages.stream``: ``with client.messages.stream(...) as stream:``, the SDK's ``MessageStream``
+        (``text_stream``, ``get_final_message()``...) over a gated ``messages.create(stream=True)``."""
+        return _manager("MessageStreamManager",  # type: ignore[no-any-return]
+                        lambda: self._gate.call(MESSAGES_CREATE, _stream_params(params)))
 
     def __getattr__(self, name: str) -> Any:
         raise _not_gated(name)
@@ -177,6 +202,12 @@ class _AsyncMessages:
     async def create(self, **params: Any) -> Message | AsyncGatedStream[RawMessageStreamEvent]:
         """``messages.create``: routed (or the pinned ``model=``), reserved, committed."""
         return await self._gate.call(MESSAGES_CREATE, params)  # type: ignore[no-any-return]
+
+    def stream(self, **params: Any) -> AsyncMessageStreamManager[Any]:
+        """``messages.stream``: ``async with client.messages.stream(...) as stream:``, the SDK's
+        ``AsyncMessageStream`` over a gated ``messages.create(stream=True)``."""
+        return _manager("AsyncMessageStreamManager",  # type: ignore[no-any-return]
+                        self._gate.call(MESSAGES_CREATE, _stream_params(params)))
 
     def __getattr__(self, name: str) -> Any:
         raise _not_gated(name)
