@@ -69,7 +69,7 @@ class Fake:
         self.calls: list[Call] = []
         self.bad_models: set[str] = set()
         """Models whose answers are not valid JSON (for a check to fail)."""
-        self.slow_delay_s = 0.6
+        self.slow_delay_s = 0.8
         self._lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"fake": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

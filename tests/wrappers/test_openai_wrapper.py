@@ -218,8 +218,8 @@ async def test_a_budget_refusal_comes_before_any_provider_call(fake: Fake, tollg
 
 
 async def test_a_long_stream_is_extended_while_it_runs(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
-    """A reservation of 1.5 s, a stream of about 3 s: extended every 0.75 s, committed at the end."""
-    client = gated(fake, tollgate, scope, ttl_ms=1500)
+    """A reservation of 2 s, a stream of about 4 s: extended every second, committed at the end."""
+    client = gated(fake, tollgate, scope, ttl_ms=2000)
     stream = await client.chat.completions.create(messages=MESSAGES, task_type="extract", stream=True,
                                                   **scenario("slow"))
     async with stream:
@@ -353,7 +353,7 @@ def test_sync_provider_error_releases(fake: Fake, sync_tollgate: Client, scope: 
 
 
 def test_sync_long_stream_is_extended(fake: Fake, sync_tollgate: Client, scope: Scope) -> None:
-    client = sync_gated(fake, sync_tollgate, scope, ttl_ms=1500)
+    client = sync_gated(fake, sync_tollgate, scope, ttl_ms=2000)
     with client.chat.completions.create(messages=MESSAGES, task_type="extract", stream=True,
                                         **scenario("slow")) as stream:
         for _ in stream:
