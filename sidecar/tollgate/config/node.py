@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -87,17 +88,17 @@ class Node:
             raise self.error(f"{v!r} is not one of: {', '.join(choices)}")
         return v
 
-    def usd(self) -> int:
+    def usd(self) -> builtins.int:
         try:
             return parse_usd(self.value)
         except ValueError as exc:
             raise self.error(str(exc)) from None
 
-    def share_bp(self) -> int:
+    def share_bp(self) -> builtins.int:
         """A share in [0, 1] as basis points."""
         return round(self.number(minimum=0.0, maximum=1.0) * 10_000)
 
-    def duration_ms(self) -> int:
+    def duration_ms(self) -> builtins.int:
         """``30s``, ``5m``, ``1h``, ``7d`` or a number of seconds."""
         v = self.value
         units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}

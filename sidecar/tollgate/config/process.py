@@ -162,10 +162,10 @@ def parse_auth(node: Node) -> AuthConfig:
         raise node.error(f"caller name {duplicate!r} is used twice; names must be unique")
     audit_log = ""
     if node.has("audit_log"):
-        path = node.get("audit_log").path("the path of a JSON-lines file")
-        if not path.parent.is_dir():
-            raise node.get("audit_log").error(f"no such folder {str(path.parent)!r} for the audit log")
-        audit_log = str(path)
+        log_path = node.get("audit_log").path("the path of a JSON-lines file")
+        if not log_path.parent.is_dir():
+            raise node.get("audit_log").error(f"no such folder {str(log_path.parent)!r} for the audit log")
+        audit_log = str(log_path)
     return AuthConfig(callers=tuple(callers), audit_log=audit_log)
 
 

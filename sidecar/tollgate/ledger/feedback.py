@@ -12,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from ..quality import DAY_MS, Sample, Tally
-from .redis_client import RedisClient, store_errors
+from .redis_client import RedisClient, store_errors, text
 
 __all__ = ["MemoryQualityStore", "RedisQualityStore", "SqliteQualityStore"]
 
@@ -151,7 +151,7 @@ class RedisQualityStore:
         async with store_errors(self._timeout * 4):
             for day in range(today - window_days + 1, today + 1):
                 for raw_field, raw_value in (await self._client.hgetall(self._day_key(day))).items():
-                    task, tier, kind, part = raw_field.decode().rsplit("|", 3)
+                    task, tier, kind, part = text(raw_field).rsplit("|", 3)
                     t = out.setdefault((task, tier, kind), Tally())
                     if part == "n":
                         t.n += int(raw_value)
@@ -164,7 +164,7 @@ class RedisQualityStore:
         async with store_errors(self._timeout * 4):
             for key in [k async for k in self._client.scan_iter(match=f"{self._prefix}:quality:day:*")]:
                 fields = [f for f in await self._client.hkeys(key)
-                          if f.decode().startswith(f"{task_type}|") and f.decode().split("|")[-2] == kind]
+                          if text(f).startswith(f"{task_type}|") and text(f).split("|")[-2] == kind]
                 if fields:
                     await self._client.hdel(key, *fields)
 
@@ -181,8 +181,8 @@ class RedisQualityStore:
             raw = await self._client.hgetall(f"{self._prefix}:quality:overrides")
         out = {}
         for task, value in raw.items():
-            tier, _, since = value.decode().partition("|")
-            out[task.decode()] = (tier, int(since))
+            tier, _, since = text(value).partition("|")
+            out[text(task)] = (tier, int(since))
         return out
 
     async def add_escalation_cost(self, task_type: str, nanos: int) -> None:
@@ -192,5 +192,5 @@ class RedisQualityStore:
     async def escalation_costs(self) -> dict[str, int]:
         async with store_errors(self._timeout):
             raw = await self._client.hgetall(f"{self._prefix}:quality:costs")
-        return {k.decode(): int(v) for k, v in raw.items()}
+        return {text(k): int(v) for k, v in raw.items()}
 

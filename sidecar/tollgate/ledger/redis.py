@@ -44,7 +44,7 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio.cluster import RedisCluster
 
@@ -63,7 +63,7 @@ from ..scope import Level
 from .audit import audit_pools
 from .local import SpecResolver, refuse_ended
 from .pools import PoolState, stateful_pools
-from .redis_client import RedisClient, connect, store_errors
+from .redis_client import RedisClient, connect, store_errors, text
 from .spec import ExpiryPolicy, PoolSpec, WindowKind
 from .types import (
     AuditReport,
@@ -110,9 +110,10 @@ class RedisStore:
         self._probe = client.register_script(_PROBE)
         self._cluster = client if isinstance(client, RedisCluster) else None
         # A cluster node's pool fails a caller when it is full instead of queueing it like the
-        # single-node client's blocking pool; this queues calls within their bound instead.
+        # single-node client's blocking pool; this queues calls within their bound instead. (A
+        # RedisCluster always has max_connections among its connection kwargs.)
         self._cluster_gate = (
-            asyncio.Semaphore(client.get_connection_kwargs()["max_connections"]) if self._cluster else None
+            asyncio.Semaphore(cast(int, client.get_connection_kwargs()["max_connections"])) if self._cluster else None
         )
         self._specs = specs
         self._expiry_policy = expiry_policy
@@ -424,12 +425,12 @@ class RedisStore:
         await self.check_epoch()
         expired = 0
         async with self._call(self._timeout):
-            orgs = [o.decode() for o in await self._client.smembers(f"{self._prefix}:orgs")]
+            orgs = [text(o) for o in await self._client.smembers(f"{self._prefix}:orgs")]
         now = self._local_clock() if self._clock is None else self._clock()
         for org in orgs:
             async with self._call(self._timeout):
                 due = await self._client.zrangebyscore(self._org_key(org, "d"), "-inf", now, start=0, num=batch)
-            for rid in (d.decode() for d in due):
+            for rid in (text(d) for d in due):
                 try:
                     verdict, _ = await self._end(rid, "expire", [])
                 except (ReservationEnded, ReservationNotFound):
@@ -442,7 +443,7 @@ class RedisStore:
 
     async def _prune(self, org: str, *, batch: int = 200) -> int:
         """Delete records ended longer ago than the retention (folding their charges into the pools)."""
-        args = ["prune", self._now_arg(), "", 0, self._retention_ms, batch, self._org_key(org, "")]
+        args: list[str | int] = ["prune", self._now_arg(), "", 0, self._retention_ms, batch, self._org_key(org, "")]
         reply = await self._run([self._org_key(org, "rs")], args)
         return int(reply[2])
 
@@ -450,11 +451,11 @@ class RedisStore:
         """Recompute every pool of the given orgs (default: all) from the reservation records."""
         async with self._call(self._timeout * 20):
             if orgs is None:
-                orgs = [o.decode() for o in await self._client.smembers(f"{self._prefix}:orgs")]
+                orgs = [text(o) for o in await self._client.smembers(f"{self._prefix}:orgs")]
             records: list[Hold] = []
             states: dict[str, PoolState] = {}
             for org in orgs:
-                ids = [i.decode() for i in await self._client.zrange(self._org_key(org, "rs"), 0, -1)]
+                ids = [text(i) for i in await self._client.zrange(self._org_key(org, "rs"), 0, -1)]
                 for rid in ids:
                     records.append(self._hold(rid, await self._client.hmget(self._org_key(org, f"r:{rid}"),
                                                                             *_RECORD)))
@@ -466,14 +467,16 @@ class RedisStore:
 
     async def _load_state(self, org: str, pool_id: str) -> PoolState:
         raw = await self._client.hmget(self._org_key(org, f"p:{pool_id}"), *_FIELDS, *_ARCHIVED)
-        values = [int(x) if x is not None else 0 for x in raw]
-        archived = (values[-3], values[-2], values[-1])
-        values = values[:-3]
+        # In the order of _FIELDS and _ARCHIVED.
+        (mark_ms, spent, calls, tokens, held, held_calls, held_tokens,
+         arch_spent, arch_calls, arch_tokens) = [int(x) if x is not None else 0 for x in raw]
         buckets: dict[int, list[int]] = {}
         for field, value in (await self._client.hgetall(self._org_key(org, f"b:{pool_id}"))).items():
-            idx, part = field.decode().split(":")
+            idx, part = text(field).split(":")
             buckets.setdefault(int(idx), [0, 0, 0])["sct".index(part)] = int(value)
-        return PoolState(pool_id, *values, buckets=buckets, archived=archived)
+        return PoolState(pool_id, mark_ms=mark_ms, spent=spent, calls=calls, tokens=tokens, held=held,
+                         held_calls=held_calls, held_tokens=held_tokens, buckets=buckets,
+                         archived=(arch_spent, arch_calls, arch_tokens))
 
     async def import_ended(self, hold: Hold, refs: Sequence[PoolRef]) -> bool:
         """Write a reservation admitted and ended without Redis (fail-open) into the pools, once.
@@ -568,7 +571,7 @@ class RedisStore:
         key = f"{self._prefix}:epoch"
         async with self._call(self._timeout):
             await self._client.set(key, secrets.token_hex(8), nx=True)
-            current = (await self._client.get(key) or b"").decode()
+            current = text(await self._client.get(key) or b"")
         changed = self._epoch is not None and current != self._epoch
         if changed:
             self.epoch_changes += 1

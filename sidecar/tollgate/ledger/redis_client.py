@@ -22,7 +22,7 @@ from redis.backoff import NoBackoff
 
 from ..errors import StoreUnavailable
 
-__all__ = ["RedisClient", "connect", "store_errors"]
+__all__ = ["RedisClient", "connect", "store_errors", "text"]
 
 _STORE_ERRORS = (
     redis_errors.ConnectionError,
@@ -76,6 +76,15 @@ def connect(
     # instead of failing a burst that exceeds the pool.
     pool = aioredis.BlockingConnectionPool.from_url(url, timeout=timeout, **options)
     return aioredis.Redis(connection_pool=pool)
+
+
+def text(reply: object) -> str:
+    """A string reply as text: the clients made here do not decode replies, so they are bytes."""
+    if isinstance(reply, bytes):
+        return reply.decode()
+    if isinstance(reply, str):
+        return reply
+    raise TypeError(f"expected a string reply from Redis, got {type(reply).__name__}")
 
 
 @contextlib.asynccontextmanager

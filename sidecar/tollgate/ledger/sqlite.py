@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from .pools import PoolState
 from .types import Hold, HoldState
@@ -143,7 +144,7 @@ class SqliteJournal:
         self._db.close()
 
 
-def _hold(row: tuple) -> Hold:  # type: ignore[type-arg]
+def _hold(row: tuple[Any, ...]) -> Hold:
     pool_ids = tuple(row[1].split("\n")) if row[1] else ()
     return Hold(
         reservation_id=row[0],
