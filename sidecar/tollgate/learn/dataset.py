@@ -140,7 +140,7 @@ def infer_pair(records: Sequence[Record], weak: str | None, strong: str | None) 
                 "pass both --weak and --strong"
             )
         other = candidates[0]
-        return (given, other) if weak else (other, str(given))
+        return (weak, other) if weak else (other, str(given))
     if len(common) != 2:
         raise DatasetError(
             f"the records score {len(common)} models in common ({', '.join(sorted(common)) or 'none'}); "

@@ -148,7 +148,7 @@ def parse_price(text: str) -> tuple[str, Price]:
 
 
 def sweep(
-    difficulty_scores: Sequence[float],
+    difficulty_scores: Sequence[float] | np.ndarray,
     quality_weak: Sequence[float],
     quality_strong: Sequence[float],
     cost_weak: Sequence[int],

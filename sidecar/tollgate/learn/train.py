@@ -260,7 +260,7 @@ def probability_metrics(p: np.ndarray, y: np.ndarray, bins: int = 10) -> dict[st
 def _features(record: Record, counter: TokenCounter) -> Features:
     """A record's features: decoded from a decision log's export, or computed from its messages."""
     if record.features is not None:
-        return record.features  # type: ignore[no-any-return]
+        return record.features
     return featurize(record.messages, counter.count_messages(record.messages), record.task_type)
 
 
@@ -337,7 +337,7 @@ def train(
     w = np.zeros(BUCKETS)
     # Weights too small to move any prediction are dropped to keep the file small.
     w[used] = np.where(np.abs(used_weights) >= 1e-6, used_weights, 0.0)
-    metadata = {
+    metadata: dict[str, Any] = {
         "label": LABEL_DEFINITION,
         "weak_model": weak,
         "strong_model": strong,
@@ -355,9 +355,9 @@ def train(
     }
     say(f"chosen lambda {lam:g}; out-of-fold AUC {metrics['auc']}, ECE {metrics['ece']}")
     model = Classifier.from_weights(w, d, intercept, platt=(a, b), metadata=metadata)
-    for path, held in holdout:
-        held_y = labels(held, weak, strong, str(path))
-        p = np.array([model.predict_features(_features(r, counter)) for r in held])
+    for path, held_records in holdout:
+        held_y = labels(held_records, weak, strong, str(path))
+        p = np.array([model.predict_features(_features(r, counter)) for r in held_records])
         found = probability_metrics(p, held_y)
         metadata["metrics"].setdefault("heldout", {})[Path(path).name] = {
             "sha256": file_digest(path) if Path(path).is_file() else "", **found,

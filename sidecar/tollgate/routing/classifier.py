@@ -409,19 +409,17 @@ class Classifier:
         metadata["format"] = FORMAT
         metadata["format_version"] = FORMAT_VERSION
         metadata["features"] = FEATURE_SPEC
-        arrays = {
-            "buckets": nonzero,
-            "weights": p.weights[nonzero].astype(np.float32),
-            "dense": p.dense.astype(np.float64),
-            "intercept": np.array([p.intercept], dtype=np.float64),
-            "platt": np.array([p.platt_a, p.platt_b], dtype=np.float64),
-            "metadata": np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8),
-        }
+        weights = p.weights[nonzero].astype(np.float32)
+        dense = p.dense.astype(np.float64)
+        intercept = np.array([p.intercept], dtype=np.float64)
+        platt = np.array([p.platt_a, p.platt_b], dtype=np.float64)
+        encoded = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez_compressed(f, **arrays)
+                np.savez_compressed(f, buckets=nonzero, weights=weights, dense=dense, intercept=intercept, platt=platt,
+                                    metadata=encoded)
             # mkstemp creates 0600; a model is read by whichever user runs the sidecar.
             os.chmod(tmp, 0o644)
             os.replace(tmp, path)
