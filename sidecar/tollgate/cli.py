@@ -47,7 +47,7 @@ class _JsonFormatter(logging.Formatter):
 def _setup_logging(level: str) -> None:
     # The JSON lines use none of the caller, thread or process fields, and a money RPC logs one line
     # each: skip collecting them, as the logging HOWTO's "Optimization" section describes.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
@@ -253,7 +253,7 @@ def _cmd_admin(args: argparse.Namespace) -> int:
                 change = stub.ResetWindow(pb.ResetWindowRequest(pool_id=args.target_id, reason=args.reason),
                                           metadata=metadata, timeout=10)
         except grpc.RpcError as exc:
-            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)  # type: ignore[attr-defined]
+            print(f"error: {exc.code().name}: {exc.details()}", file=sys.stderr)
             return 1
         except ValueError as exc:
             print(f"error: {exc}", file=sys.stderr)

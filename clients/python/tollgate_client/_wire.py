@@ -172,7 +172,7 @@ _LATENCY = {"": pb.LATENCY_CLASS_UNSPECIFIED, "fast": pb.LATENCY_CLASS_FAST,
             "standard": pb.LATENCY_CLASS_STANDARD, "slow": pb.LATENCY_CLASS_SLOW}
 
 
-def _latency(latency: str) -> int:
+def _latency(latency: str) -> pb.LatencyClass:
     try:
         return _LATENCY[latency]
     except KeyError:

@@ -48,7 +48,7 @@ OUTCOME = {
     Outcome.DOWNGRADED: pb.POLICY_OUTCOME_DOWNGRADED,
     Outcome.WARNED: pb.POLICY_OUTCOME_WARNED,
 }
-LATENCY: dict[int, Latency | None] = {
+LATENCY: dict[pb.LatencyClass, Latency | None] = {
     pb.LATENCY_CLASS_UNSPECIFIED: None,
     pb.LATENCY_CLASS_FAST: Latency.FAST,
     pb.LATENCY_CLASS_STANDARD: Latency.STANDARD,
