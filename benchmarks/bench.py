@@ -516,7 +516,7 @@ class EchoServer:
     """The baseline: a bare grpc.aio + uvloop process answering Tollgate's own response bytes."""
 
     def __init__(self, tmp: Path, route_response: bytes, commit_response: bytes) -> None:
-        from tests.sidecar_process import free_port
+        from tests.support.sidecar_process import free_port
 
         self.port = free_port()
         route_file, commit_file = tmp / "echo-route.bin", tmp / "echo-commit.bin"
@@ -562,7 +562,7 @@ class RedisHandle:
 
         self.server: Any = None
         if url is None:
-            from tests.redis_server import RedisServer, redis_available
+            from tests.support.redis_server import RedisServer, redis_available
 
             if not redis_available():
                 raise SystemExit("--store redis needs redis-server on PATH, or --redis-url")
@@ -650,7 +650,7 @@ class Rig:
 
 
 def write_bench_config(path: Path, store: str, redis: RedisHandle | None, notes: dict[str, str]) -> tuple[Path, str]:
-    from tests.sidecar_process import write_config
+    from tests.support.sidecar_process import write_config
 
     prefix = f"bench{secrets.token_hex(4)}"
 
@@ -682,7 +682,7 @@ def start_rig(tmp: Path, store: str, redis: RedisHandle | None, notes: dict[str,
 
 def _start_rig(tmp: Path, store: str, redis: RedisHandle | None, notes: dict[str, str],
                populate: Callable[[Path, Path], None] | None) -> tuple[Rig, float, float]:
-    from tests.sidecar_process import SidecarProcess
+    from tests.support.sidecar_process import SidecarProcess
 
     tmp.mkdir(parents=True, exist_ok=True)
     config, prefix = write_bench_config(tmp / "bench.yaml", store, redis, notes)

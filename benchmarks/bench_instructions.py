@@ -160,7 +160,7 @@ def measure_servers(store: str, calls: int, echo: int | None) -> dict[str, Any]:
     import bench
     import grpc
 
-    from tests.sidecar_process import free_port
+    from tests.support.sidecar_process import free_port
     from tollgate_client.v1 import tollgate_pb2 as pb
 
     base = bench.base_conversation()

@@ -37,8 +37,8 @@ from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.redis_server import RedisServer  # noqa: E402
-from tests.sidecar_process import SidecarProcess, free_port, write_config  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+from tests.support.sidecar_process import SidecarProcess, free_port, write_config  # noqa: E402
 from tollgate.estimate import TokenCounter  # noqa: E402
 
 ECHO_SERVER = """

@@ -24,8 +24,8 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.otlp_receiver import OtlpReceiver  # noqa: E402
-from tests.sidecar_process import SidecarProcess, free_port, write_config  # noqa: E402
+from tests.support.otlp_receiver import OtlpReceiver  # noqa: E402
+from tests.support.sidecar_process import SidecarProcess, free_port, write_config  # noqa: E402
 from tollgate_client.v1 import tollgate_pb2 as pb  # noqa: E402
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc  # noqa: E402
 

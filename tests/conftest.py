@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """The suite's own redis-server, started once per session on a free port."""
-    from tests.redis_server import RedisServer, redis_available
+    from tests.support.redis_server import RedisServer, redis_available
 
     if not redis_available():
         pytest.fail("redis-server is not installed: `apt-get install -y redis-server` (CI does this itself)")
@@ -27,7 +27,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-u
 @pytest.fixture(scope="session")
 def redis_cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A seed URL of the suite's own 3-master Redis Cluster, started once per session."""
-    from tests.redis_cluster import RedisCluster3, redis_cluster_available
+    from tests.support.redis_cluster import RedisCluster3, redis_cluster_available
 
     if not redis_cluster_available():
         pytest.fail("redis-server and redis-cli are needed for the cluster tests: `apt-get install -y redis-server` "

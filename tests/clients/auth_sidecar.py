@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.sidecar_process import SidecarProcess, write_config
+from tests.support.sidecar_process import SidecarProcess, write_config
 
 LIMITED_TOKEN = "tok-limited-5d1e"
 """A caller of org ``acme`` allowed one call a second (a burst of one)."""

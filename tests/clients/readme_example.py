@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.sidecar_process import SidecarProcess, write_config
+from tests.support.sidecar_process import SidecarProcess, write_config
 from tollgate_client import Client, PoolState, Scope
 
 README_TARGET = "127.0.0.1:50551"

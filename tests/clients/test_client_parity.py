@@ -18,7 +18,7 @@ from typing import Any, get_type_hints
 import pytest
 
 import tollgate_client
-from tests.sidecar_process import ROOT
+from tests.support.sidecar_process import ROOT
 
 from .test_go_client import GO_CLIENT, _go_env
 from .test_node_client import NODE_DIR, node, node_modules

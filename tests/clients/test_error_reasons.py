@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from tests.sidecar_process import ROOT
+from tests.support.sidecar_process import ROOT
 from tollgate.grpc import status as sidecar_status
 from tollgate_client import _errors
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.sidecar_process import ROOT, SidecarProcess, write_config
+from tests.support.sidecar_process import ROOT, SidecarProcess, write_config
 
 from . import auth_sidecar
 from .lossy_proxy import LossyProxy

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sidecar_process import ROOT
+from tests.support.sidecar_process import ROOT
 
 SCRIPT = ROOT / "scripts" / "test_tools.sh"
 BASICS = ("bash", "sed", "id", "cat", "chmod", "ln")

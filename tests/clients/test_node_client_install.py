@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sidecar_process import ROOT, SidecarProcess
+from tests.support.sidecar_process import ROOT, SidecarProcess
 
 from .readme_example import PROVIDER_USAGE, assert_settled, nanos, readme_block, sidecar, with_target
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
-from tests.sidecar_process import SidecarProcess
+from tests.support.sidecar_process import SidecarProcess
 from tollgate_client import (
     AsyncClient,
     BudgetExceededError,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sidecar_process import SidecarProcess
+from tests.support.sidecar_process import SidecarProcess
 from tollgate_client import AsyncClient, Client, PoolState, Retry, Scope, UnavailableError, Usage
 
 from .lossy_proxy import LossyProxy

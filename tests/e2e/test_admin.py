@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.sidecar_process import ROOT, SidecarProcess, audit, redis_store, write_config
+from tests.support.sidecar_process import ROOT, SidecarProcess, audit, redis_store, write_config
 from tollgate.config import PoolSpec
 from tollgate.ledger.overrides import PoolOverride
 from tollgate_client.v1 import tollgate_pb2 as pb

@@ -18,7 +18,7 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.sidecar_process import SidecarProcess, audit, write_config
+from tests.support.sidecar_process import SidecarProcess, audit, write_config
 from tollgate.config import load_config
 from tollgate.money import apply_margin
 from tollgate_client.v1 import tollgate_pb2 as pb

@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.sidecar_process import ROOT, SidecarProcess, audit, write_config
+from tests.support.sidecar_process import ROOT, SidecarProcess, audit, write_config
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 

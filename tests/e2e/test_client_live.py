@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.sidecar_process import SidecarProcess, write_config
+from tests.support.sidecar_process import SidecarProcess, write_config
 from tollgate_client import (
     AsyncClient,
     BudgetExceededError,

@@ -10,8 +10,8 @@ import grpc
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
-from tests.otlp_receiver import OtlpReceiver, attributes
-from tests.sidecar_process import SidecarProcess, audit, redis_store, write_config
+from tests.support.otlp_receiver import OtlpReceiver, attributes
+from tests.support.sidecar_process import SidecarProcess, audit, redis_store, write_config
 from tollgate.app.stores import open_store
 from tollgate.config import load_config
 from tollgate.ledger import LocalLedger, SqliteJournal, spec_resolver

@@ -21,7 +21,7 @@ import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tests.sidecar_process import ROOT, SidecarProcess, free_port, write_config
+from tests.support.sidecar_process import ROOT, SidecarProcess, free_port, write_config
 from tollgate.cli import STORE_URL_ENV, _load, _parser
 from tollgate.config import parse_config
 from tollgate.errors import ConfigError

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.sidecar_process import ROOT, SidecarProcess, free_port, write_config
+from tests.support.sidecar_process import ROOT, SidecarProcess, free_port, write_config
 from tollgate.config import load_config
 from tollgate.quality import wilson
 from tollgate_client import AsyncClient, Scope, Usage, call_with_shadow

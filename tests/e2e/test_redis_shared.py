@@ -21,9 +21,9 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.eventually import eventually_async
-from tests.redis_server import RedisServer
-from tests.sidecar_process import SidecarProcess, audit, write_config
+from tests.support.eventually import eventually_async
+from tests.support.redis_server import RedisServer
+from tests.support.sidecar_process import SidecarProcess, audit, write_config
 from tollgate.config import load_config
 from tollgate.money import apply_margin
 from tollgate_client.v1 import tollgate_pb2 as pb

@@ -11,8 +11,8 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.eventually import eventually
-from tests.sidecar_process import SidecarProcess, write_config
+from tests.support.eventually import eventually
+from tests.support.sidecar_process import SidecarProcess, write_config
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 

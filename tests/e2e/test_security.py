@@ -13,7 +13,7 @@ import grpc
 import pytest
 import trustme
 
-from tests.sidecar_process import SidecarProcess, audit, redis_store, write_config
+from tests.support.sidecar_process import SidecarProcess, audit, redis_store, write_config
 from tollgate.config import load_config
 from tollgate.errors import ConfigError
 from tollgate_client.v1 import tollgate_pb2 as pb

@@ -13,9 +13,9 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.eventually import eventually_async
-from tests.otlp_receiver import OtlpReceiver, attributes
-from tests.sidecar_process import SidecarProcess, free_port, write_config
+from tests.support.eventually import eventually_async
+from tests.support.otlp_receiver import OtlpReceiver, attributes
+from tests.support.sidecar_process import SidecarProcess, free_port, write_config
 from tollgate_client import AsyncClient, Scope, Usage
 
 CLIENT_PROVIDER = TracerProvider()

@@ -21,8 +21,8 @@ from typing import Any
 import grpc
 import pytest
 
-from tests.redis_server import RedisServer, redis_available
-from tests.sidecar_process import SidecarProcess, audit, redis_store, write_config
+from tests.support.redis_server import RedisServer, redis_available
+from tests.support.sidecar_process import SidecarProcess, audit, redis_store, write_config
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 

@@ -28,9 +28,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.harness.proxy import FaultyProxy
 from tests.harness.store import StoreView, read_redis, read_sqlite
 from tests.harness.tenants import ALLOWANCE_USD, harness_config
-from tests.redis_cluster import RedisCluster3
-from tests.redis_server import RedisServer
-from tests.sidecar_process import ROOT, SidecarProcess, write_config
+from tests.support.redis_cluster import RedisCluster3
+from tests.support.redis_server import RedisServer
+from tests.support.sidecar_process import ROOT, SidecarProcess, write_config
 
 __all__ = ["KINDS", "Environment", "HarnessSidecar"]
 

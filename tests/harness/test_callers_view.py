@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.harness.run import run_seed
-from tests.redis_server import redis_available
+from tests.support.redis_server import redis_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 

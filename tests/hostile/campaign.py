@@ -54,9 +54,9 @@ from pathlib import Path
 import grpc
 from google.protobuf.message import DecodeError, Message
 
-from tests import sidecar_process
-from tests.redis_server import RedisServer
-from tests.sidecar_process import ROOT, SidecarProcess
+from tests.support import sidecar_process
+from tests.support.redis_server import RedisServer
+from tests.support.sidecar_process import ROOT, SidecarProcess
 from tollgate_client.v1 import tollgate_pb2 as pb
 
 from .book import Book, Held

@@ -18,7 +18,7 @@ import grpc
 import yaml
 from google.protobuf.message import Message
 
-from tests.sidecar_process import write_config
+from tests.support.sidecar_process import write_config
 from tollgate_client.v1 import tollgate_pb2 as pb
 
 __all__ = [

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.sidecar_process import ROOT
+from tests.support.sidecar_process import ROOT
 
 K8S = ROOT / "k8s"
 VARIANTS = {

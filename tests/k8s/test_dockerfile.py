@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.k8s.conftest import K8S
-from tests.sidecar_process import ROOT, SidecarProcess, free_port, write_config
+from tests.support.sidecar_process import ROOT, SidecarProcess, free_port, write_config
 from tollgate.config import parse_config
 from tollgate.estimate import ENCODING_NAME
 

@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kubernetes_validate.utils import SchemaNotFoundError
 
 from tests.k8s.conftest import K8S, VARIANTS, Render, render_dir
-from tests.sidecar_process import ROOT, SidecarProcess, free_port
+from tests.support.sidecar_process import ROOT, SidecarProcess, free_port
 from tollgate.cli import STORE_URL_ENV
 from tollgate.config import Config, parse_config
 from tollgate.grpc.server import LIVENESS_SERVICE

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.ledger.test_invariants import RESOLVE, commit, hold, refs
-from tests.redis_server import RedisServer
+from tests.support.redis_server import RedisServer
 from tollgate.errors import StoreUnavailable
 from tollgate.ledger.failopen import FailOpenStore
 from tollgate.ledger.redis import RedisStore, connect

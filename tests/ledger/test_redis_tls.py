@@ -23,8 +23,8 @@ import pytest
 import trustme
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tests.redis_server import RedisServer, RedisTls
-from tests.sidecar_process import ROOT, SidecarProcess, audit, redis_store, write_config
+from tests.support.redis_server import RedisServer, RedisTls
+from tests.support.sidecar_process import ROOT, SidecarProcess, audit, redis_store, write_config
 from tollgate.cli import STORE_URL_ENV
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc

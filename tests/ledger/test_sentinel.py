@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.eventually import eventually
 from tests.ledger.test_invariants import RESOLVE, commit, hold, refs
-from tests.redis_server import RedisServer
-from tests.sidecar_process import free_port
+from tests.support.eventually import eventually
+from tests.support.redis_server import RedisServer
+from tests.support.sidecar_process import free_port
 from tollgate.ledger.redis import RedisStore, connect
 
 pytestmark = pytest.mark.redis

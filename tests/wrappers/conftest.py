@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.sidecar_process import SidecarProcess, write_config
+from tests.support.sidecar_process import SidecarProcess, write_config
 from tests.wrappers.fake_provider import Fake, Reported
 from tollgate.config import default_config_text
 from tollgate_client import AsyncClient, Client, PoolState, Scope

@@ -367,7 +367,7 @@ async def test_the_readmes_two_lines_run(fake: Fake, sidecar: Any, tollgate: Asy
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's two lines, as written, with the SDK pointed at the fake by its own environment variables."""
     from tests.clients.readme_example import readme_block, with_target
-    from tests.sidecar_process import ROOT
+    from tests.support.sidecar_process import ROOT
 
     code = readme_block(ROOT / "clients" / "python" / "README.md", "python", "GatedOpenAI(")
     code = with_target(code, sidecar.target).replace("[...]", repr(MESSAGES))

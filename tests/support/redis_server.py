@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import redis
 
-from tests.sidecar_process import free_port
+from tests.support.sidecar_process import free_port
 
 
 def redis_available() -> bool:

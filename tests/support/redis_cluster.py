@@ -17,7 +17,7 @@ from pathlib import Path
 
 import redis
 
-from tests.sidecar_process import free_port
+from tests.support.sidecar_process import free_port
 
 _BUS_OFFSET = 10_000  # a cluster node also listens on port + 10000 for the cluster bus
 

@@ -11,7 +11,7 @@ import grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from opentelemetry.proto.trace.v1 import trace_pb2
 
-from tests.sidecar_process import free_port
+from tests.support.sidecar_process import free_port
 
 
 class _Sink(trace_service_pb2_grpc.TraceServiceServicer):
