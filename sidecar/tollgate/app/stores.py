@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..ledger import BudgetStore, Journal, LocalLedger, MemoryJournal, SqliteJournal, spec_resolver
 from ..ledger.local import wall_clock_ms
 from ..ledger.overrides import OverrideStore
 from ..quality import QualityStore
+
+if TYPE_CHECKING:
+    from ..ledger.redis_client import RedisClient
 
 __all__ = ["open_override_store", "open_quality_store", "open_store"]
 
@@ -50,27 +53,29 @@ def open_quality_store(config: Config) -> QualityStore:
     """Where the quality guard keeps its counts: beside the ledger, so Redis shares them across sidecars."""
     from ..ledger.feedback import MemoryQualityStore, RedisQualityStore, SqliteQualityStore
 
-    return _beside_ledger(config, MemoryQualityStore, SqliteQualityStore, RedisQualityStore)
+    if config.store.kind == "redis":
+        return RedisQualityStore(_redis_client(config), prefix=config.store.key_prefix, timeout=_timeout_s(config))
+    if config.store.kind == "sqlite":
+        return SqliteQualityStore(config.store.path)
+    return MemoryQualityStore()
 
 
 def open_override_store(config: Config) -> OverrideStore:
     """Where admin changes to pools live: beside the ledger, so Redis shares them across sidecars."""
     from ..ledger.overrides import MemoryOverrideStore, RedisOverrideStore, SqliteOverrideStore
 
-    return _beside_ledger(config, MemoryOverrideStore, SqliteOverrideStore, RedisOverrideStore)
-
-
-def _beside_ledger(config: Config, memory: Callable[[], Any], sqlite: Callable[[str], Any],
-                   redis: Callable[..., Any]) -> Any:
-    """One of a side store's three kinds, on the same backend as the ledger."""
     if config.store.kind == "redis":
-        return redis(_redis_client(config), prefix=config.store.key_prefix, timeout=config.store.timeout_ms / 1000)
+        return RedisOverrideStore(_redis_client(config), prefix=config.store.key_prefix, timeout=_timeout_s(config))
     if config.store.kind == "sqlite":
-        return sqlite(config.store.path)
-    return memory()
+        return SqliteOverrideStore(config.store.path)
+    return MemoryOverrideStore()
 
 
-def _redis_client(config: Config) -> Any:
+def _timeout_s(config: Config) -> float:
+    return config.store.timeout_ms / 1000
+
+
+def _redis_client(config: Config) -> RedisClient:
     """A Redis client as the store config describes it (URL, Cluster or Sentinel, bounded calls)."""
     from ..ledger.redis import connect
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
@@ -14,6 +14,9 @@ __all__ = ["TelemetryInterceptor"]
 
 _SERVICE_PREFIX = "/tollgate.v1.TollgateService/"
 
+if TYPE_CHECKING:  # generic in the stubs only
+    _Handler = grpc.RpcMethodHandler[Any, Any]
+
 
 class TelemetryInterceptor(grpc.aio.ServerInterceptor):
     """Wraps each TollgateService method's handler in its telemetry."""
@@ -22,13 +25,13 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         self._t = telemetry
         # grpc.aio asks on every RPC; a method's handler is the same object each time, so its
         # traced wrapper is built once rather than per call.
-        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+        self._wrapped: dict[str, tuple[_Handler, _Handler]] = {}
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[_Handler | None]],
         details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> _Handler | None:
         handler = await continuation(details)
         method_path = details.method
         if handler is None or handler.unary_unary is None or not method_path.startswith(_SERVICE_PREFIX):
@@ -40,11 +43,13 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         self._wrapped[method_path] = (handler, wrapped)
         return wrapped
 
-    def _wrap(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        inner = handler.unary_unary
+    def _wrap(self, method: str, handler: _Handler) -> _Handler:
+        # Under grpc.aio a unary-unary behaviour is a coroutine function of an aio context (the stubs
+        # describe the blocking server's); intercept_service wraps only handlers that have one.
+        inner = cast("Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]", handler.unary_unary)
         t = self._t
 
-        async def traced(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             started = time.perf_counter()
             fields, token = t.collect_log_fields()
             code = grpc.StatusCode.OK
@@ -69,6 +74,6 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         )
 
 
-def _carrier(context: grpc.aio.ServicerContext) -> dict[str, str]:
+def _carrier(context: grpc.aio.ServicerContext[Any, Any]) -> dict[str, str]:
     """The call's text metadata, where W3C trace context travels."""
     return {k: v for k, v in context.invocation_metadata() or () if isinstance(v, str)}
