@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TypeVar, Unpack
 
@@ -46,10 +46,13 @@ Metadata = Sequence[tuple[str, str | bytes]]
 _CHANNEL_OPTIONS = (("grpc.enable_http_proxy", 0),)
 
 
+_inject: Callable[[dict[str, str]], None] | None
 try:  # OpenTelemetry is optional: the client itself needs only grpcio and protobuf.
-    from opentelemetry.propagate import inject as _inject
+    from opentelemetry.propagate import inject as _otel_inject
 except ImportError:  # pragma: no cover - exercised where OpenTelemetry is not installed
     _inject = None
+else:
+    _inject = _otel_inject
 
 
 class _Settings:
@@ -100,7 +103,7 @@ class _Settings:
             failure.idempotency_key = call.reservation.idempotency_key
         return failure
 
-    def _call_metadata(self) -> tuple[tuple[str, str], ...]:
+    def _call_metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         """The configured metadata plus the caller's trace context, when OpenTelemetry is in use."""
         carrier: dict[str, str] = {}
         if _inject is not None:

@@ -243,7 +243,11 @@ def _status_messages() -> tuple[type[Message], type[Message]]:
     repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
     package = "tollgate_client.status_details"
 
-    def message(name: str, *fields: tuple[str, int, int, int, str]) -> descriptor_pb2.DescriptorProto:
+    def message(
+        name: str,
+        *fields: tuple[str, int, descriptor_pb2.FieldDescriptorProto.Type.ValueType,
+                       descriptor_pb2.FieldDescriptorProto.Label.ValueType, str],
+    ) -> descriptor_pb2.DescriptorProto:
         return descriptor_pb2.DescriptorProto(name=name, field=[
             descriptor_pb2.FieldDescriptorProto(name=n, number=number, type=kind, label=label,
                                                 type_name=type_name or None)

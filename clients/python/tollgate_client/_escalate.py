@@ -49,7 +49,8 @@ class Cascade(Generic[R]):
         return sum(a.charged_nanos for a in self.attempts)
 
 
-async def call_with_escalation(
+# messages is a key of RouteOptions taken by name, so that every attempt can be given the same input.
+async def call_with_escalation(  # type: ignore[misc]
     client: AsyncClient,
     scope: Scope,
     call: Callable[[Decision], Awaitable[R]],
@@ -71,7 +72,7 @@ async def call_with_escalation(
     """
     messages = list(messages) if messages is not None else None
     route_options = {k: v for k, v in route.items() if k not in ("reserve",)}
-    decision = await client.route(scope, messages=messages, reserve=True, **route_options)  # type: ignore[misc]
+    decision = await client.route(scope, messages=messages, reserve=True, **route_options)
     attempts: list[Attempt] = []
     while True:
         reservation = decision.reservation
