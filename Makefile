@@ -33,6 +33,7 @@ run: $(VENV)/.runtime
 
 test: test-tools $(VENV)/.dev proto-check
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 # What the suite needs besides Python: redis-server and redis-cli, Node.js with npm, Go. Installed from Debian's
@@ -53,6 +54,7 @@ test-unit: $(VENV)/.dev
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 proto: $(VENV)/.dev
 	$(BIN)/python scripts/gen_protos.py
