@@ -7,6 +7,7 @@ credentials, and authorized against the scope or the reservation id they name.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
@@ -39,6 +40,15 @@ _CALLER: ContextVar[Caller | None] = ContextVar("tollgate_caller", default=None)
 
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
+T = TypeVar("T")
+
+ANSWER_MARGIN_S = 0.005
+"""A keyless hold answered with less than this left of its caller's deadline is undone instead.
+
+gRPC sends the deadline as a timeout, so the sidecar's deadline is later than the caller's by the
+request's time in flight, and the answer needs time to travel back: an answer sent in the last
+instant would reach a caller who has stopped waiting, leaving a hold nobody can name.
+"""
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 
@@ -87,6 +97,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
     def __init__(self, gate: Tollgate, telemetry: Telemetry | None = None) -> None:
         self.gate = gate
         self.telemetry = telemetry or Telemetry(enable_tracing=False)
+        self._background: set[asyncio.Task[None]] = set()
 
     def _scope(self, scope: pb.Scope | None) -> Scope:
         """The request's scope, once the caller is known to be allowed it."""
@@ -109,25 +120,60 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
                 return
         raise PermissionDenied(f"caller {caller.name} may not use reservations of org {org[:128]!r}")
 
-    async def _undo_if_gone(self, context: grpc.aio.ServicerContext, *held: ReserveOutcome | None) -> None:
-        """Release fresh holds whose caller stopped waiting before the answer: nobody can name them.
+    async def _keyless(self, context: grpc.aio.ServicerContext, work: Awaitable[T],
+                       holds: Callable[[T], tuple[ReserveOutcome | None, ...]]) -> T:
+        """Run ``work``, whose fresh holds only its answer names, so that no answer lost on the way leaves one.
 
-        A keyed hold stays: the caller's retry with its key finds it.
+        A keyed call needs none of this: the caller's retry with its key finds its hold. A keyless hold
+        is undone when the caller leaves mid-call (gRPC cancels the handler; the work still finishes, in
+        the background), when too little of the deadline is left for the answer to arrive, and when the
+        call ends cancelled after the answer was sent.
         """
+        task = asyncio.ensure_future(work)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.add_done_callback(lambda done: self._undo_later(holds, done))
+            raise
+        fresh = [o.hold.reservation_id for o in holds(result) if o is not None and not o.replayed]
+        if not fresh:
+            return result
         remaining = context.time_remaining()
-        if not (context.cancelled() or (remaining is not None and remaining <= 0)):
+        if context.cancelled() or (remaining is not None and remaining < ANSWER_MARGIN_S):
+            for reservation_id in fresh:
+                await self.gate.release(reservation_id)
+            raise CallerGone("the call's deadline passed before its answer; nothing is held, retry with an "
+                             "idempotency key")
+        # (The stubs type the callback as a private class that no function matches.)
+        context.add_done_callback(
+            lambda ctx: self._release_later(fresh) if ctx.cancelled() else None)  # type: ignore[arg-type]
+        return result
+
+    def _undo_later(self, holds: Callable[[T], tuple[ReserveOutcome | None, ...]], done: asyncio.Future[T]) -> None:
+        if done.cancelled() or done.exception() is not None:
             return
-        for outcome in held:
-            if outcome is not None and not outcome.replayed:
-                await self.gate.release(outcome.hold.reservation_id)
-        raise CallerGone("the call's deadline passed before its answer; nothing is held, retry with an "
-                         "idempotency key")
+        self._release_later([o.hold.reservation_id for o in holds(done.result())
+                             if o is not None and not o.replayed])
+
+    def _release_later(self, reservation_ids: list[str]) -> None:
+        if not reservation_ids:
+            return
+        task = asyncio.get_running_loop().create_task(self._release_all(reservation_ids))
+        self._background.add(task)  # a task nobody references may be collected before it runs
+        task.add_done_callback(self._background.discard)
+
+    async def _release_all(self, reservation_ids: list[str]) -> None:
+        for reservation_id in reservation_ids:
+            try:
+                await self.gate.release(reservation_id)
+            except TollgateError as exc:  # ended meanwhile, or the store is down: its expiry resolves it
+                log.warning("could not release %s, whose caller left before the answer: %s", reservation_id, exc)
 
     @_translated
     async def Route(self, request: pb.RouteRequest, context: grpc.aio.ServicerContext) -> pb.RouteResponse:
         scope = self._scope(request.scope if request.HasField("scope") else None)
         caller = _CALLER.get()
-        decision = await self.gate.route(
+        work = self.gate.route(
             scope,
             convert.prompt(request.prompt, self.gate.config.limits.max_messages),
             convert.signals(request.signals),
@@ -139,8 +185,8 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
             # the org could not then commit or release: such callers are never sampled.
             accept_shadow=request.accept_shadow and (caller is None or caller.permits(scope.org)),
         )
-        if not request.reservation.idempotency_key:
-            await self._undo_if_gone(context, decision.reservation, decision.shadow_reservation)
+        decision = (await work if request.reservation.idempotency_key else
+                    await self._keyless(context, work, lambda d: (d.reservation, d.shadow_reservation)))
         response = pb.RouteResponse(decision=convert.decision(decision))
         if decision.reservation is not None:
             response.reservation.CopyFrom(convert.reservation(decision.reservation))
@@ -154,7 +200,7 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
     @_translated
     async def Reserve(self, request: pb.ReserveRequest, context: grpc.aio.ServicerContext) -> pb.ReserveResponse:
-        result = await self.gate.reserve(
+        work = self.gate.reserve(
             self._scope(request.scope if request.HasField("scope") else None),
             request.model,
             convert.prompt(request.prompt, self.gate.config.limits.max_messages),
@@ -163,8 +209,8 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
             idempotency_key=request.reservation.idempotency_key,
             ttl_ms=request.reservation.ttl_ms,
         )
-        if not request.reservation.idempotency_key:
-            await self._undo_if_gone(context, result.reservation)
+        result = (await work if request.reservation.idempotency_key else
+                  await self._keyless(context, work, lambda r: (r.reservation,)))
         self.telemetry.reserved(result.reservation)
         return pb.ReserveResponse(
             reservation=convert.reservation(result.reservation),
