@@ -13,6 +13,7 @@ import grpc
 import pytest
 import yaml
 
+from tests.support.eventually import eventually_async
 from tollgate.app import Tollgate
 from tollgate.config import default_config_text, parse_config
 from tollgate.grpc.handlers import TollgateServicer
@@ -20,7 +21,6 @@ from tollgate.grpc.parse import add_to_server
 from tollgate.ledger import HoldRequest, LocalLedger, MemoryJournal, ReserveOutcome, spec_resolver
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
-from tests.support.eventually import eventually_async
 
 C = grpc.StatusCode
 SCOPE = pb.Scope(org_id="acme", team_id="core", user_id="ann")
