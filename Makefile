@@ -48,9 +48,13 @@ proto-check: $(VENV)/.dev
 	cd proto && if git rev-parse --verify -q main >/dev/null; then \
 		../$(BIN)/buf breaking --against '../.git#branch=main,subdir=proto'; fi
 
-# The tests that need nothing but Python: the domain, the application and the wire, in process.
+# The tests that need nothing but Python: the domain, the application, the wire and the Python
+# client, in process (the folders mirror sidecar/tollgate; the rest start processes or servers).
+UNIT := tests/app tests/config tests/grpc tests/learn tests/routing $(wildcard tests/test_*.py) \
+	$(filter-out %_live.py %/test_install.py,$(wildcard tests/clients/python/test_*.py))
+
 test-unit: $(VENV)/.dev
-	$(BIN)/python -m pytest -q tests/unit tests/grpc
+	$(BIN)/python -m pytest -q $(UNIT)
 
 lint: $(VENV)/.dev
 	$(BIN)/ruff check .

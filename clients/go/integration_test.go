@@ -6,7 +6,7 @@ package tollgate_test
 //
 //	budgets: {overrides: {"org:tiny": {cap: "0.001", policy: hard}}}
 //
-// as tests/clients/test_go_client.py does. The retry test runs when
+// as tests/clients/go/test_go_client.py does. The retry test runs when
 // TOLLGATE_LOSSY_TARGET is set too: a proxy in front of the sidecar's TCP
 // port that loses the answer to the first call of every other connection
 // (tests/clients/lossy_proxy.py). The errors-by-reason test runs when

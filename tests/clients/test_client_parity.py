@@ -20,8 +20,8 @@ import pytest
 import tollgate_client
 from tests.support.sidecar_process import ROOT
 
-from .test_go_client import GO_CLIENT, _go_env
-from .test_node_client import NODE_DIR, node, node_modules
+from .go.test_go_client import GO_CLIENT, _go_env
+from .node.test_node_client import NODE_DIR, node, node_modules
 
 __all__ = ["node", "node_modules"]
 

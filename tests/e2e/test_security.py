@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -13,7 +12,8 @@ import grpc
 import pytest
 import trustme
 
-from tests.support.sidecar_process import SidecarProcess, audit, redis_store, write_config
+from tests.support.sidecar_process import SidecarProcess, audit, write_config
+from tests.support.tenants import STORES, bearer, callers, prompt, refused, sidecar_on
 from tollgate.config import load_config
 from tollgate.errors import ConfigError
 from tollgate_client.v1 import tollgate_pb2 as pb
@@ -24,29 +24,17 @@ TOKENS = {"acme-app": "tok-acme-7f3a", "bravo-app": "tok-bravo-91c2", "search-ap
           "ops": "tok-ops-0b1e", "slow-app": "tok-slow-4242"}
 
 
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def callers_config(data: dict[str, Any]) -> None:
-    data["auth"] = {"callers": [
-        {"name": "acme-app", "token_sha256": sha(TOKENS["acme-app"]), "grants": ["acme"]},
-        {"name": "bravo-app", "token_sha256": sha(TOKENS["bravo-app"]), "grants": ["bravo"]},
-        {"name": "search-app", "token_sha256": sha(TOKENS["search-app"]), "grants": ["acme/search"]},
-        {"name": "ops", "token_sha256": sha(TOKENS["ops"]), "grants": ["*"], "admin": True},
-        {"name": "slow-app", "token_sha256": sha(TOKENS["slow-app"]), "grants": ["slow"], "rate": 5},
-    ]}
+    grants = {"acme-app": ["acme"], "bravo-app": ["bravo"], "search-app": ["acme/search"], "ops": ["*"],
+              "slow-app": ["slow"]}
+    data["auth"] = {"callers": callers(TOKENS, grants, admins=["ops"], rates={"slow-app": 5})}
     # One user may hold at most 5 reservations open at once.
     data["budgets"]["templates"]["user"]["max_open"] = 5
     data["limits"] = {"max_message_bytes": 262_144, "max_tags": 4}
 
 
 def auth(name: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {TOKENS[name]}"),)
-
-
-def prompt(text: str = "Extract the total from: invoice 42, total 10 EUR") -> pb.Prompt:
-    return pb.Prompt(messages=pb.Messages(items=[pb.Message(role="user", content=text)]))
+    return bearer(TOKENS[name])
 
 
 # -- listeners ------------------------------------------------------------------------------------
@@ -129,34 +117,16 @@ async def test_mtls_identifies_the_caller_by_its_certificate(tmp_path: Path, ca:
 # -- callers and tenants, on both stores ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(scope="module", params=STORES)
 def sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
-    tmp = tmp_path_factory.mktemp(f"security-{request.param}")
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url
-
-        def edit(data: dict[str, Any]) -> None:
-            callers_config(data)
-            data["store"] = redis_store(url)
-
-        with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", edit), store=None) as proc:
-            yield proc
-    else:
-        with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", callers_config)) as proc:
-            yield proc
+    with sidecar_on(request, tmp_path_factory.mktemp(f"security-{request.param}"), callers_config) as proc:
+        yield proc
 
 
 @pytest.fixture
 async def stub(sidecar: SidecarProcess) -> AsyncIterator[pb_grpc.TollgateServiceStub]:
     async with grpc.aio.insecure_channel(sidecar.target) as channel:
         yield pb_grpc.TollgateServiceStub(channel)
-
-
-async def refused(call: Any, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    assert err.value.code() == code, err.value.details()
-    return err.value.details() or ""
 
 
 async def test_credentials_are_required_and_checked(stub: pb_grpc.TollgateServiceStub) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from tests.support.redis_server import RedisServer, redis_available
 from tests.support.sidecar_process import SidecarProcess, audit, redis_store, write_config
+from tests.support.tenants import STORES, bearer, callers, prompt, refused, sidecar_on
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
 
@@ -33,48 +34,19 @@ TOKENS = {"dotted": "tok-dotted-1", "tail": "tok-tail-2", "long": "tok-long-3", 
 GRANTS = {"dotted": ["acme.eu"], "tail": ["eu"], "long": [LONG_ORG], "lookalike": ["acme"], "ops": ["*"]}
 
 
-def sha(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def auth(name: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {TOKENS[name]}"),)
+    return bearer(TOKENS[name])
 
 
-def callers(data: dict[str, Any]) -> None:
-    data["auth"] = {"callers": [
-        {"name": name, "token_sha256": sha(token), "grants": GRANTS[name], **({"admin": True} if name == "ops" else {})}
-        for name, token in TOKENS.items()
-    ]}
+def with_callers(data: dict[str, Any]) -> None:
+    data["auth"] = {"callers": callers(TOKENS, GRANTS, admins=["ops"])}
 
 
-def prompt(text: str = "Extract the total from: invoice 42, total 10 EUR") -> pb.Prompt:
-    return pb.Prompt(messages=pb.Messages(items=[pb.Message(role="user", content=text)]))
-
-
-async def refused(call: Any, code: grpc.StatusCode) -> str:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    assert err.value.code() == code, (err.value.code(), err.value.details())
-    return err.value.details() or ""
-
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(scope="module", params=STORES)
 def tenants_sidecar(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
                     ) -> Iterator[SidecarProcess]:
-    tmp = tmp_path_factory.mktemp(f"trust-{request.param}")
-    if request.param == "redis":
-        url = request.getfixturevalue("redis_server").url
-
-        def edit(data: dict[str, Any]) -> None:
-            callers(data)
-            data["store"] = redis_store(url)
-
-        with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", edit), store=None) as proc:
-            yield proc
-    else:
-        with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", callers)) as proc:
-            yield proc
+    with sidecar_on(request, tmp_path_factory.mktemp(f"trust-{request.param}"), with_callers) as proc:
+        yield proc
 
 
 @pytest.fixture
@@ -318,7 +290,7 @@ def _ledger_digest(db: Path) -> str:
 
 
 async def test_a_top_up_past_the_largest_cap_changes_nothing(tmp_path: Path) -> None:
-    config = write_config(tmp_path / "t.yaml", callers)
+    config = write_config(tmp_path / "t.yaml", with_callers)
     with SidecarProcess(tmp_path, config=config) as proc:
         async with grpc.aio.insecure_channel(proc.target) as channel:
             admin = pb_grpc.AdminServiceStub(channel)

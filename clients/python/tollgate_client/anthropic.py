@@ -22,7 +22,19 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from ._client import AsyncClient, Client
 from ._types import Scope, Usage
 from ._usage import usage_from_anthropic
-from ._wrappers.common import Endpoint, Request, as_json, content_text, get, given, int_of, plain, role_of
+from ._wrappers.common import (
+    Endpoint,
+    Request,
+    as_json,
+    content_text,
+    get,
+    given,
+    int_of,
+    not_gated,
+    plain,
+    role_of,
+    sdk_attribute,
+)
 from ._wrappers.engine import AsyncGate, Check, Gate, OutcomeHook
 from ._wrappers.streams import AsyncGatedStream, GatedStream
 
@@ -95,8 +107,6 @@ MESSAGES_CREATE = Endpoint("messages.create", ("messages", "create"), _describe_
                            _message_text, _MessagesMeter)
 
 
-_UNGATED_COPIES = frozenset({"with_raw_response", "with_streaming_response", "copy"})
-
 
 def _stream_params(params: dict[str, Any]) -> dict[str, Any]:
     if "output_format" in params:
@@ -113,11 +123,6 @@ def _manager(kind: str, api_request: Any) -> Any:
     if "output_format" in inspect.signature(manager).parameters:
         return manager(api_request, output_format=NOT_GIVEN)
     return manager(api_request)
-
-
-def _not_gated(name: str) -> AttributeError:
-    return AttributeError(f"messages.{name} is not gated by Tollgate: call it on the SDK client, "
-                          f"client.sdk().messages.{name}, and hold its cost yourself")
 
 
 class _Messages:
@@ -139,7 +144,7 @@ class _Messages:
                         lambda: self._gate.call(MESSAGES_CREATE, _stream_params(params)))
 
     def __getattr__(self, name: str) -> Any:
-        raise _not_gated(name)
+        raise not_gated("messages", name)
 
 
 class GatedAnthropic:
@@ -183,12 +188,7 @@ class GatedAnthropic:
                               **self._gate.settings())
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in _UNGATED_COPIES:
-            raise AttributeError(f"{name} would make an ungated SDK client: use client.sdk().{name}, and hold its "
-                                 "cost yourself")
-        return getattr(self._gate.sdk(), name)
+        return sdk_attribute(self._gate.sdk(), name)
 
 
 class _AsyncMessages:
@@ -210,7 +210,7 @@ class _AsyncMessages:
                         self._gate.call(MESSAGES_CREATE, _stream_params(params)))
 
     def __getattr__(self, name: str) -> Any:
-        raise _not_gated(name)
+        raise not_gated("messages", name)
 
 
 class AsyncGatedAnthropic:
@@ -235,9 +235,4 @@ class AsyncGatedAnthropic:
                                    **self._gate.settings())
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in _UNGATED_COPIES:
-            raise AttributeError(f"{name} would make an ungated SDK client: use client.sdk().{name}, and hold its "
-                                 "cost yourself")
-        return getattr(self._gate.sdk(), name)
+        return sdk_attribute(self._gate.sdk(), name)

@@ -29,8 +29,10 @@ from ._wrappers.common import (
     get,
     given,
     int_of,
+    not_gated,
     plain,
     role_of,
+    sdk_attribute,
 )
 from ._wrappers.engine import AsyncGate, Check, Gate, OutcomeHook
 from ._wrappers.streams import AsyncGatedStream, GatedStream
@@ -207,13 +209,6 @@ RESPONSES_PARSE = Endpoint("responses.parse", ("responses", "parse"), _describe_
                            _responses_text)
 
 
-_UNGATED_COPIES = frozenset({"with_raw_response", "with_streaming_response", "copy"})
-
-
-def _not_gated(where: str, name: str) -> AttributeError:
-    return AttributeError(f"{where}.{name} is not gated by Tollgate: call it on the SDK client, "
-                          f"client.sdk().{where}.{name}, and hold its cost yourself")
-
 
 def _no_stream(params: Mapping[str, Any], where: str) -> None:
     if params.get("stream"):
@@ -240,7 +235,7 @@ class _Completions:
         return self._gate.call(CHAT_PARSE, params)
 
     def __getattr__(self, name: str) -> Any:
-        raise _not_gated("chat.completions", name)
+        raise not_gated("chat.completions", name)
 
 
 class _Chat:
@@ -266,7 +261,7 @@ class _Responses:
         return self._gate.call(RESPONSES_PARSE, params)
 
     def __getattr__(self, name: str) -> Any:
-        raise _not_gated("responses", name)
+        raise not_gated("responses", name)
 
 
 class GatedOpenAI:
@@ -319,12 +314,7 @@ class GatedOpenAI:
                            **self._gate.settings())
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in _UNGATED_COPIES:
-            raise AttributeError(f"{name} would make an ungated SDK client: use client.sdk().{name}, and hold its "
-                                 "cost yourself")
-        return getattr(self._gate.sdk(), name)
+        return sdk_attribute(self._gate.sdk(), name)
 
 
 # ---- asyncio ------------------------------------------------------------------------------------------------
@@ -347,7 +337,7 @@ class _AsyncCompletions:
         return await self._gate.call(CHAT_PARSE, params)
 
     def __getattr__(self, name: str) -> Any:
-        raise _not_gated("chat.completions", name)
+        raise not_gated("chat.completions", name)
 
 
 class _AsyncChat:
@@ -373,7 +363,7 @@ class _AsyncResponses:
         return await self._gate.call(RESPONSES_PARSE, params)
 
     def __getattr__(self, name: str) -> Any:
-        raise _not_gated("responses", name)
+        raise not_gated("responses", name)
 
 
 class AsyncGatedOpenAI:
@@ -399,9 +389,4 @@ class AsyncGatedOpenAI:
                                 **self._gate.settings())
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("_"):
-            raise AttributeError(name)
-        if name in _UNGATED_COPIES:
-            raise AttributeError(f"{name} would make an ungated SDK client: use client.sdk().{name}, and hold its "
-                                 "cost yourself")
-        return getattr(self._gate.sdk(), name)
+        return sdk_attribute(self._gate.sdk(), name)

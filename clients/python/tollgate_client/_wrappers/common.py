@@ -261,3 +261,23 @@ def content_text(content: Any) -> tuple[str, bool]:
         if kind in ("tool_use", "server_tool_use"):
             texts.append(f"{get(part, 'name') or ''} {as_json(get(part, 'input'))}")
     return "\n".join(t for t in texts if t), vision
+
+
+_UNGATED_COPIES = frozenset({"with_raw_response", "with_streaming_response", "copy"})
+
+
+def not_gated(where: str, name: str) -> AttributeError:
+    """The error for a resource method the wrapper does not gate, saying where the ungated one is."""
+    return AttributeError(f"{where}.{name} is not gated by Tollgate: call it on the SDK client, "
+                          f"client.sdk().{where}.{name}, and hold its cost yourself")
+
+
+def sdk_attribute(sdk: Any, name: str) -> Any:
+    """A wrapper's pass-through to the default SDK client's other resources, refusing ungated copies of it."""
+    if name.startswith("_"):
+        raise AttributeError(name)
+    if name in _UNGATED_COPIES:
+        raise AttributeError(f"{name} would make an ungated SDK client: use client.sdk().{name}, and hold its "
+                             "cost yourself")
+    return getattr(sdk, name)
+

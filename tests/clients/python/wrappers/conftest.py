@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.clients.python.wrappers.fake_provider import Fake, Reported
 from tests.support.sidecar_process import SidecarProcess, write_config
-from tests.wrappers.fake_provider import Fake, Reported
 from tollgate.config import default_config_text
 from tollgate_client import AsyncClient, Client, PoolState, Scope
 

@@ -19,7 +19,7 @@ import pytest
 
 from tests.support.sidecar_process import ROOT, SidecarProcess
 
-from .readme_example import PROVIDER_USAGE, assert_settled, nanos, readme_block, sidecar, with_target
+from ..readme_example import PROVIDER_USAGE, assert_settled, nanos, readme_block, sidecar, with_target
 
 __all__ = ["sidecar"]
 

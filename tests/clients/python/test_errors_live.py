@@ -22,7 +22,7 @@ from tollgate_client import (
     TollgateClientError,
 )
 
-from .auth_sidecar import LIMITED_TOKEN, SPENDER_TOKEN, auth_sidecar
+from ..auth_sidecar import LIMITED_TOKEN, SPENDER_TOKEN, auth_sidecar
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 from tests.support.sidecar_process import SidecarProcess
 from tollgate_client import AsyncClient, Client, PoolState, Retry, Scope, UnavailableError, Usage
 
-from .lossy_proxy import LossyProxy
+from ..lossy_proxy import LossyProxy
 
 MODEL = "gpt-4o-mini"
 

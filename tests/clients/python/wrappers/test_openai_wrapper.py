@@ -13,8 +13,8 @@ from typing import Any
 import openai
 import pytest
 
-from tests.wrappers.conftest import BROKE, check_ledger, price, provider_of
-from tests.wrappers.fake_provider import ANSWER_GOOD, Fake, Reported
+from tests.clients.python.wrappers.conftest import BROKE, check_ledger, price, provider_of
+from tests.clients.python.wrappers.fake_provider import ANSWER_GOOD, Fake, Reported
 from tollgate_client import (
     AsyncClient,
     AsyncGatedOpenAI,

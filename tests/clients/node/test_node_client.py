@@ -17,8 +17,8 @@ import pytest
 
 from tests.support.sidecar_process import ROOT, SidecarProcess, write_config
 
-from . import auth_sidecar
-from .lossy_proxy import LossyProxy
+from .. import auth_sidecar
+from ..lossy_proxy import LossyProxy
 
 NODE_DIR = ROOT / "clients" / "node"
 STAMP = NODE_DIR / "node_modules" / ".tollgate-npm-ci-stamp"

@@ -22,8 +22,8 @@ import pytest
 
 from tests.support.sidecar_process import ROOT, SidecarProcess, write_config
 
-from . import auth_sidecar
-from .lossy_proxy import LossyProxy
+from .. import auth_sidecar
+from ..lossy_proxy import LossyProxy
 
 GO_CLIENT = ROOT / "clients" / "go"
 TOOLS = ("go", "gofmt")
