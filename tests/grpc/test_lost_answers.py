@@ -30,6 +30,7 @@ PROMPT = pb.Prompt(messages=pb.Messages(items=[pb.Message(role="user", content="
 class PausingLedger(LocalLedger):
     """The embedded ledger, pausing ``pause_s`` after it wrote a hold and before it answers."""
 
+    suspends = True
     pause_s = 0.0
 
     async def reserve(self, request: HoldRequest) -> ReserveOutcome:

@@ -84,6 +84,11 @@ class Tollgate:
     def counter(self) -> TokenCounter:
         return self.runtime.counter
 
+    @property
+    def interruptible(self) -> bool:
+        """Whether a call may yield mid-way (its store awaits), so a caller's leaving can cut it after a write."""
+        return self.store.suspends
+
     def reload(self, config: Config) -> list[str]:
         """Swap in a new, already validated config; returns the sections that changed.
 

@@ -129,12 +129,15 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
         the background), when too little of the deadline is left for the answer to arrive, and when the
         call ends cancelled after the answer was sent.
         """
-        task = asyncio.ensure_future(work)
-        try:
-            result = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.add_done_callback(lambda done: self._undo_later(holds, done))
-            raise
+        if self.gate.interruptible:
+            task = asyncio.ensure_future(work)
+            try:
+                result = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                task.add_done_callback(lambda done: self._undo_later(holds, done))
+                raise
+        else:  # nothing in it yields, so nothing can interrupt it: spare the task and its loop turns
+            result = await work
         fresh = [o.hold.reservation_id for o in holds(result) if o is not None and not o.replayed]
         if not fresh:
             return result

@@ -53,6 +53,10 @@ __all__ = [
 class BudgetStore(Protocol):
     """What every budget store does. Each mutation is atomic across all its pools."""
 
+    suspends: bool
+    """Whether its calls yield to the event loop, so that a caller leaving mid-call can interrupt
+    the work that called it after a hold was written. A store that never yields cannot be."""
+
     def set_specs(self, specs: SpecResolver) -> None: ...
     async def reserve(self, request: HoldRequest) -> ReserveOutcome: ...
     async def commit(self, request: CommitRequest) -> CommitOutcome: ...

@@ -56,6 +56,7 @@ class FailOpenStore:
         clock: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self.inner = inner
+        self.suspends = inner.suspends
         self.allowance = allowance
         self.used = 0
         """Holds and charges of local reservations not yet written to the store."""

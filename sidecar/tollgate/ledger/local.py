@@ -108,6 +108,8 @@ class Journal(Protocol):
 class LocalLedger:
     """A budget store for one process. See the module docstring for why it is atomic."""
 
+    suspends = False  # every call runs to its end without an await
+
     def __init__(
         self,
         journal: Journal,

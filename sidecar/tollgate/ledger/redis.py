@@ -90,6 +90,8 @@ _PROBE = ("local t = redis.call('TIME') "
 class RedisStore:
     """A ``BudgetStore`` in Redis or Redis Cluster. See the module docstring."""
 
+    suspends = True
+
     def __init__(
         self,
         client: RedisClient,
