@@ -15,7 +15,15 @@ import os
 import sys
 from pathlib import Path
 
-from .config import Config, ServerConfig, StoreConfig, check_listener, load_config, store_url_problem
+from .config import (
+    Config,
+    ServerConfig,
+    StoreConfig,
+    TelemetryConfig,
+    check_listener,
+    load_config,
+    store_url_problem,
+)
 from .errors import ConfigError
 from .money import format_usd, parse_usd
 
@@ -80,6 +88,12 @@ def _load(args: argparse.Namespace) -> Config:
             raise ConfigError(f"{args.health_port} is out of range: must be between 0 and 65535",
                               key="server.health_port", file="--health-port")
         server = dataclasses.replace(server, health_port=args.health_port)
+    if args.metrics_port is not None:
+        if not 0 <= args.metrics_port <= 65_535:
+            raise ConfigError(f"{args.metrics_port} is out of range: must be between 0 and 65535",
+                              key="telemetry.metrics_port", file="--metrics-port")
+        config = dataclasses.replace(config, telemetry=dataclasses.replace(config.telemetry,
+                                                                           metrics_port=args.metrics_port))
     if server.health_port and server.health_port in (server.port, config.telemetry.metrics_port):
         which = "the API port" if server.health_port == server.port else "telemetry.metrics_port"
         raise ConfigError(f"{server.health_port} is {which} too; the health listener needs its own port",
@@ -103,7 +117,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from .grpc.server import run
 
     _setup_logging(args.log_level)
-    run(_load(args), load=lambda: _load(args))
+    try:
+        run(_load(args), load=lambda: _load(args))
+    except OSError as exc:  # a port taken, a socket path not writable: the message says which and what to do
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -327,6 +345,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--health-port", type=int,
                        help="also serve grpc.health.v1 alone on this port, on server.health_host (default "
                             f"{ServerConfig().health_host}), for Kubernetes gRPC probes; 0 = off")
+    serve.add_argument("--metrics-port", type=int,
+                       help=f"serve /metrics on this port (default {TelemetryConfig().metrics_port}; 0 = none)")
     serve.add_argument("--store", choices=("sqlite", "memory"), help="override the configured store")
     serve.add_argument("--db", help="SQLite ledger file (implies --store sqlite)")
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))

@@ -1,16 +1,17 @@
 """Traces, metrics and logs: what an SRE and finance see of every call.
 
 - **Traces** (OpenTelemetry, OTLP/gRPC): one span per RPC, continuing the caller's
-  trace from W3C ``traceparent``/``tracestate`` in the gRPC metadata. Attributes follow
-  the GenAI semantic conventions where a name exists (``gen_ai.request.model``,
-  ``gen_ai.provider.name``, ``gen_ai.usage.*``, ``gen_ai.request.max_tokens``) and
-  ``tollgate.*`` otherwise. A Commit span links to its Reserve span. Configured by the
-  standard ``OTEL_*`` variables; off unless an OTLP endpoint is set. Export runs on the
-  SDK's batch thread with a bounded queue: a dead collector costs dropped spans
-  (counted), never RPC latency.
-- **Metrics** (Prometheus, ``/metrics`` on its own port): labels are bounded sets
-  (tier, model, level, policy, method, code); no org, user or session id ever becomes a
-  label.
+  trace from W3C ``traceparent``/``tracestate`` in the gRPC metadata. Its attributes are
+  ``rpc.*`` (the gRPC conventions) and ``tollgate.*``, never ``gen_ai.*``: GenAI-aware
+  backends count every span carrying those as an LLM call, and the sidecar makes none;
+  the app's own provider span does. A span is an error only for the status codes the gRPC
+  conventions call server errors: a budget refusal is the product working. A Commit span
+  links to its Reserve span. Configured by the standard ``OTEL_*`` variables; off unless
+  an OTLP endpoint is set. Export runs on the SDK's batch thread with a bounded queue: a
+  dead collector costs dropped spans (counted), never RPC latency.
+- **Metrics** (Prometheus, ``/metrics`` on its own port): base units (USD, tokens,
+  seconds); labels are bounded sets (tier, model, level, policy, method, code); no org,
+  user or session id ever becomes a label, except the pools an operator lists to watch.
 - **Logs**: one JSON line per money-changing RPC with its trace and span ids and
   figures; never prompt text.
 
@@ -34,10 +35,21 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
 
+from . import __version__
 from .errors import Refusal
 from .ledger import CommitOutcome, Hold, PoolSnapshot, ReleaseOutcome, ReserveOutcome
+from .ledger.pools import pool_warning
 from .money import NANOS_PER_USD
 
 __all__ = ["MONEY_METHODS", "Metrics", "Telemetry", "tracing_enabled"]
@@ -51,6 +63,12 @@ _LOG_FIELDS: contextvars.ContextVar[dict[str, Any] | None] = contextvars.Context
                                                                                    default=None)
 _LINKS_KEPT = 100_000
 _NO_SPAN = contextlib.nullcontext(None)
+SERVER_ERRORS = frozenset({"UNKNOWN", "DEADLINE_EXCEEDED", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS"})
+"""The status codes that mark a server span as an error (OpenTelemetry's gRPC conventions): the others
+are the caller's to handle (a refusal, a bad argument), and must not feed an error-rate SLO."""
+
+# Every counter would otherwise export a ``_created`` series beside it, which dashboards never use.
+disable_created_metrics()
 
 
 def tracing_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -64,24 +82,34 @@ def tracing_enabled(environ: dict[str, str] | None = None) -> bool:
 class Metrics:
     """Every Prometheus instrument, in a registry of its own."""
 
-    def __init__(self) -> None:
+    def __init__(self, watched_pools: Sequence[str] = ()) -> None:
         # Labelled children by (instrument, label values): ``labels()`` validates and locks on
         # every call, several times per RPC, for a set of children that stops growing at once.
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        self.watched = frozenset(watched_pools)
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)  # the sidecar's memory and CPU, which its limits are set by
+        PlatformCollector(registry=r)
         self.decisions = Counter("tollgate_decisions", "Routing decisions", ["tier", "model", "source", "outcome"],
                                  registry=r)
-        self.holds = Counter("tollgate_held_nanos", "Nano-USD held by admitted reservations", ["level", "model"],
+        self.spend = Counter("tollgate_spend_usd", "USD charged by commits, each call once: sum() is the spend",
+                             ["model"], registry=r)
+        self.pool_spend = Counter(
+            "tollgate_pool_spend_usd", "USD charged to the pools of each level; a call counts once per level of "
+            "its scope, so sum by level, never across levels", ["level"], registry=r)
+        self.holds = Counter("tollgate_held_usd", "USD held by admitted reservations (margin included)", ["model"],
                              registry=r)
-        self.spend = Counter("tollgate_spend_nanos", "Nano-USD charged by commits", ["level", "model"], registry=r)
+        self.tokens = Counter("tollgate_tokens", "Tokens committed, by kind (input, cached_input, output, reasoning)",
+                              ["model", "kind"], registry=r)
         self.refusals = Counter("tollgate_refusals", "Reservations refused by a budget pool",
                                 ["level", "policy", "limit"], registry=r)
         self.downgrades = Counter("tollgate_downgrades", "Routes downgraded by a soft pool", ["level"], registry=r)
+        self.warnings = Counter("tollgate_pool_warnings", "Reservations that took a pool past its warning threshold",
+                                ["level"], registry=r)
         self.escalations = Counter("tollgate_escalations", "Failed calls escalated to a next attempt",
                                    ["from_tier", "to_tier"], registry=r)
-        self.overshoot = Counter("tollgate_overshoot", "Commits whose cost exceeded their hold", ["model"], registry=r)
-        self.overshoot_nanos = Counter("tollgate_overshoot_nanos", "Nano-USD charged above the hold", ["model"],
-                                       registry=r)
+        self.overshoot = Counter("tollgate_overshoots", "Commits whose cost exceeded their hold", ["model"], registry=r)
+        self.overshoot_usd = Counter("tollgate_overshoot_usd", "USD charged above the hold", ["model"], registry=r)
         self.estimate_ratio = Histogram(
             "tollgate_estimation_ratio", "Actual cost / estimated cost (before the margin) per commit", ["model"],
             buckets=(0.1, 0.25, 0.5, 0.75, 0.9, 1.0, 1.1, 1.3, 1.5, 2.0, 3.0, 5.0), registry=r,
@@ -96,6 +124,14 @@ class Metrics:
         )
         self.spans_dropped = Counter("tollgate_spans_dropped", "Spans the OTLP exporter failed to deliver",
                                      registry=r)
+        self.utilisation = Gauge(
+            "tollgate_pool_utilisation_ratio", "(spent + held) / usable cap of each watched pool, as this sidecar "
+            "last saw it (telemetry.watch_pools)", ["pool"], registry=r)
+        self.pool_spent = Gauge("tollgate_pool_spent_usd", "Spent in the current window of each watched pool",
+                                ["pool"], registry=r)
+        self.pool_cap = Gauge("tollgate_pool_cap_usd", "Usable cap of each watched pool", ["pool"], registry=r)
+        self.info = Gauge("tollgate_build_info", "1, labelled with the sidecar's version", ["version"], registry=r)
+        self.info.labels(__version__).set(1)
 
     def child(self, metric: Any, *values: str) -> Any:
         """``metric.labels(*values)``, remembered."""
@@ -155,7 +191,7 @@ class _CountingExporter(SpanExporter):
 
 
 def _resource() -> Resource:
-    attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME", "tollgate")}
+    attrs = {"service.name": os.environ.get("OTEL_SERVICE_NAME", "tollgate"), "service.version": __version__}
     for env, key in (("POD_NAME", "k8s.pod.name"), ("POD_NAMESPACE", "k8s.namespace.name"),
                      ("NODE_NAME", "k8s.node.name")):
         if os.environ.get(env):
@@ -171,8 +207,9 @@ def _usd(nanos: int) -> float:
 class Telemetry:
     """Tracing, metrics and RPC logs for one sidecar process."""
 
-    def __init__(self, *, exporter: SpanExporter | None = None, enable_tracing: bool | None = None) -> None:
-        self.metrics = Metrics()
+    def __init__(self, *, exporter: SpanExporter | None = None, enable_tracing: bool | None = None,
+                 watched_pools: Sequence[str] = ()) -> None:
+        self.metrics = Metrics(watched_pools)
         self._provider: TracerProvider | None = None
         if enable_tracing is None:
             enable_tracing = tracing_enabled()
@@ -193,6 +230,10 @@ class Telemetry:
     @property
     def tracing(self) -> bool:
         return self._provider is not None
+
+    @property
+    def service_name(self) -> str:
+        return os.environ.get("OTEL_SERVICE_NAME", "tollgate")
 
     def watch_quality(self, guard: Any) -> None:
         """Export the quality guard's per-task-type figures."""
@@ -239,9 +280,11 @@ class Telemetry:
     def rpc_done(self, method: str, code: str, code_number: int, elapsed_s: float, span: Any, *, money: bool,
                  carrier: Callable[[], dict[str, str]], fields: dict[str, Any]) -> None:
         """Record one finished RPC: its span's status, its latency, and for money RPCs a log line."""
-        if span is not None and code != "OK":
+        if span is not None:
             span.set_attribute("rpc.grpc.status_code", code_number)
-            span.set_status(Status(StatusCode.ERROR, code))
+            if code in SERVER_ERRORS:
+                span.set_attribute("error.type", code)
+                span.set_status(Status(StatusCode.ERROR, code))
         self.metrics.child(self.metrics.rpc, method, code).observe(elapsed_s)
         if code == "UNAVAILABLE":
             self.store_failed(method)
@@ -265,11 +308,11 @@ class Telemetry:
         if decision.downgraded_by:
             self.metrics.child(self.metrics.downgrades, decision.downgraded_by).inc()
         _annotate(
-            {"gen_ai.request.model": chosen.model.name, "tollgate.tier": chosen.model.tier,
-             "tollgate.policy.outcome": decision.outcome},
+            {"tollgate.model": chosen.model.name, "tollgate.tier": chosen.model.tier,
+             "tollgate.outcome": decision.outcome},
             lambda: {
-                "gen_ai.provider.name": chosen.model.provider,
-                "gen_ai.request.max_tokens": max_output_tokens,
+                "tollgate.provider": chosen.model.provider,
+                **({"tollgate.request.max_output_tokens": max_output_tokens} if max_output_tokens else {}),
                 "tollgate.required_tier": decision.requirement.tier,
                 "tollgate.routing.source": decision.requirement.source,
                 "tollgate.routing.reason": decision.reason,
@@ -288,16 +331,20 @@ class Telemetry:
         """An admitted (or replayed) reservation."""
         hold = outcome.hold
         if not outcome.replayed:
-            for pool in outcome.pools:
-                self.metrics.child(self.metrics.holds, str(pool.level), hold.model).inc(hold.amount)
+            self.metrics.child(self.metrics.holds, hold.model).inc(_usd(hold.amount))
             self.metrics.open.inc()
+            for pool in outcome.pools:
+                # Past the threshold now, and not before this hold: this reservation crossed it.
+                if pool.warning and not _warned(pool, pool.held - hold.amount):
+                    self.metrics.child(self.metrics.warnings, str(pool.level)).inc()
+        self._watch(outcome.pools)
         span = trace.get_current_span()
         if span.is_recording():
             self._reserve_spans[hold.reservation_id] = span.get_span_context()
             if len(self._reserve_spans) > _LINKS_KEPT:
                 self._reserve_spans.popitem(last=False)
         _annotate(
-            {"tollgate.reservation.id": hold.reservation_id, "gen_ai.request.model": hold.model,
+            {"tollgate.reservation.id": hold.reservation_id, "tollgate.model": hold.model,
              "tollgate.cost.held_nanos": hold.amount},
             lambda: {
                 "tollgate.reservation.replayed": outcome.replayed,
@@ -309,15 +356,16 @@ class Telemetry:
     def committed(self, outcome: CommitOutcome, estimated: int, usage: Any) -> None:
         """A commit; ``estimated`` is the cost estimated before the margin."""
         hold = outcome.hold
-        self._count_commit(outcome, estimated)
+        self._count_commit(outcome, estimated, usage)
         self._link(hold.reservation_id)
         _annotate(
-            {"tollgate.reservation.id": hold.reservation_id, "gen_ai.request.model": hold.model,
+            {"tollgate.reservation.id": hold.reservation_id, "tollgate.model": hold.model,
              "tollgate.cost.charged_nanos": hold.charged, "tollgate.cost.overshoot_nanos": hold.overshoot},
             lambda: {
-                "gen_ai.usage.input_tokens": usage.input_tokens,
-                "gen_ai.usage.output_tokens": usage.output_tokens + usage.reasoning_tokens,
-                "gen_ai.usage.cache_read.input_tokens": usage.cached_input_tokens,
+                "tollgate.usage.input_tokens": usage.input_tokens,
+                "tollgate.usage.cached_input_tokens": usage.cached_input_tokens,
+                "tollgate.usage.output_tokens": usage.output_tokens,
+                "tollgate.usage.reasoning_tokens": usage.reasoning_tokens,
                 "tollgate.reservation.replayed": outcome.replayed,
                 "tollgate.cost.held_nanos": hold.amount,
                 "tollgate.cost.charged_usd": _usd(hold.charged),
@@ -326,15 +374,24 @@ class Telemetry:
             },
         )
 
-    def _count_commit(self, outcome: CommitOutcome, estimated: int) -> None:
+    def _count_commit(self, outcome: CommitOutcome, estimated: int, usage: Any = None) -> None:
         hold = outcome.hold
+        self._watch(outcome.pools)
         if outcome.replayed:
             return
+        m = self.metrics
+        charged = _usd(hold.charged)
+        m.child(m.spend, hold.model).inc(charged)
         for pool in outcome.pools:
-            self.metrics.child(self.metrics.spend, str(pool.level), hold.model).inc(hold.charged)
+            m.child(m.pool_spend, str(pool.level)).inc(charged)
+        if usage is not None:
+            for kind, count in (("input", usage.input_tokens), ("cached_input", usage.cached_input_tokens),
+                                ("output", usage.output_tokens), ("reasoning", usage.reasoning_tokens)):
+                if count:
+                    m.child(m.tokens, hold.model, kind).inc(count)
         if hold.overshoot:
-            self.metrics.child(self.metrics.overshoot, hold.model).inc()
-            self.metrics.child(self.metrics.overshoot_nanos, hold.model).inc(hold.overshoot)
+            m.child(m.overshoot, hold.model).inc()
+            m.child(m.overshoot_usd, hold.model).inc(_usd(hold.overshoot))
         if estimated > 0:
             self.metrics.child(self.metrics.estimate_ratio, hold.model).observe(hold.charged / estimated)
         self.metrics.open.dec()
@@ -366,9 +423,10 @@ class Telemetry:
         hold = outcome.hold
         if not outcome.replayed:
             self.metrics.open.dec()
+        self._watch(outcome.pools)
         self._link(hold.reservation_id)
         _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.cost.released_nanos": hold.amount},
-                  lambda: _pools(outcome.pools))
+                  lambda: {"tollgate.cost.released_usd": _usd(hold.amount), **_pools(outcome.pools)})
 
     def extended(self, hold: Hold) -> None:
         _annotate({"tollgate.reservation.id": hold.reservation_id, "tollgate.reservation.expires_ms": hold.expires_ms})
@@ -391,11 +449,28 @@ class Telemetry:
         self.metrics.expired.inc(count)
         self.metrics.open.dec(count)
 
+    def _watch(self, pools: Sequence[PoolSnapshot]) -> None:
+        """Export the figures of the pools an operator asked to watch, as this answer saw them."""
+        if not self.metrics.watched:
+            return
+        m = self.metrics
+        for pool in pools:
+            if pool.pool_id in m.watched:
+                m.child(m.utilisation, pool.pool_id).set(
+                    (pool.spent + pool.held) / pool.usable_cap if pool.usable_cap > 0 else 0.0)
+                m.child(m.pool_spent, pool.pool_id).set(_usd(pool.spent))
+                m.child(m.pool_cap, pool.pool_id).set(_usd(pool.usable_cap))
+
     def _link(self, reservation_id: str) -> None:
         reserve = self._reserve_spans.pop(reservation_id, None)
         span = trace.get_current_span()
         if reserve is not None and span.is_recording():
             span.add_link(reserve, {"tollgate.link": "reserve"})
+
+
+def _warned(pool: PoolSnapshot, held: int) -> bool:
+    """Whether ``pool`` was past its warning threshold with ``held`` held (the ledger's rule, in ledger/pools.py)."""
+    return pool_warning(pool.spec, pool.spent, held)
 
 
 def _pools(pools: Sequence[PoolSnapshot]) -> dict[str, Any]:

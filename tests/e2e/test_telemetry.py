@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,10 +16,11 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
+import tollgate
 from tests.support.eventually import eventually_async
 from tests.support.otlp_receiver import OtlpReceiver, attributes
 from tests.support.sidecar_process import SidecarProcess, free_port, write_config
-from tollgate_client import AsyncClient, Scope, Usage
+from tollgate_client import AsyncClient, BudgetExceededError, ReservationNotFoundError, Scope, Usage
 
 CLIENT_PROVIDER = TracerProvider()
 
@@ -67,17 +71,19 @@ async def test_spans_join_the_callers_trace_with_decision_and_cost(tmp_path: Pat
     assert commit.parent_span_id == app.span_id.to_bytes(8, "big")
     assert resource["service.name"] == "tollgate-under-test"
     assert resource["k8s.pod.name"] == "checkout-7d9f" and resource["k8s.namespace.name"] == "shop"
+    assert resource["service.version"] == tollgate.__version__
     r = attributes(route.attributes)
-    assert r["gen_ai.request.model"] == decision.model
-    assert r["gen_ai.provider.name"] == decision.provider
-    assert r["gen_ai.request.max_tokens"] == 300
+    assert r["tollgate.model"] == decision.model
+    assert r["tollgate.provider"] == decision.provider
+    assert r["tollgate.request.max_output_tokens"] == 300
     assert r["tollgate.tier"] == "cheap" and r["tollgate.routing.source"] == "rule"
     assert "task_type=extract" in r["tollgate.routing.reason"]
     assert r["tollgate.cost.held_nanos"] == decision.reservation.held_nanos
-    assert r["tollgate.policy.outcome"] == "admitted"
+    assert r["tollgate.outcome"] == "admitted"
     assert r["tollgate.pool.user.id"] == "user:shop/u-17"
+    assert r["rpc.system"] == "grpc" and r["rpc.method"] == "Route" and r["rpc.grpc.status_code"] == 0
     c = attributes(commit.attributes)
-    assert c["gen_ai.usage.input_tokens"] == 40 and c["gen_ai.usage.output_tokens"] == 12
+    assert c["tollgate.usage.input_tokens"] == 40 and c["tollgate.usage.output_tokens"] == 12
     org = next(p for p in pools if p.pool_id == "org:shop")
     assert c["tollgate.cost.charged_nanos"] == done.charged_nanos == org.spent_nanos
     assert c["tollgate.cost.overshoot_nanos"] == 0
@@ -93,6 +99,50 @@ async def test_spans_join_the_callers_trace_with_decision_and_cost(tmp_path: Pat
     assert "content" not in json.dumps(lines) and "SKU" not in sidecar.logs()  # never prompt text
 
 
+def test_start_up_says_where_traces_and_metrics_go(tmp_path: Path, receiver: OtlpReceiver) -> None:
+    port = free_port()
+    with traced_sidecar(tmp_path, receiver.endpoint, metrics_port=port) as sidecar:
+        logs = sidecar.logs()
+    assert f"metrics on http://127.0.0.1:{port}/metrics" in logs
+    assert f"traces to {receiver.endpoint} over OTLP as service 'tollgate-under-test'" in logs
+
+
+async def test_a_refusal_is_no_server_error_and_no_span_is_an_llm_call(tmp_path: Path,
+                                                                        receiver: OtlpReceiver) -> None:
+    """The gRPC conventions' span status, and the rule GenAI-aware backends count LLM calls by."""
+    tracer = CLIENT_PROVIDER.get_tracer("app")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["telemetry"] = {"metrics_port": 0}
+        data["budgets"]["overrides"] = {"org:poor": {"cap": "0.000001", "policy": "hard"}}
+
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_EXPORTER_OTLP_INSECURE": "true",
+           "OTEL_BSP_SCHEDULE_DELAY": "50"}
+    with SidecarProcess(tmp_path, config=write_config(tmp_path / "tollgate.yaml", edit), env=env) as sidecar:
+        async with AsyncClient(sidecar.target) as client:
+            with tracer.start_as_current_span("app.request") as app_span:
+                with pytest.raises(BudgetExceededError):
+                    await client.reserve(Scope(org="poor"), "gpt-4o-mini", input_tokens=5_000)
+                with pytest.raises(ReservationNotFoundError):
+                    await client.commit("0123456789abcdef01234567.poor", Usage(input_tokens=1, output_tokens=1))
+                d = await client.route(Scope(org="rich"), input_tokens=100, task_type="extract", reserve=True)
+                assert d.reservation is not None
+                await client.commit(d.reservation.reservation_id, Usage(input_tokens=100, output_tokens=5))
+        trace_id = app_span.get_span_context().trace_id.to_bytes(16, "big")
+        spans = [s for _, s in receiver.wait_for(4, lambda s: s.trace_id == trace_id)]
+    by_method = {attributes(s.attributes)["rpc.method"]: s for s in spans}
+    reserve = attributes(by_method["Reserve"].attributes)
+    assert reserve["rpc.grpc.status_code"] == 8  # RESOURCE_EXHAUSTED: told, not failed
+    assert by_method["Reserve"].status.code == 0  # UNSET
+    assert "error.type" not in reserve
+    commits = [s for s in spans if attributes(s.attributes)["rpc.method"] == "Commit"]
+    assert sorted(attributes(s.attributes)["rpc.grpc.status_code"] for s in commits) == [0, 5]  # OK, NOT_FOUND
+    assert all(s.status.code == 0 for s in spans)
+    # GenAI-aware backends (Phoenix, SigNoz, Langfuse...) count a span as an LLM call when it carries
+    # gen_ai.* attributes (an operation name, a model, usage): the sidecar's carry none.
+    assert not [k for s in spans for k in attributes(s.attributes) if k.startswith("gen_ai.")]
+
+
 def scrape(port: int) -> dict[str, float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out: dict[str, float] = {}
@@ -101,6 +151,11 @@ def scrape(port: int) -> dict[str, float]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
             out[f"{sample.name}{{{labels}}}"] = sample.value
     return out
+
+
+def usd_nanos(usd: float) -> int:
+    """A USD figure scraped from /metrics in nano-USD, for comparison with the ledger's integers."""
+    return round(usd * 1_000_000_000)
 
 
 def total(metrics: dict[str, float], name: str, **labels: str) -> float:
@@ -112,7 +167,7 @@ async def test_metrics_add_up_to_the_ledger(tmp_path: Path) -> None:
     port = free_port()
 
     def edit(data: dict[str, Any]) -> None:
-        data["telemetry"] = {"metrics_port": port, "metrics_host": "127.0.0.1"}
+        data["telemetry"] = {"metrics_port": port, "metrics_host": "127.0.0.1", "watch_pools": ["team:fin/risk"]}
         data["budgets"]["overrides"] = {"user:fin/capped": {"cap": "0.001", "policy": "hard"}}
 
     with SidecarProcess(tmp_path, config=write_config(tmp_path / "tollgate.yaml", edit)) as sidecar:
@@ -138,18 +193,44 @@ async def test_metrics_add_up_to_the_ledger(tmp_path: Path) -> None:
                     refused += 1
             pools = {p.pool_id: p for p in await client.get_budget(scope)}
         metrics = scrape(port)
-    assert total(metrics, "tollgate_spend_nanos_total", level="org") == charged == pools["org:fin"].spent_nanos
-    assert total(metrics, "tollgate_spend_nanos_total", level="team") == pools["team:fin/risk"].spent_nanos
+    # One total that sums to the spend; the per-level view beside it.
+    assert usd_nanos(total(metrics, "tollgate_spend_usd_total")) == charged == pools["org:fin"].spent_nanos
+    assert usd_nanos(total(metrics, "tollgate_pool_spend_usd_total", level="org")) == charged
+    team = pools["team:fin/risk"]
+    assert usd_nanos(total(metrics, "tollgate_pool_spend_usd_total", level="team")) == team.spent_nanos
+    assert total(metrics, "tollgate_tokens_total", kind="input") == sum(500 + i * 10 for i in range(30) if i % 5 != 4)
+    assert total(metrics, "tollgate_tokens_total", kind="output") == 400 + 50 * 23
+    # The watched pool, by id; no other id is a label.
+    assert metrics["tollgate_pool_utilisation_ratio{pool=team:fin/risk}"] == pytest.approx(
+        (team.spent_nanos + team.held_nanos) / team.usable_cap_nanos)
+    assert usd_nanos(metrics["tollgate_pool_spent_usd{pool=team:fin/risk}"]) == team.spent_nanos
+    assert usd_nanos(metrics["tollgate_pool_cap_usd{pool=team:fin/risk}"]) == team.usable_cap_nanos
+    assert metrics["process_resident_memory_bytes{}"] > 10 * 2**20
+    assert not [k for k in metrics if "_created" in k]
     assert total(metrics, "tollgate_decisions_total") == 30
     assert total(metrics, "tollgate_decisions_total", tier="frontier") == 15
     assert total(metrics, "tollgate_refusals_total", level="user", policy="hard", limit="cost") == refused == 3
     assert total(metrics, "tollgate_rpc_duration_seconds_count", method="Commit", code="OK") == 24
     assert total(metrics, "tollgate_rpc_duration_seconds_count", method="Reserve", code="RESOURCE_EXHAUSTED") == 3
     assert total(metrics, "tollgate_estimation_ratio_count") == 24
-    assert total(metrics, "tollgate_overshoot_total") >= 1
+    assert total(metrics, "tollgate_overshoots_total") >= 1
     assert total(metrics, "tollgate_open_reservations") == 0
-    # No org, user or session id is ever a label.
-    assert not any("ana" in k or "fin" in k or "risk" in k for k in metrics)
+    # No org, user or session id is ever a label, but for the pools an operator watches.
+    assert not any("ana" in k or "fin" in k or "risk" in k for k in metrics if "pool=team:fin/risk" not in k)
+
+
+def test_a_metrics_port_taken_stops_the_start_with_a_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(tmp_path / "t.yaml", lambda d: d.update(telemetry={"metrics_host": "127.0.0.1"}))
+        result = subprocess.run([sys.executable, "-m", "tollgate.cli", "serve", "--config", str(config), "--port", "0",
+                                 "--store", "memory", "--metrics-port", str(port)],
+                                capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"cannot serve metrics on 127.0.0.1:{port}" in result.stderr and "--metrics-port" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 async def test_a_dead_collector_only_drops_spans(tmp_path: Path) -> None:

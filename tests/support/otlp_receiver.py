@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from typing import Any
 
@@ -63,14 +64,17 @@ class OtlpReceiver:
                     out.extend((resource, span) for span in ss.spans)
         return out
 
-    def wait_for(self, count: int, timeout: float = 15.0) -> list[tuple[dict[str, Any], trace_pb2.Span]]:
+    def wait_for(self, count: int, where: Callable[[trace_pb2.Span], bool] | None = None, timeout: float = 15.0
+                 ) -> list[tuple[dict[str, Any], trace_pb2.Span]]:
+        """At least ``count`` spans received (of those ``where`` accepts), and all of those."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            spans = self.spans()
+        while True:
+            spans = [(res, s) for res, s in self.spans() if where is None or where(s)]
             if len(spans) >= count:
                 return spans
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"received {len(spans)} spans, expected {count}")
             time.sleep(0.05)
-        raise TimeoutError(f"received {len(self.spans())} spans, expected {count}")
 
     def __enter__(self) -> OtlpReceiver:
         self._server.start()

@@ -10,10 +10,18 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from ..auth import Caller
-from ..errors import ConfigError
-from ..ids import ID_PATTERN
+from ..errors import ConfigError, InvalidRequest
+from ..ids import ID_PATTERN, parse_pool_id
 from .node import Node
-from .sections import AuthConfig, Limits, ServerConfig, StoreConfig, TelemetryConfig, TlsConfig
+from .sections import (
+    MAX_WATCHED_POOLS,
+    AuthConfig,
+    Limits,
+    ServerConfig,
+    StoreConfig,
+    TelemetryConfig,
+    TlsConfig,
+)
 
 __all__ = [
     "check_listener",
@@ -233,11 +241,25 @@ def parse_server(node: Node) -> ServerConfig:
 
 
 def parse_telemetry(node: Node) -> TelemetryConfig:
-    node.only("metrics_host", "metrics_port")
+    node.only("metrics_host", "metrics_port", "watch_pools")
     d = TelemetryConfig()
+    watched = node.get("watch_pools", [])
+    if not isinstance(watched.value, list):
+        raise watched.error(f"expected a list of pool ids, got {type(watched.value).__name__}")
+    if len(watched.value) > MAX_WATCHED_POOLS:
+        raise watched.error(f"{len(watched.value)} pools listed; at most {MAX_WATCHED_POOLS} may be watched, "
+                            "each is a series of its own")
+    pools = []
+    for i, item in enumerate(watched.value):
+        try:
+            pools.append(str(parse_pool_id(str(item))))
+        except InvalidRequest as exc:
+            raise watched.child(str(i), item).error(f"{exc}; a pool id is org:ORG, team:ORG/TEAM, user:ORG/USER "
+                                                   "or session:ORG/SESSION") from None
     return TelemetryConfig(
         metrics_host=node.get("metrics_host", d.metrics_host).str(),
         metrics_port=node.get("metrics_port", d.metrics_port).int(maximum=65_535),
+        watch_pools=tuple(pools),
     )
 
 

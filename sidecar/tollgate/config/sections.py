@@ -163,6 +163,13 @@ class TelemetryConfig:
     """Prometheus scrapes from outside the pod; ``/metrics`` carries figures, never ids."""
     metrics_port: int = 9464
     """0 turns the metrics endpoint off."""
+    watch_pools: tuple[str, ...] = ()
+    """Pool ids whose utilisation, spend and cap are exported as gauges labelled by pool id (at most
+    100): the only ids that ever become labels, so an operator chooses them."""
+
+
+MAX_WATCHED_POOLS = 100
+"""A bound on the pools exported by id: each is a label value, so a series of its own."""
 
 
 @dataclass(frozen=True, slots=True)

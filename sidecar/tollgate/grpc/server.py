@@ -149,7 +149,7 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     """Start a sidecar for ``config`` and return once it is listening."""
     store = store if store is not None else open_store(config)
     gate = Tollgate(config, store, open_quality_store(config))
-    telemetry = Telemetry()
+    telemetry = Telemetry(watched_pools=config.telemetry.watch_pools)
     telemetry.watch_quality(gate.quality)
     server = grpc.aio.server(
         interceptors=[TelemetryInterceptor(telemetry)],
@@ -193,6 +193,14 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
         if health_server.add_insecure_port(f"{sc.health_host}:{sc.health_port}") == 0:
             raise OSError(f"cannot listen for health checks on {sc.health_host}:{sc.health_port}")
         health_address = f"{sc.health_host}:{sc.health_port}"
+    tc = config.telemetry
+    if tc.metrics_port:
+        # Before the API starts: a second sidecar on the host must not run without metrics unnoticed.
+        try:
+            telemetry.serve_metrics(tc.metrics_host, tc.metrics_port)
+        except OSError as exc:
+            raise OSError(f"cannot serve metrics on {tc.metrics_host}:{tc.metrics_port} ({exc.strerror or exc}); "
+                          "choose another with --metrics-port or telemetry.metrics_port, or 0 to serve none") from exc
     await health_servicer.set(LIVENESS_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     await server.start()
     if health_server is not None:
@@ -200,13 +208,6 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     if sc.unix_socket:
         # Only the pod's own user may connect: the socket is a wallet.
         os.chmod(sc.unix_socket, 0o600)
-    if config.telemetry.metrics_port:
-        try:
-            telemetry.serve_metrics(config.telemetry.metrics_host, config.telemetry.metrics_port)
-        except OSError as exc:
-            # Metrics matter, but not more than budgets: keep serving and say why.
-            log.error("cannot serve metrics on %s:%d: %s", config.telemetry.metrics_host,
-                      config.telemetry.metrics_port, exc)
     sidecar = Sidecar(config, server, gate, store, health_servicer, telemetry, addresses, health_server,
                       health_address, servicer, admin_servicer)
     # Start even when the store is down (a crash loop helps no one): health says
@@ -214,6 +215,19 @@ async def serve(config: Config, store: BudgetStore | None = None) -> Sidecar:
     await sidecar.sweep_once()
     sidecar._sweeper = asyncio.create_task(sidecar.sweep_forever(config.reservations.sweep_interval_ms / 1000))
     return sidecar
+
+
+def telemetry_destinations(config: Config, telemetry: Telemetry) -> str:
+    """Where this sidecar's traces and metrics go, for the start-up log."""
+    tc = config.telemetry
+    metrics = f"metrics on http://{tc.metrics_host}:{tc.metrics_port}/metrics" if tc.metrics_port else "metrics off"
+    if telemetry.tracing:
+        endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                    or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""))
+        traces = f"traces to {endpoint} over OTLP as service {telemetry.service_name!r}"
+    else:
+        traces = "traces off (set OTEL_EXPORTER_OTLP_ENDPOINT to export them)"
+    return f"{metrics}; {traces}"
 
 
 def _server_credentials(tls: TlsConfig) -> grpc.ServerCredentials:
@@ -236,6 +250,7 @@ async def _main(config: Config, load: Callable[[], Config] | None) -> None:
     log.info("tollgate listening on %s (store: %s)", ", ".join(sidecar.addresses), _store_label(config))
     if sidecar.health_address:
         log.info("health checks (grpc.health.v1 only) on %s", sidecar.health_address)
+    log.info("%s", telemetry_destinations(config, sidecar.telemetry))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

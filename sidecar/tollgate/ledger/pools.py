@@ -15,7 +15,7 @@ from .spec import Policy, PoolSpec, WindowKind
 from .types import HoldRequest, PoolRef, PoolSnapshot
 from .windows import SLIDING_BUCKETS, bucket_debt, bucket_ms, fixed_window
 
-__all__ = ["PoolState", "check_admission"]
+__all__ = ["PoolState", "check_admission", "pool_warning"]
 
 
 @dataclass(slots=True)
@@ -168,8 +168,6 @@ class PoolState:
 
     def snapshot(self, level: Level, spec: PoolSpec, now_ms: int, *, high_priority: bool) -> PoolSnapshot:
         spent = self.spent_nanos(spec, now_ms)
-        used = spent + self.held
-        warn_line = spec.cap * spec.warn_at_bp // 10_000
         return PoolSnapshot(
             pool_id=self.pool_id,
             level=level,
@@ -180,8 +178,14 @@ class PoolState:
             calls=self.calls + self.held_calls,
             tokens=self.tokens + self.held_tokens,
             resets_at_ms=self.resets_at_ms(spec, now_ms),
-            warning=used >= warn_line or used > spec.cap,
+            warning=pool_warning(spec, spent, self.held),
         )
+
+
+def pool_warning(spec: PoolSpec, spent: int, held: int) -> bool:
+    """Whether a pool with ``spent`` and ``held`` is past its warning threshold (or its cap)."""
+    used = spent + held
+    return used >= spec.cap * spec.warn_at_bp // 10_000 or used > spec.cap
 
 
 def check_admission(
