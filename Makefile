@@ -32,6 +32,8 @@ run: $(VENV)/.runtime
 	@scripts/run.sh
 
 test: test-tools $(VENV)/.dev proto-check
+	@# Jaeger (a Go program the telemetry tests run) builds meanwhile, once per machine: see tests/support/jaeger.py.
+	@if command -v go >/dev/null; then $(BIN)/python -m tests.support.jaeger >/dev/null 2>&1 & fi
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
