@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # What `make test` needs besides Python and make: redis-server and redis-cli (the Redis tests start their own
-# servers), Node.js 18 or later with npm (the Node.js client), Go 1.21 or later with gofmt (the Go client and its
-# generated stubs). Run by `make test` before anything else.
+# servers), Node.js 18 or later with npm (the Node.js client), Go 1.21 or later with gofmt (the Go client, its
+# generated stubs, and the Jaeger the telemetry tests build), prometheus and promtool (the shipped alert rules are
+# checked and evaluated against a scraped sidecar). Run by `make test` before anything else.
 #
 # What is missing is installed from Debian's packages when this runs as root on a system with apt-get; otherwise it
 # stops at once and prints the command that installs it. Go is not installed here (Debian's is too old on some
@@ -27,6 +28,9 @@ elif (($(major "$(node --version)") < MIN_NODE)); then
   exit 1
 fi
 command -v npm >/dev/null 2>&1 || packages+=(npm)
+if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+  packages+=(prometheus)
+fi
 
 go_problem=""
 if ! command -v go >/dev/null 2>&1 || ! command -v gofmt >/dev/null 2>&1; then
@@ -61,6 +65,6 @@ fi
 echo "make test: installing ${packages[*]} from Debian's packages" >&2
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${packages[@]}" >/dev/null
-for tool in redis-server redis-cli node npm; do
+for tool in redis-server redis-cli node npm prometheus promtool; do
   command -v "$tool" >/dev/null 2>&1 || { echo "make test: $tool is still missing after: $install" >&2; exit 1; }
 done

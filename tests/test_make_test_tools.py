@@ -27,6 +27,7 @@ if [[ "$1" == install ]]; then
       redis-tools) ln -sf "{true}" "{bin}/redis-cli" ;;
       nodejs) ln -sf "{node}" "{bin}/node" ;;
       npm) ln -sf "{true}" "{bin}/npm" ;;
+      prometheus) ln -sf "{true}" "{bin}/prometheus"; ln -sf "{true}" "{bin}/promtool" ;;
     esac
   done
 fi
@@ -59,7 +60,7 @@ def _run(folder: Path) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-ALL = ("redis-server", "redis-cli", "node", "npm", "go", "gofmt")
+ALL = ("redis-server", "redis-cli", "node", "npm", "go", "gofmt", "prometheus", "promtool")
 
 
 def test_nothing_to_do_when_everything_is_there(tmp_path: Path) -> None:
@@ -72,12 +73,12 @@ def test_root_installs_what_is_missing_from_debians_packages(tmp_path: Path) -> 
     result = _run(_bin(tmp_path, ("go", "gofmt")))
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "apt.log").read_text().splitlines() == [
-        "update -qq", "install -y -qq redis-server redis-tools nodejs npm"]
-    assert "installing redis-server redis-tools nodejs npm" in result.stderr
+        "update -qq", "install -y -qq redis-server redis-tools nodejs npm prometheus"]
+    assert "installing redis-server redis-tools nodejs npm prometheus" in result.stderr
 
 
 def test_anyone_else_is_told_the_command_and_stopped(tmp_path: Path) -> None:
-    result = _run(_bin(tmp_path, ("node", "npm", "go", "gofmt"), root=False))
+    result = _run(_bin(tmp_path, ("node", "npm", "go", "gofmt", "prometheus", "promtool"), root=False))
     assert result.returncode == 1
     assert "sudo sh -c 'apt-get update && apt-get install -y redis-server redis-tools'" in result.stderr
     assert not (tmp_path / "apt.log").exists()
