@@ -628,3 +628,102 @@ export declare function newIdempotencyKey(): string;
 
 /** The tollgate.proto loaded when no `protoPath` is given. */
 export declare function defaultProtoPath(): string;
+
+/** What the provider wrapper takes from a call besides the SDK's own parameters (under `tollgate:`). */
+export interface GatedCallOptions {
+  taskType?: string;
+  agentMode?: string;
+  minTier?: string;
+  latency?: LatencyClass;
+  /** Inferred from `tools`, images and `response_format` when not given. */
+  needsTools?: boolean;
+  needsVision?: boolean;
+  needsJson?: boolean;
+  /** Who pays for this call, instead of the wrapper's scope. */
+  scope?: Scope;
+  /** This call's check, instead of the wrapper's. */
+  check?: (response: any) => string | null | undefined | Promise<string | null | undefined>;
+  /** For a pinned `model`: the provider whose client calls it (default: the wrapper's default provider). */
+  provider?: string;
+}
+
+/** How one reservation of a gated call ended. */
+export interface AttemptOutcome {
+  readonly model: string;
+  readonly provider: string;
+  readonly tier: string;
+  readonly reservationId: string;
+  /** committed: the provider's usage; estimated: no usage reported, an estimate; partial: a stream cut after some
+   * usage; released: nothing billable happened; unsettled: the commit or release failed (the expiry ends it). */
+  readonly settlement: "committed" | "estimated" | "partial" | "released" | "unsettled";
+  readonly usage: Usage | null;
+  readonly chargedNanos: bigint;
+  /** The check's complaint that escalated past this attempt ("" if none). */
+  readonly problem: string;
+  readonly extensions: number;
+}
+
+/** Every reservation one gated call made, once all have ended. */
+export interface CallOutcome {
+  readonly attempts: readonly AttemptOutcome[];
+  readonly stream: boolean;
+  readonly chargedNanos: bigint;
+}
+
+export interface GateOpenAIOptions {
+  tollgate: TollgateClient;
+  scope: Scope;
+  /** "" (or null / undefined) for an acceptable answer, else a short reason: the call escalates one tier up. */
+  check?: (response: any) => string | null | undefined | Promise<string | null | undefined>;
+  /** Each reservation's time to live (0: the sidecar's default); a call running past half of it extends it. */
+  ttlMs?: number;
+  onOutcome?: (outcome: CallOutcome) => void;
+  /** The provider of pinned models (default: the first client's). */
+  defaultProvider?: string;
+}
+
+/** A gated stream: iterate it as the SDK's; `outcome` settles once it has ended and its reservation with it. */
+export interface GatedStream<T> extends AsyncIterable<T> {
+  readonly outcome: Promise<CallOutcome>;
+  /** The SDK's own stream object. */
+  readonly sdkStream: unknown;
+}
+
+type GatedParams<P> = Omit<P, "model"> & { model?: string; tollgate?: GatedCallOptions };
+
+/** An `openai` client whose Chat Completions and Responses calls Tollgate routes, reserves and commits. */
+export declare class GatedOpenAI {
+  readonly chat: {
+    readonly completions: {
+      create(params: GatedParams<Record<string, any>> & { stream: true }, requestOptions?: unknown):
+        Promise<GatedStream<any>>;
+      create(params: GatedParams<Record<string, any>>, requestOptions?: unknown): Promise<any>;
+    };
+  };
+  readonly responses: {
+    create(params: GatedParams<Record<string, any>> & { stream: true }, requestOptions?: unknown):
+      Promise<GatedStream<any>>;
+    create(params: GatedParams<Record<string, any>>, requestOptions?: unknown): Promise<any>;
+  };
+  /** The SDK client given for `provider` (the default provider's when omitted), ungated. */
+  sdk(provider?: string): any;
+}
+
+/**
+ * Gate an `openai` client, or one per provider of the catalog (`{openai: new OpenAI(), google: new OpenAI({baseURL:
+ * <Gemini's OpenAI-compatible endpoint>})}`): each call goes to the client of the provider the sidecar chose.
+ */
+export declare function gateOpenAI(openai: unknown, options: GateOpenAIOptions): GatedOpenAI;
+
+/** The sidecar chose providers the wrapper has no client for. */
+export declare class MissingProviderClientError extends Error {
+  readonly wanted: string[];
+  readonly have: string[];
+}
+
+/** The answer failed the check and no further attempt was possible; `response` is the last answer, paid for. */
+export declare class CheckFailedError extends Error {
+  readonly response: unknown;
+  readonly problem: string;
+  readonly outcome: CallOutcome;
+}

@@ -21,7 +21,7 @@ import tollgate_client
 from tests.support.sidecar_process import ROOT
 
 from .go.test_go_client import GO_CLIENT, _go_env
-from .node.test_node_client import NODE_DIR, node, node_modules
+from .node.conftest import NODE_DIR, node, node_modules
 
 __all__ = ["node", "node_modules"]
 

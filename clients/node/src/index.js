@@ -26,5 +26,6 @@ export { NANOS_PER_USD, formatUsd } from "./money.js";
 export { defaultProtoPath } from "./proto.js";
 export { HeldReservation } from "./reservation.js";
 export { DEFAULT_RETRY, newIdempotencyKey } from "./retry.js";
+export { CheckFailedError, GatedOpenAI, MissingProviderClientError, gateOpenAI } from "./openai.js";
 export { callWithShadow, defaultJudge } from "./shadow.js";
 export { usageFromAnthropic, usageFromOpenAI } from "./usage.js";

@@ -13,8 +13,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.clients.python.wrappers.conftest import check_ledger, price
-from tests.clients.python.wrappers.fake_provider import ANSWER_GOOD, Fake, Reported
+from tests.support.fake_provider import ANSWER_GOOD, Fake, Reported, check_ledger, price
 from tollgate_client import AsyncClient, AsyncGatedAnthropic, CallOutcome, Client, Scope
 from tollgate_client._wrappers.common import estimated_output
 from tollgate_client.anthropic import GatedAnthropic

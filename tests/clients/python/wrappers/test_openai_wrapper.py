@@ -13,8 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.clients.python.wrappers.conftest import BROKE, check_ledger, price, provider_of
-from tests.clients.python.wrappers.fake_provider import ANSWER_GOOD, Fake, Reported
+from tests.support.fake_provider import ANSWER_GOOD, BROKE, Fake, Reported, check_ledger, price, provider_of
 from tollgate_client import (
     AsyncClient,
     AsyncGatedOpenAI,

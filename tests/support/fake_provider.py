@@ -17,12 +17,19 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import yaml
+
+from tollgate.config import default_config_text
+from tollgate_client import PoolState
 
 SCENARIOS = ("ok", "http_error", "midstream_error", "cut", "cut_early", "slow", "no_usage")
 
@@ -357,3 +364,31 @@ class _Handler(BaseHTTPRequestHandler):
                      "usage": {"output_tokens": output}}, event="message_delta")
         self._event({"type": "message_stop"}, event="message_stop")
         self._end_stream()
+
+
+# -- what the ledger must show afterwards ---------------------------------------------------------------
+
+BROKE = "broke"
+"""An organisation whose budget holds nothing: every call of it is refused."""
+
+_MODELS: dict[str, Any] = yaml.safe_load(default_config_text())["models"]
+
+
+def price(model: str, usage: Reported) -> int:
+    """What the default catalog charges for ``usage`` on ``model``, in nano-dollars (prices are USD per 1M tokens)."""
+    p = _MODELS[model]["price"]
+    usd_per_mtok = ((usage.input - usage.cached) * Decimal(p["input"]) + usage.cached * Decimal(p["cached_input"])
+                    + usage.output * Decimal(p["output"]))
+    return math.ceil(usd_per_mtok * 1000)
+
+
+def provider_of(model: str) -> str:
+    return str(_MODELS[model]["provider"])
+
+
+def check_ledger(pools: tuple[PoolState, ...], charged: int) -> None:
+    """Every pool of the scope has spent exactly ``charged`` and holds nothing."""
+    stateful = [p for p in pools if p.level != "request"]
+    assert stateful, "the scope has no pools"
+    for pool in stateful:
+        assert (pool.pool_id, pool.spent_nanos, pool.held_nanos) == (pool.pool_id, charged, 0)

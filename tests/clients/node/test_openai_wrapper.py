@@ -1,0 +1,162 @@
+"""The Node.js wrapper of the `openai` npm package, with the real package, against the fake provider over HTTP.
+
+Each case runs in ``openai_scenarios.mjs`` (a Node.js process using the client and the SDK as an app does),
+under an organisation of its own; this side compares what the app was told with what the fake provider
+reported and with the ledger, read through the Python client.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.fake_provider import ANSWER_GOOD, BROKE, Call, Fake, check_ledger, price
+from tests.support.sidecar_process import SidecarProcess, write_config
+from tollgate_client import Client, Scope
+
+from .conftest import NODE_DIR
+
+SCENARIOS = Path(__file__).resolve().parent / "openai_scenarios.mjs"
+
+
+@pytest.fixture(scope="module")
+def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
+    tmp = tmp_path_factory.mktemp("node-wrapper")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["budgets"]["overrides"][f"org:{BROKE}"] = {"cap": "0.000001"}
+
+    with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", edit)) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[Fake]:
+    with Fake() as provider:
+        yield provider
+
+
+@pytest.fixture(scope="module")
+def ledger(sidecar: SidecarProcess) -> Iterator[Client]:
+    with Client(sidecar.target, timeout=5.0) as client:
+        yield client
+
+
+def run(node: str, sidecar: SidecarProcess, fake: Fake, **case: Any) -> tuple[dict[str, Any], list[Call]]:
+    """One case in a Node.js process: what the app saw, and the calls the fake provider received for it."""
+    case = {"name": "case", "org": case.pop("org", f"n{uuid.uuid4().hex[:12]}"),
+            "providers": ["openai", "google"], **case}
+    fake.calls.clear()
+    result = subprocess.run([node, str(SCENARIOS), str(NODE_DIR), sidecar.target, f"http://127.0.0.1:{fake.port}",
+                             json.dumps([case])], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    [seen] = json.loads(result.stdout)
+    return seen, list(fake.calls)
+
+
+def scope_of(seen: dict[str, Any]) -> Scope:
+    return Scope(org=seen["org"], team="search", user="alice")
+
+
+def settlements(seen: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(a["model"], a["provider"], a["settlement"]) for a in seen["outcomes"][0]["attempts"]]
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_routed_call_goes_to_the_chosen_providers_client_and_commits_what_it_reported(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client, api: str) -> None:
+    seen, [call] = run(node, sidecar, fake, api=api)
+    assert seen["text"] == ANSWER_GOOD, seen
+    # extract -> cheap -> gemini-2.0-flash, through the client given for its provider, without the wrapper's keys.
+    assert (call.provider, call.model) == ("google", "gemini-2.0-flash") and call.api.startswith(api)
+    assert "tollgate" not in call.body
+    assert call.reported is not None and call.final
+    assert settlements(seen) == [("gemini-2.0-flash", "google", "committed")]
+    assert int(seen["outcomes"][0]["chargedNanos"]) == price(call.model, call.reported) > 0
+    check_ledger(ledger.get_budget(scope_of(seen)), price(call.model, call.reported))
+
+
+def test_a_pinned_model_is_reserved_and_sent_to_the_default_provider(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client) -> None:
+    seen, [call] = run(node, sidecar, fake, model="gpt-4o-mini")
+    assert (call.provider, call.model) == ("openai", "gpt-4o-mini")
+    assert call.reported is not None
+    check_ledger(ledger.get_budget(scope_of(seen)), price(call.model, call.reported))
+
+
+@pytest.mark.parametrize("api", ["chat", "responses"])
+def test_a_stream_commits_the_usage_of_its_end(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client, api: str) -> None:
+    seen, [call] = run(node, sidecar, fake, api=api, stream=True)
+    assert seen["text"] == ANSWER_GOOD and "streamError" not in seen, seen
+    if api == "chat":  # asked for, so that the last chunk carries the whole call's usage
+        assert call.body["stream_options"] == {"include_usage": True}
+    assert call.reported is not None and call.final
+    assert settlements(seen) == [("gemini-2.0-flash", "google", "committed")]
+    check_ledger(ledger.get_budget(scope_of(seen)), price(call.model, call.reported))
+
+
+@pytest.mark.parametrize("scenario", ["midstream_error", "cut"])
+def test_a_stream_that_fails_after_output_commits_an_estimate_and_holds_nothing(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client, scenario: str) -> None:
+    seen, [call] = run(node, sidecar, fake, stream=True, scenario=scenario)
+    assert seen.get("streamError"), seen
+    assert call.reported is None and len(call.deltas) == 2
+    [attempt] = seen["outcomes"][0]["attempts"]
+    # Billed by the provider, reported by no one: never free.
+    assert attempt["settlement"] == "estimated" and int(attempt["chargedNanos"]) > 0
+    check_ledger(ledger.get_budget(scope_of(seen)), int(attempt["chargedNanos"]))
+
+
+def test_a_stream_the_app_leaves_early_is_settled_too(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client) -> None:
+    seen, [_] = run(node, sidecar, fake, stream=True, breakAfter=2)
+    [attempt] = seen["outcomes"][0]["attempts"]
+    assert attempt["settlement"] == "estimated" and int(attempt["chargedNanos"]) > 0
+    check_ledger(ledger.get_budget(scope_of(seen)), int(attempt["chargedNanos"]))
+
+
+def test_a_failed_call_is_released(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client) -> None:
+    seen, [_] = run(node, sidecar, fake, scenario="http_error")
+    assert seen["error"] and "text" not in seen, seen
+    assert settlements(seen) == [("gemini-2.0-flash", "google", "released")]
+    check_ledger(ledger.get_budget(scope_of(seen)), 0)
+
+
+def test_a_refused_budget_calls_no_provider(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake) -> None:
+    seen, calls = run(node, sidecar, fake, org=BROKE)
+    assert seen["error"] == "BudgetExceededError" and calls == []
+
+
+def test_an_answer_failing_the_check_escalates_one_tier_and_both_attempts_are_charged(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client) -> None:
+    fake.bad_models.add("gemini-2.0-flash")
+    try:
+        seen, calls = run(node, sidecar, fake, check=True)
+    finally:
+        fake.bad_models.clear()
+    assert seen["text"] == ANSWER_GOOD, seen
+    first, second = calls
+    assert first.model == "gemini-2.0-flash" and second.model != first.model
+    attempts = seen["outcomes"][0]["attempts"]
+    assert [a["problem"] for a in attempts] == ["invalid json", ""]
+    assert first.reported is not None and second.reported is not None
+    charged = price(first.model, first.reported) + price(second.model, second.reported)
+    assert int(seen["outcomes"][0]["chargedNanos"]) == charged
+    check_ledger(ledger.get_budget(scope_of(seen)), charged)
+
+
+def test_a_decision_for_a_provider_without_a_client_falls_back_to_one_with_a_client(
+        node: str, node_modules: Path, sidecar: SidecarProcess, fake: Fake, ledger: Client) -> None:
+    seen, [call] = run(node, sidecar, fake, providers=["openai"])
+    assert call.provider == "openai" and seen["text"] == ANSWER_GOOD
+    assert call.reported is not None
+    check_ledger(ledger.get_budget(scope_of(seen)), price(call.model, call.reported))
