@@ -14,8 +14,9 @@ from tollgate.money import Price, apply_margin, format_usd, parse_margin, parse_
 def test_parse_usd_is_exact() -> None:
     assert parse_usd("5") == 5_000_000_000
     assert parse_usd("$0.000000001") == 1
-    assert parse_usd("1_000.25") == 1_000_250_000_000
-    for bad in ("0.0000000001", "-1", "abc", "NaN", "inf", 0.1, True, None):
+    assert parse_usd("1000.25") == 1_000_250_000_000
+    # Plain decimals only: what Decimal also reads ("1_000", "2e3") is no way to write money.
+    for bad in ("0.0000000001", "-1", "abc", "NaN", "inf", 0.1, True, None, "1_000.25", "2e3", "1,000", ".5", "5."):
         with pytest.raises(ValueError):
             parse_usd(bad)
 

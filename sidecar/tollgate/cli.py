@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+import yaml
+
 from .config import (
     Config,
     ServerConfig,
@@ -24,6 +26,7 @@ from .config import (
     load_config,
     store_url_problem,
 )
+from .config.load import resolved_data
 from .errors import ConfigError
 from .money import format_usd, parse_usd
 
@@ -127,6 +130,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     config = load_config(args.file)
+    if args.show:
+        # What the sidecar runs with: the file laid over the shipped defaults, as YAML.
+        data, _ = resolved_data(Path(args.file).read_text(), source=args.file, over_defaults=True)
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+        return 0
     budgets = config.budgets
     print(f"{args.file}: OK")
     print(f"  tiers: {' < '.join(config.catalog.tiers)}")
@@ -352,7 +360,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     serve.set_defaults(func=_cmd_serve)
 
-    check = sub.add_parser("check", help="validate a config file")
+    check = sub.add_parser("check", help="validate a config file (laid over the shipped defaults)")
+    check.add_argument("--show", action="store_true",
+                       help="print the resolved config: the file laid over the shipped defaults")
     check.add_argument("file")
     check.set_defaults(func=_cmd_check)
 

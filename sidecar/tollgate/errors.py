@@ -3,7 +3,8 @@
 ::
 
     TollgateError
-    ├── ConfigError              the config file is invalid (names file, key, problem)
+    ├── ConfigError              the config file is invalid (names file, line, key, problem)
+    │   └── ConfigErrors         every problem found in one file, each a ConfigError
     ├── InvalidRequest           bad input; fix the request         -> INVALID_ARGUMENT
     ├── BudgetExceeded           a pool refused the hold            -> RESOURCE_EXHAUSTED
     ├── ReservationNotFound      no reservation with that id        -> NOT_FOUND
@@ -28,6 +29,7 @@ __all__ = [
     "BudgetExceeded",
     "CallerGone",
     "ConfigError",
+    "ConfigErrors",
     "EscalationRefused",
     "IdempotencyConflict",
     "InvalidRequest",
@@ -50,12 +52,27 @@ class TollgateError(Exception):
 class ConfigError(TollgateError):
     """The configuration is invalid. The message names the file, the key and the problem."""
 
-    def __init__(self, problem: str, *, key: str = "", file: str = "") -> None:
+    def __init__(self, problem: str, *, key: str = "", file: str = "", line: int = 0) -> None:
         self.problem = problem
         self.key = key
         self.file = file
-        where = ": ".join(part for part in (file, key) if part)
+        self.line = line
+        place = f"{file}:{line}" if file and line else file
+        where = ": ".join(part for part in (place, key) if part)
         super().__init__(f"{where}: {problem}" if where else problem)
+
+
+class ConfigErrors(ConfigError):
+    """Every problem found in a configuration, each naming its file, line and key."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.problem, key=first.key, file=first.file, line=first.line)
+        self.args = ("\n".join(str(e) for e in errors) if len(errors) > 1 else str(first),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 class InvalidRequest(TollgateError):

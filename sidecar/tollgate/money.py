@@ -8,6 +8,7 @@ rounded up to the next nano-dollar exactly once. No float ever touches money.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
@@ -135,12 +136,18 @@ def _per_million_to_millinanos(value: object) -> int:
                            precision="6 decimal places per million tokens")
 
 
+_PLAIN_DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
 def _scaled_exactly(value: object, scale: int, *, what: str, example: str, precision: str) -> int:
     """``value × scale`` as an exact integer, or ``ValueError`` saying what to write instead."""
     if isinstance(value, bool) or not isinstance(value, (int, str, Decimal)):
         # A YAML float (``cap: 0.1``) has already lost exactness; demand a string.
         raise ValueError(f"expected a {what} as a string like \"{example}\", got {value!r}")
-    text = str(value).strip().removeprefix("$").replace("_", "")
+    text = str(value).strip().removeprefix("$")
+    # Plain decimals only: Decimal would also read "2e3" and "1_000", which nobody writes for money on purpose.
+    if not _PLAIN_DECIMAL.fullmatch(text):
+        raise ValueError(f"{value!r} is not a {what}: write a plain decimal like \"{example}\"")
     try:
         amount = Decimal(text)
     except InvalidOperation:

@@ -42,7 +42,7 @@ async def test_200_concurrent_reserves_admit_exactly_37(tmp_path: Path) -> None:
     def edit(data: dict[str, Any]) -> None:
         data["budgets"]["templates"]["org"] = {"cap": f"{cap_nanos / 1e9:.9f}", "policy": "hard",
                                               "priority_reserve": 0.0}
-        del data["budgets"]["templates"]["request"]
+        data["budgets"]["templates"]["request"] = None  # removed from the defaults the file is laid over
 
     config = write_config(tmp_path / "tollgate.yaml", edit)
     with SidecarProcess(tmp_path, config=config) as sidecar:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..catalog import Capability, Catalog, Latency, Model
-from ..errors import InvalidRequest
+from ..errors import ConfigError, ConfigErrors, InvalidRequest
 from ..ids import parse_pool_id
 from ..ledger.spec import FIXED_PERIODS, BudgetConfig, ExpiryPolicy, Policy, PoolSpec, Window, WindowKind
 from ..money import MAX_CAP_NANOS, Price, format_usd, parse_margin
@@ -29,49 +29,62 @@ def parse_catalog(root: Node) -> Catalog:
     if not models_node.value:
         raise models_node.error("the catalog needs at least one model")
     models: dict[str, Model] = {}
+    errors: list[ConfigError] = []
     for name, node in models_node.items():
-        node.only(
-            "provider", "tier", "price", "context_window", "max_output_tokens", "capabilities", "token_ratio", "latency"
-        )
-        tier = node.get("tier").str(choices=tiers)
-        price_node = node.get("price")
-        price_node.only("input", "cached_input", "output")
-        if not price_node.has("input") or not price_node.has("output"):
-            raise price_node.error(
-                "needs input and output prices in USD per million tokens; an unpriced model is refused"
-            )
         try:
-            price = Price.per_million(
-                input=price_node.get("input").value,
-                output=price_node.get("output").value,
-                cached_input=price_node.get("cached_input").value,
-            )
-        except ValueError as exc:
-            raise price_node.error(str(exc)) from None
-        caps_node = node.get("capabilities", [])
-        if not isinstance(caps_node.value, list):
-            raise caps_node.error("expected a list such as [tools, vision, json]")
-        caps = frozenset(
-            Capability(caps_node.child(str(i), c).str(choices=tuple(Capability))) for i, c in enumerate(caps_node.value)
-        )
-        ratio = node.get("token_ratio", 1.0).number(minimum=0.5, maximum=3.0)
-        context = node.get("context_window").int(minimum=1)
-        models[name] = Model(
-            name=name,
-            provider=node.get("provider").str(),
-            tier=tier,
-            tier_rank=tiers.index(tier),
-            price=price,
-            context_window=context,
-            max_output_tokens=node.get("max_output_tokens", 16_384).int(minimum=1),
-            capabilities=caps,
-            token_ratio_pct=round(ratio * 100),
-            latency=Latency[node.get("latency", "standard").str(choices=tuple(str(c) for c in Latency)).upper()],
-        )
+            models[name] = _parse_model(name, node, tiers)
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        raise ConfigErrors(errors)
     empty = [t for t in tiers if not any(m.tier == t for m in models.values())]
     if empty:
         raise tiers_node.error(f"tier {empty[0]!r} has no model in the catalog")
     return Catalog(tiers=tiers, models=models)
+
+
+def _parse_model(name: str, node: Node, tiers: tuple[str, ...]) -> Model:
+    node.only(
+        "provider", "tier", "price", "context_window", "max_output_tokens", "capabilities", "token_ratio", "latency"
+    )
+    tier = node.get("tier").str(choices=tiers)
+    price_node = node.get("price")
+    if price_node.value is None:
+        raise price_node.error('is required: USD per million tokens, e.g. price: {input: "0.15", output: "0.60"}; '
+                               "an unpriced model is refused")
+    price_node.only("input", "cached_input", "output")
+    if not price_node.has("input") or not price_node.has("output"):
+        raise price_node.error(
+            "needs input and output prices in USD per million tokens; an unpriced model is refused"
+        )
+    try:
+        price = Price.per_million(
+            input=price_node.get("input").value,
+            output=price_node.get("output").value,
+            cached_input=price_node.get("cached_input").value,
+        )
+    except ValueError as exc:
+        raise price_node.error(str(exc)) from None
+    caps_node = node.get("capabilities", [])
+    if not isinstance(caps_node.value, list):
+        raise caps_node.error("expected a list such as [tools, vision, json]")
+    caps = frozenset(
+        Capability(caps_node.child(str(i), c).str(choices=tuple(Capability))) for i, c in enumerate(caps_node.value)
+    )
+    ratio = node.get("token_ratio", 1.0).number(minimum=0.5, maximum=3.0)
+    context = node.get("context_window").int(minimum=1)
+    return Model(
+        name=name,
+        provider=node.get("provider").str(),
+        tier=tier,
+        tier_rank=tiers.index(tier),
+        price=price,
+        context_window=context,
+        max_output_tokens=node.get("max_output_tokens", 16_384).int(minimum=1),
+        capabilities=caps,
+        token_ratio_pct=round(ratio * 100),
+        latency=Latency[node.get("latency", "standard").str(choices=tuple(str(c) for c in Latency)).upper()],
+    )
 
 
 def parse_window(node: Node) -> Window:
@@ -87,6 +100,9 @@ def parse_window(node: Node) -> Window:
             ZoneInfo(tz)
         except (ZoneInfoNotFoundError, ValueError):
             raise node.child("tz", tz).error(f"unknown time zone {tz!r}; use an IANA name like Europe/Paris") from None
+        if not node.has("period"):
+            raise node.error(f"a fixed window needs a period: one of {', '.join(FIXED_PERIODS)}, "
+                             "e.g. window: {kind: fixed, period: day}")
         return Window(kind=kind, period=node.get("period").str(choices=FIXED_PERIODS), tz=tz)
     if node.has("period") or node.has("tz"):
         raise node.error(f"a {kind} window takes a duration, not a period or tz")
@@ -139,27 +155,42 @@ def parse_pool(node: Node, base: PoolSpec | None = None) -> PoolSpec:
 def parse_budgets(node: Node) -> BudgetConfig:
     node.only("templates", "overrides")
     templates: dict[Level, PoolSpec] = {}
+    errors: list[ConfigError] = []
     for name, tnode in node.get("templates", {}).items():
-        if name not in tuple(Level) or name == Level.QUALITY:
-            levels = ", ".join(level for level in Level if level is not Level.QUALITY)
-            raise tnode.error(f"unknown scope level; use one of: {levels} (the quality pool is quality.budget)")
-        level = Level(name)
-        templates[level] = parse_pool(tnode)
-        if level is Level.REQUEST and templates[level].window.kind is not WindowKind.NONE:
-            raise tnode.error("a request pool caps one call and has no window")
+        try:
+            templates[Level(name)] = _parse_template(name, tnode)
+        except ConfigError as exc:
+            errors.append(exc)
     overrides: dict[str, PoolSpec] = {}
     for pool_id, onode in node.get("overrides", {}).items():
         try:
-            parsed = parse_pool_id(pool_id)
-        except InvalidRequest as exc:
-            raise onode.error(f"{exc}; override keys are pool ids: org:ORG, team:ORG/TEAM, user:ORG/USER or "
-                              "session:ORG/SESSION") from None
-        if parsed.level not in {"session", "user", "team", "org"}:
-            raise onode.error(
-                "override keys are pool ids: org:ORG, team:ORG/TEAM, user:ORG/USER or session:ORG/SESSION"
-            )
-        overrides[pool_id] = parse_pool(onode, templates.get(Level(parsed.level)))
+            overrides[pool_id] = _parse_override(pool_id, onode, templates)
+        except ConfigError as exc:
+            errors.append(exc)
+    if errors:
+        raise ConfigErrors(errors)
     return BudgetConfig(templates=templates, overrides=overrides)
+
+
+def _parse_template(name: str, node: Node) -> PoolSpec:
+    if name not in tuple(Level) or name == Level.QUALITY:
+        levels = ", ".join(level for level in Level if level is not Level.QUALITY)
+        raise node.error(f"unknown scope level; use one of: {levels} (the quality pool is quality.budget)")
+    spec = parse_pool(node)
+    if Level(name) is Level.REQUEST and spec.window.kind is not WindowKind.NONE:
+        raise node.error("a request pool caps one call and has no window")
+    return spec
+
+
+def _parse_override(pool_id: str, node: Node, templates: dict[Level, PoolSpec]) -> PoolSpec:
+    try:
+        parsed = parse_pool_id(pool_id)
+    except InvalidRequest as exc:
+        raise node.error(f"{exc}; override keys are pool ids: org:ORG, team:ORG/TEAM, user:ORG/USER or "
+                         "session:ORG/SESSION") from None
+    if parsed.level not in {"session", "user", "team", "org"}:
+        raise node.error("override keys are pool ids: org:ORG, team:ORG/TEAM, user:ORG/USER or session:ORG/SESSION")
+    return parse_pool(node, templates.get(Level(parsed.level)))
 
 
 

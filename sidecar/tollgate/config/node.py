@@ -9,27 +9,44 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..money import parse_usd
+from .layers import Positions
 
 __all__ = ["Node"]
 
 
 class Node:
-    """A value in the YAML tree that knows its dotted key path, for precise errors."""
+    """A value in the YAML tree that knows its key path and where it was written, for precise errors."""
 
-    def __init__(self, value: Any, key: str, source: str) -> None:
+    def __init__(self, value: Any, key: str, source: str, *, trail: tuple[str, ...] = (),
+                 positions: Positions | None = None) -> None:
         self.value = value
         self.key = key
         self.source = source
+        self.trail = trail
+        """The keys from the top to this value."""
+        self.positions: Positions = positions if positions is not None else {}
+
+    def where(self) -> tuple[str, int]:
+        """The file and line of this key, or of the nearest key above it that was written somewhere."""
+        for end in range(len(self.trail), 0, -1):
+            found = self.positions.get(self.trail[:end])
+            if found is not None:
+                return found
+        return self.source, 0
 
     def error(self, problem: str) -> ConfigError:
-        return ConfigError(problem, key=self.key or "<top level>", file=self.source)
+        file, line = self.where()
+        return ConfigError(problem, key=self.key or "<top level>", file=file or self.source, line=line)
 
     def child(self, name: str, value: Any) -> Node:
-        return Node(value, f"{self.key}.{name}" if self.key else str(name), self.source)
+        return Node(value, f"{self.key}.{name}" if self.key else str(name), self.source, trail=(*self.trail, str(name)),
+                    positions=self.positions)
 
     def require_mapping(self) -> Mapping[str, Any]:
+        if self.value is None:
+            raise self.error("is empty or missing: expected a mapping of key: value lines")
         if not isinstance(self.value, Mapping):
-            raise self.error(f"expected a mapping, got {type(self.value).__name__}")
+            raise self.error(f"expected a mapping of key: value lines, got {_shown(self.value)}")
         return self.value
 
     def only(self, *allowed: str) -> None:
@@ -50,6 +67,8 @@ class Node:
 
     def int(self, *, minimum: int = 0, maximum: int | None = None) -> int:
         v = self.value
+        if v is None:
+            raise self.error("is required (a whole number)")
         if isinstance(v, bool) or not isinstance(v, int):
             raise self.error(f"expected an integer, got {v!r}")
         if v < minimum or (maximum is not None and v > maximum):
@@ -82,6 +101,8 @@ class Node:
 
     def str(self, *, choices: tuple[str, ...] | None = None) -> str:
         v = self.value
+        if v is None:
+            raise self.error("is required" + (f": one of {', '.join(choices)}" if choices else " (a string)"))
         if not isinstance(v, str):
             raise self.error(f"expected a string, got {v!r}")
         if choices is not None and v not in choices:
@@ -110,3 +131,8 @@ class Node:
                 if number != v.strip() and number.isdigit() and int(number) > 0:
                     return int(number) * units[unit]
         raise self.error(f"expected a duration like 30s, 5m, 1h or 7d, got {v!r}")
+
+
+def _shown(value: Any) -> builtins.str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
