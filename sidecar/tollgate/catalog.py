@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from enum import IntEnum, StrEnum
 
 from .errors import InvalidRequest
@@ -45,6 +46,8 @@ class Model:
     token_ratio_pct: int
     """Tokens of this model's tokenizer per 100 ``cl100k_base`` tokens (100 = exact)."""
     latency: Latency = Latency.STANDARD
+    deprecation_date: date | None = None
+    """When the provider retires it, if announced."""
 
     def input_tokens(self, cl100k_tokens: int) -> int:
         """Scale a ``cl100k_base`` count to this model's tokenizer, rounding up."""

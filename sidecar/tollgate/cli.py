@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import yaml
@@ -26,6 +27,7 @@ from .config import (
     load_config,
     store_url_problem,
 )
+from .config.litellm import deprecation_notes, find_price_map, import_models, read_price_map
 from .config.load import resolved_data
 from .errors import ConfigError
 from .money import format_usd, parse_usd
@@ -137,6 +139,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 0
     budgets = config.budgets
     print(f"{args.file}: OK")
+    for note in deprecation_notes({m.name: m.deprecation_date for m in config.catalog.models.values()},
+                                  datetime.now(UTC).date()):
+        print(f"  warning: {note}")
     print(f"  tiers: {' < '.join(config.catalog.tiers)}")
     for model in sorted(config.catalog.models.values(), key=lambda m: (m.tier_rank, m.name)):
         print(f"  model {model.name:<20} {model.provider:<10} {model.tier:<9} ctx {model.context_window:>9,}")
@@ -144,6 +149,17 @@ def _cmd_check(args: argparse.Namespace) -> int:
         window = spec.window.kind if not spec.window.period else f"{spec.window.period} ({spec.window.tz})"
         print(f"  pool {level:<8} cap {format_usd(spec.cap):>12}  {spec.policy:<5} window {window}")
     print(f"  {len(budgets.overrides)} override(s); margin {config.estimation.margin_bp / 10_000:.2f}")
+    return 0
+
+
+def _cmd_catalog_import(args: argparse.Namespace) -> int:
+    path = Path(args.source) if args.source else find_price_map()
+    imported = import_models(read_price_map(path), args.models, args.tier)
+    header = f"# From LiteLLM's price map ({path.name}), imported {datetime.now(UTC).date().isoformat()}.\n"
+    print(header + yaml.safe_dump({"models": {m.name: m.entry for m in imported}}, sort_keys=False), end="")
+    for note in deprecation_notes({m.name: date.fromisoformat(m.entry["deprecation_date"])
+                                   for m in imported if "deprecation_date" in m.entry}, datetime.now(UTC).date()):
+        print(f"warning: {note}", file=sys.stderr)
     return 0
 
 
@@ -385,6 +401,15 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("--db", help="an embedded ledger file (default: the config's store)")
     audit.add_argument("--org", action="append", help="only this org (Redis store; repeatable)")
     audit.set_defaults(func=_cmd_audit)
+
+    catalog = sub.add_parser("catalog", help="catalog tools: import current models and prices")
+    catalog_sub = catalog.add_subparsers(dest="catalog_command", required=True)
+    imp = catalog_sub.add_parser(
+        "import", help="print catalog entries for models of LiteLLM's price map, to add under models:")
+    imp.add_argument("models", nargs="+", help="model names or shell patterns, e.g. gpt-5.4-mini 'claude-opus-4-*'")
+    imp.add_argument("--tier", required=True, help="the tier of the models imported (a routing decision: yours)")
+    imp.add_argument("--from", dest="source", help="the price map's JSON file (default: the one litellm installs)")
+    imp.set_defaults(func=_cmd_catalog_import)
 
     demo = sub.add_parser("demo", help="drive a simulated agent workload against a running sidecar")
     demo.add_argument("--target", default=DEFAULT_TARGET)

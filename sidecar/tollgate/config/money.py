@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..catalog import Capability, Catalog, Latency, Model
@@ -45,7 +46,8 @@ def parse_catalog(root: Node) -> Catalog:
 
 def _parse_model(name: str, node: Node, tiers: tuple[str, ...]) -> Model:
     node.only(
-        "provider", "tier", "price", "context_window", "max_output_tokens", "capabilities", "token_ratio", "latency"
+        "provider", "tier", "price", "context_window", "max_output_tokens", "capabilities", "token_ratio", "latency",
+        "deprecation_date",
     )
     tier = node.get("tier").str(choices=tiers)
     price_node = node.get("price")
@@ -84,7 +86,19 @@ def _parse_model(name: str, node: Node, tiers: tuple[str, ...]) -> Model:
         capabilities=caps,
         token_ratio_pct=round(ratio * 100),
         latency=Latency[node.get("latency", "standard").str(choices=tuple(str(c) for c in Latency)).upper()],
+        deprecation_date=_date(node.get("deprecation_date")) if node.has("deprecation_date") else None,
     )
+
+
+def _date(node: Node) -> date:
+    """A calendar date: YAML reads ``2027-01-14`` as one; a quoted one is accepted too."""
+    value = node.value
+    if isinstance(value, date):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise node.error(f"expected a date like 2027-01-14, got {value!r}") from None
 
 
 def parse_window(node: Node) -> Window:
