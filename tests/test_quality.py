@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tollgate.config import load_config
+from tests.support.catalog import suite_config
 from tollgate.ledger.feedback import MemoryQualityStore
 from tollgate.quality import QualityConfig, QualityGuard, Tally, wilson
 
@@ -24,7 +24,7 @@ def test_wilson_interval() -> None:
 def guard(**overrides: object) -> QualityGuard:
     config = QualityConfig(**overrides)  # type: ignore[arg-type]
     clock = [1_800_000_000_000]
-    return QualityGuard(config, load_config(None).catalog, MemoryQualityStore(), lambda: clock[0],
+    return QualityGuard(config, suite_config().catalog, MemoryQualityStore(), lambda: clock[0],
                         rng=random.Random(1))
 
 
@@ -84,7 +84,7 @@ async def test_guard_off_measures_but_never_acts() -> None:
 
 async def test_overrides_are_shared_through_the_store() -> None:
     store = MemoryQualityStore()
-    catalog = load_config(None).catalog
+    catalog = suite_config().catalog
     a = QualityGuard(QualityConfig(), catalog, store, lambda: 1_800_000_000_000)
     b = QualityGuard(QualityConfig(), catalog, store, lambda: 1_800_000_000_000)
     await feed(a, "refund_dispute", 0.5, 200, random.Random(2))

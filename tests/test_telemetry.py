@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import yaml
 
+from tests.support.catalog import suite_config_text
 from tollgate.app import Tollgate
 from tollgate.app.types import Prompt
-from tollgate.config import default_config_text, parse_config
+from tollgate.config import parse_config
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.scope import Scope
 from tollgate.telemetry import Telemetry
 
 
 def _gate() -> Tollgate:
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     # A cap that a handful of small holds cross half of.
     data["budgets"]["overrides"] = {"org:warm": {"cap": "0.0001", "policy": "hard", "warn_at": 0.5,
                                                   "priority_reserve": 0}}

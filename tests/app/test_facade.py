@@ -6,9 +6,10 @@ import dataclasses
 
 import pytest
 
+from tests.support.catalog import suite_config
 from tollgate.app import Outcome, Prompt, Tollgate, Usage
 from tollgate.catalog import Capability
-from tollgate.config import Config, Policy, PoolSpec, load_config
+from tollgate.config import Config, Policy, PoolSpec
 from tollgate.errors import BudgetExceeded, InvalidRequest
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.routing.rules import Signals
@@ -16,7 +17,7 @@ from tollgate.scope import Level, Scope
 
 
 def gate(**overrides: PoolSpec) -> Tollgate:
-    config = load_config(None)
+    config = suite_config()
     budgets = dataclasses.replace(config.budgets, overrides={**config.budgets.overrides, **overrides})
     config = dataclasses.replace(config, budgets=budgets)
     return Tollgate(config, LocalLedger(MemoryJournal(), specs=spec_resolver(config.budgets)))

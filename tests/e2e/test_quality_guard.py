@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.catalog import suite_config
 from tests.support.sidecar_process import ROOT, SidecarProcess, free_port, write_config
-from tollgate.config import load_config
 from tollgate.quality import wilson
 from tollgate_client import AsyncClient, Scope, Usage, call_with_shadow
 
@@ -61,7 +61,7 @@ class Run:
 
 async def replay(target: str, seed: int) -> Run:
     rng = random.Random(seed)
-    prices = load_config(None).catalog.models
+    prices = suite_config().catalog.models
     frontier = prices["claude-opus-4-1"].price
     run = Run()
     pending: list[asyncio.Task[Any]] = []

@@ -21,10 +21,10 @@ from typing import Any
 import grpc
 import pytest
 
+from tests.support.catalog import suite_config
 from tests.support.eventually import eventually_async
 from tests.support.redis_server import RedisServer
 from tests.support.sidecar_process import SidecarProcess, audit, write_config
-from tollgate.config import load_config
 from tollgate.money import apply_margin
 from tollgate_client.v1 import tollgate_pb2 as pb
 from tollgate_client.v1 import tollgate_pb2_grpc as pb_grpc
@@ -65,7 +65,7 @@ RESERVE = pb.ReserveRequest(scope=pb.Scope(org_id="shared"), model="gpt-4o", pro
 
 async def test_four_sidecars_admit_exactly_n(tmp_path: Path, redis_url: str) -> None:
     n = 150
-    base = load_config(None)
+    base = suite_config()
     price = base.catalog.models["gpt-4o"].price
     amount = apply_margin(price.cost(input_tokens=1_000, output_tokens=100), base.estimation.margin_bp)
     config = redis_config(tmp_path, redis_url, cap_nanos=n * amount + amount // 2)

@@ -13,9 +13,10 @@ import grpc
 import pytest
 import yaml
 
+from tests.support.catalog import suite_config_text
 from tests.support.eventually import eventually_async
 from tollgate.app import Tollgate
-from tollgate.config import default_config_text, parse_config
+from tollgate.config import parse_config
 from tollgate.grpc.handlers import TollgateServicer
 from tollgate.grpc.parse import add_to_server
 from tollgate.ledger import HoldRequest, LocalLedger, MemoryJournal, ReserveOutcome, spec_resolver
@@ -41,7 +42,7 @@ class PausingLedger(LocalLedger):
 
 @pytest.fixture
 async def sidecar() -> AsyncIterator[tuple[pb_grpc.TollgateServiceStub, PausingLedger]]:
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     config = parse_config(yaml.safe_dump(data))
     store = PausingLedger(MemoryJournal(), specs=spec_resolver(config.budgets))
     server = grpc.aio.server()

@@ -10,8 +10,9 @@ import pytest
 import yaml
 from google.rpc import error_details_pb2, status_pb2
 
+from tests.support.catalog import suite_config_text
 from tollgate.app import Tollgate
-from tollgate.config import default_config_text, parse_config
+from tollgate.config import parse_config
 from tollgate.errors import (
     BudgetExceeded,
     CallerGone,
@@ -72,14 +73,14 @@ def test_the_table_covers_every_error_kind_with_distinct_reasons() -> None:
 
     kinds = {c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.TollgateError)}
     # A config error never reaches a caller: it stops the sidecar (or a reload) instead.
-    assert kinds - set(STATUS) == {errors.TollgateError, errors.ConfigError}
+    assert kinds - set(STATUS) == {errors.TollgateError, errors.ConfigError, errors.ConfigErrors}
     reasons = [reason for _, reason in STATUS.values()]
     assert len(reasons) == len(set(reasons))
 
 
 @pytest.fixture
 async def channel() -> AsyncIterator[grpc.aio.Channel]:
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     token = hashlib.sha256(b"tok-acme").hexdigest()
     data["auth"] = {"callers": [{"name": "acme-app", "token_sha256": token, "grants": ["acme"], "rate": 1}]}
     config = parse_config(yaml.safe_dump(data))

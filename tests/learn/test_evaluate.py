@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tollgate.config import load_config
+from tests.support.catalog import suite_config, suite_config_text
 from tollgate.estimate import TokenCounter
 from tollgate.learn.dataset import Record
 from tollgate.learn.evaluate import (
@@ -83,13 +83,13 @@ def _records() -> list[Record]:
 
 
 def test_a_model_without_a_price_is_named() -> None:
-    config = load_config(None)
+    config = suite_config()
     with pytest.raises(EvalError, match=r"no price for model 'w'.*--price w=IN/OUT"):
         evaluate(_records(), strong="s", weak="w", config=config, router="rules", prices={"s": Price(1, 1, 1)})
 
 
 def test_rules_follow_the_config_and_costs_come_from_prices_and_tokens() -> None:
-    config = load_config(None)
+    config = suite_config()
     prices = dict([parse_price("s=10/30"), parse_price("w=1/3")])
     report = evaluate(_records(), strong="s", weak="w", config=config, router="rules", prices=prices,
                       output_tokens=100)
@@ -116,7 +116,7 @@ def test_rules_from_a_labelled_file_rank_task_types(tmp_path) -> None:  # type: 
     lines = [{"messages": [{"role": "user", "content": "x"}], "task_type": t, "scores": {"w": w, "s": 1}}
              for t, w in [("planning", 0), ("planning", 0), ("extract", 1), ("extract", 1)]]
     train.write_text("\n".join(json.dumps(line) for line in lines))
-    report = evaluate(_records(), strong="s", weak="w", config=load_config(None), router="rules",
+    report = evaluate(_records(), strong="s", weak="w", config=suite_config(), router="rules",
                       prices={"s": Price(10, 10, 10), "w": Price(1, 1, 1)}, rules_from=train)
     # planning: (2 + 1) / (2 + 2) = 0.75 hard; unseen "" and classify: overall 3/6 = 0.5; extract 1/4.
     assert [p.threshold for p in report.summary.curve] == [None, 0.75, 0.5, 0.25]
@@ -124,7 +124,7 @@ def test_rules_from_a_labelled_file_rank_task_types(tmp_path) -> None:  # type: 
 
 
 def test_unknown_router_and_same_models_are_refused() -> None:
-    config = load_config(None)
+    config = suite_config()
     with pytest.raises(EvalError, match="unknown router"):
         evaluate(_records(), strong="s", weak="w", config=config, router="magic")
     with pytest.raises(EvalError, match="same model"):
@@ -134,9 +134,9 @@ def test_unknown_router_and_same_models_are_refused() -> None:
 def test_default_router_keeps_rule_decisions_and_scores_the_rest(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import yaml
 
-    from tollgate.config import default_config_text, parse_config
+    from tollgate.config import parse_config
 
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     data["routing"]["classifier"] = "none"
     config = parse_config(yaml.safe_dump(data))
     report = evaluate(_records(), strong="s", weak="w", config=config, router="default",

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
+from tests.support.catalog import suite_config, suite_config_text
 from tollgate.app import Prompt, Tollgate
-from tollgate.config import default_config_text, load_config, parse_config
+from tollgate.config import load_config, parse_config
 from tollgate.errors import ConfigError
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.routing.classifier import BUCKETS, DENSE_FEATURES, Classifier
@@ -23,7 +24,7 @@ PROMPT = Prompt(messages=(("user", "Tell me about otters."),))
 
 
 def config_text(**routing: Any) -> str:
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     data["routing"].update(routing)
     return yaml.safe_dump(data)
 
@@ -40,7 +41,7 @@ def gate_for(path: Path) -> Tollgate:
 
 
 def test_the_shipped_classifier_is_the_default() -> None:
-    assert load_config(None).routing.classifier == "default"
+    assert suite_config().routing.classifier == "default"
     assert parse_config(config_text(classifier="none")).routing.classifier == "none"
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.catalog import suite_config_text
 from tollgate.app import Prompt, Tollgate
 from tollgate.cli import main
-from tollgate.config import default_config_text, load_config
+from tollgate.config import load_config
 from tollgate.estimate import TokenCounter
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.routing.classifier import Classifier
@@ -30,7 +31,7 @@ HARD = [f"Prove rigorously that {claim}, then {ask} step by step" for claim in _
 
 
 def logged_gate(tmp_path: Path, include_text: bool = False) -> Tollgate:
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     data["routing"]["decision_log"] = {"path": "decisions.jsonl", "include_text": include_text}
     # Every cheap decision is shadowed, and the guard never steps in: the test controls the labels.
     data["quality"] = {"warmup_share": 1.0, "shadow_share": 1.0, "guard": False}

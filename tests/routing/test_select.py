@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.catalog import suite_config, suite_config_text
 from tollgate.app import Prompt, Tollgate, Usage
 from tollgate.catalog import Capability, Latency
-from tollgate.config import Config, Policy, PoolSpec, default_config_text, load_config
+from tollgate.config import Config, Policy, PoolSpec, load_config
 from tollgate.errors import BudgetExceeded, EscalationRefused, InvalidRequest
 from tollgate.ledger import LocalLedger, MemoryJournal, SqliteJournal, spec_resolver
 from tollgate.routing.rules import Signals
@@ -22,7 +23,7 @@ PROMPT = Prompt(input_tokens=2_000)
 
 
 def config_with(tmp_path: Path, edit: dict) -> Config:  # type: ignore[type-arg]
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     for section, values in edit.items():
         data.setdefault(section, {}).update(values)
     path = tmp_path / "tollgate.yaml"
@@ -70,7 +71,7 @@ async def test_star_provider_rule_applies_to_everyone(tmp_path: Path) -> None:
 
 
 async def test_latency_class_keeps_slow_models_out(tmp_path: Path) -> None:
-    data = yaml.safe_load(default_config_text())
+    data = yaml.safe_load(suite_config_text())
     data["models"]["gemini-2.0-flash"]["latency"] = "fast"
     data["models"]["gpt-4o-mini"]["latency"] = "fast"
     data["models"]["claude-opus-4-1"]["latency"] = "slow"
@@ -91,7 +92,7 @@ async def test_latency_class_keeps_slow_models_out(tmp_path: Path) -> None:
 
 
 async def test_fallbacks_put_other_providers_first_then_tier_fit_then_price(tmp_path: Path) -> None:
-    g = gate(load_config(None))
+    g = gate(suite_config())
     d = await g.route(SCOPE, PROMPT, Signals(task_type="classify"))
     names = [p.model.name for p in d.fallbacks]
     assert d.chosen.model.name == "gemini-2.0-flash"
@@ -112,7 +113,7 @@ def test_provider_config_errors_name_the_key(tmp_path: Path) -> None:
     with pytest.raises(Exception, match=r"routing\.providers\.acme: expected a pool id"):
         config_with(tmp_path, {"routing": {"providers": {"acme": {"deny": ["google"]}}}})
     with pytest.raises(Exception, match=r"models\.gpt-4o\.latency: .*one of"):
-        data = yaml.safe_load(default_config_text())
+        data = yaml.safe_load(suite_config_text())
         data["models"]["gpt-4o"]["latency"] = "quick"
         (tmp_path / "l.yaml").write_text(yaml.safe_dump(data))
         load_config(tmp_path / "l.yaml")
@@ -127,7 +128,7 @@ def journal(request: pytest.FixtureRequest, tmp_path: Path) -> object:
 
 
 async def test_escalation_goes_one_tier_up_and_links_the_attempts(journal: object) -> None:
-    g = gate(load_config(None), journal)
+    g = gate(suite_config(), journal)
     first = await g.route(SCOPE, PROMPT, Signals(task_type="extract"), reserve=True)
     assert first.reservation is not None and first.chosen.model.tier == "cheap"
     parent_id = first.reservation.hold.reservation_id
@@ -181,7 +182,7 @@ async def test_escalation_to_a_named_model_and_its_refusals(tmp_path: Path) -> N
 
 
 async def test_escalation_obeys_budgets_and_never_downgrades() -> None:
-    config = load_config(None)
+    config = suite_config()
     cap = PoolSpec(cap=30_000_000, policy=Policy.SOFT, priority_reserve_bp=0)  # $0.03: cheap fits, medium not
     budgets = dataclasses.replace(config.budgets, overrides={**config.budgets.overrides, "user:acme/alice": cap})
     g = gate(dataclasses.replace(config, budgets=budgets))

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from tollgate.config import default_config_text
+from tests.support.catalog import suite_config_text
 from tollgate_client import PoolState
 
 SCENARIOS = ("ok", "http_error", "midstream_error", "cut", "cut_early", "slow", "no_usage")
@@ -371,7 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
 BROKE = "broke"
 """An organisation whose budget holds nothing: every call of it is refused."""
 
-_MODELS: dict[str, Any] = yaml.safe_load(default_config_text())["models"]
+_MODELS: dict[str, Any] = yaml.safe_load(suite_config_text())["models"]
 
 
 def price(model: str, usage: Reported) -> int:

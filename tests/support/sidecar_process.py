@@ -17,7 +17,7 @@ import grpc
 import yaml
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tollgate.config import default_config_text
+from tests.support.catalog import suite_config_data
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,7 +30,7 @@ def free_port() -> int:
 
 def write_config(path: Path, edit: Callable[[dict[str, Any]], None] | None = None) -> Path:
     """The default config, changed by ``edit``, written to ``path``."""
-    data = yaml.safe_load(default_config_text())
+    data = suite_config_data()
     # Many sidecars share a test machine: metrics only where a test asks for them.
     data["telemetry"] = {"metrics_port": 0}
     if edit is not None:
