@@ -734,7 +734,7 @@ def _hold_request(config: Any, i: int) -> Any:
         refs.append(PoolRef(f"request:{ORG}", Level.REQUEST, request_spec))
     refs += [PoolRef(pool_id, level, spec) for pool_id, level, spec in config.budgets.pools_for(scope)]
     return HoldRequest(reservation_id=f"{i:024x}.{ORG}", pools=tuple(refs), amount=POPULATE_AMOUNT, tokens=2_300,
-                       ttl_ms=POPULATE_TTL_MS, model="gpt-4o", task_type="codegen")
+                       ttl_ms=POPULATE_TTL_MS, model="gpt-5.4-mini", task_type="codegen")
 
 
 def populate_sqlite(n: int) -> Callable[[Path, Path], None]:

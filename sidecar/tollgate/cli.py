@@ -240,7 +240,8 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .learn.demo import run_demo
 
-    return run_demo(target=args.target, calls=args.calls, seed=args.seed, org=args.org, wait=args.wait)
+    return run_demo(target=args.target, calls=args.calls, seed=args.seed, org=args.org, wait=args.wait,
+                    config_path=args.config)
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -416,6 +417,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--calls", type=int, default=400)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--org", default="demo")
+    demo.add_argument("--config", help="the config the sidecar runs with, whose catalog prices the table "
+                                       "(default: the shipped defaults)")
     demo.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the sidecar to come up")
     demo.set_defaults(func=_cmd_demo)
 

@@ -63,9 +63,10 @@ def _with(edit: str, value: object) -> str:
         ("budgets.templates.galaxy", {"cap": "1"}, "budgets.templates.galaxy: unknown scope level"),
         ("budgets.overrides", {"user:alice": {"cap": "1"}}, "override keys are pool ids"),
         ("budgets.templates.user.warn_at", 1.5, "warn_at: 1.5 is out of range"),
-        ("models.gpt-4o.price", {"input": "2.50"}, "models.gpt-4o.price: needs input and output prices"),
-        ("models.gpt-4o.tier", "ultra", "models.gpt-4o.tier: 'ultra' is not one of"),
-        ("models.gpt-4o.context_window", -1, "context_window: -1 is out of range"),
+        ("models.claude-haiku-4-5.price", {"input": "2.50"},
+         "models.claude-haiku-4-5.price: needs input and output prices"),
+        ("models.claude-haiku-4-5.tier", "ultra", "models.claude-haiku-4-5.tier: 'ultra' is not one of"),
+        ("models.claude-haiku-4-5.context_window", -1, "context_window: -1 is out of range"),
         ("routing.task_types.extract", "premium", "routing.task_types.extract"),
         ("estimation.margin", 0.9, "estimation.margin"),
         ("reservations.ttl", "2h", "ttl: the default ttl must not exceed max_ttl"),
@@ -122,7 +123,7 @@ def test_check_command(tmp_path: Path) -> None:
     env = {"PYTHONPATH": str(ROOT / "sidecar")}
     ok = subprocess.run([sys.executable, "-m", "tollgate.cli", "check", str(good)], capture_output=True, text=True,
                         env=env)
-    assert ok.returncode == 0 and "OK" in ok.stdout and "claude-opus-4-1" in ok.stdout
+    assert ok.returncode == 0 and "OK" in ok.stdout and "claude-opus-4-7" in ok.stdout
     fail = subprocess.run([sys.executable, "-m", "tollgate.cli", "check", str(bad)], capture_output=True, text=True,
                           env=env)
     assert fail.returncode == 2

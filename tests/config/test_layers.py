@@ -61,7 +61,7 @@ models:
     tier: cheap
     price: {{input: "0.10", output: "0.40"}}
     context_window: 128000
-  gpt-4o-mini:
+  claude-haiku-4-5:
     provider: openai
     tier: cheap
     price: {{input: "0.20", output: "0.80"}}
@@ -71,10 +71,10 @@ models:
     models = config.catalog.models
     assert set(models) == (set(defaults) | {"my-model"}) - {removed}
     # Replaced whole: the default's other fields do not leak into the user's entry.
-    assert models["gpt-4o-mini"].context_window == 64_000
-    assert models["gpt-4o-mini"].capabilities == frozenset()
-    assert models["gpt-4o-mini"].price == Price.per_million(input="0.20", output="0.80")
-    assert models["gpt-4o-mini"].price != defaults["gpt-4o-mini"].price
+    assert models["claude-haiku-4-5"].context_window == 64_000
+    assert models["claude-haiku-4-5"].capabilities == frozenset()
+    assert models["claude-haiku-4-5"].price == Price.per_million(input="0.20", output="0.80")
+    assert models["claude-haiku-4-5"].price != defaults["claude-haiku-4-5"].price
 
 
 def test_tiers_of_its_own_make_the_catalog_the_files_alone(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_check_show_prints_the_resolved_config(tmp_path: Path) -> None:
     resolved = yaml.safe_load(shown.stdout)
     assert resolved["budgets"]["templates"]["user"]["cap"] == "3.00"
     assert resolved["budgets"]["templates"]["user"]["window"] == {"kind": "fixed", "period": "day", "tz": "UTC"}
-    assert "gpt-4o-mini" in resolved["models"]
+    assert "gpt-5.4-mini" in resolved["models"]
     # What it prints is itself a config that loads to the same thing.
     again = tmp_path / "resolved.yaml"
     again.write_text(shown.stdout)

@@ -26,7 +26,8 @@ def tollgate(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_demo_prints_its_savings_table(tmp_path: Path) -> None:
     with SidecarProcess(tmp_path) as sidecar:
-        out = tollgate("demo", "--target", sidecar.target, "--calls", "80", "--seed", "3")
+        out = tollgate("demo", "--target", sidecar.target, "--calls", "80", "--seed", "3", "--config",
+                       str(sidecar.config))
         assert out.returncode == 0, out.stderr
         text = out.stdout
         assert "80/80 calls" in text

@@ -87,9 +87,9 @@ def test_catalog_models_need_no_price_and_bad_input_is_reported(
 ) -> None:
     path = tmp_path / "catalog.jsonl"
     path.write_text("\n".join(json.dumps({"messages": [{"role": "user", "content": f"q{i}"}],
-                                          "scores": {"gpt-4o": 1.0, "gpt-4o-mini": float(i % 2)}})
+                                          "scores": {"gpt-5.5": 1.0, "gpt-6-luna": float(i % 2)}})
                               for i in range(6)))
-    assert main(["eval", str(path), "--strong", "gpt-4o", "--weak", "gpt-4o-mini", "--router", "heuristic"]) == 0
+    assert main(["eval", str(path), "--strong", "gpt-5.5", "--weak", "gpt-6-luna", "--router", "heuristic"]) == 0
     capsys.readouterr()
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"messages": [{"role": "user", "content": "x"}], "scores": {"a": 1}}\n{"messages": 3}\n')

@@ -138,11 +138,11 @@ def test_the_entrypoint_serves_the_config_from_the_configmap_mount() -> None:
     # The image's default config is the base's, and it validates.
     assert f"COPY k8s/base/tollgate.yaml {config_path}" in [f"COPY {rest}" for word, rest in stages()[1]
                                                              if word == "COPY"]
-    parse_config((K8S / "base" / "tollgate.yaml").read_text())
+    parse_config((K8S / "base" / "tollgate.yaml").read_text(), over_defaults=True)
 
 
 def test_exposed_ports_are_the_health_and_metrics_ports() -> None:
-    config = parse_config((K8S / "base" / "tollgate.yaml").read_text())
+    config = parse_config((K8S / "base" / "tollgate.yaml").read_text(), over_defaults=True)
     (exposed,) = [rest.split() for word, rest in stages()[1] if word == "EXPOSE"]
     assert sorted(map(int, exposed)) == sorted([config.server.health_port, config.telemetry.metrics_port])
 
@@ -181,7 +181,7 @@ def test_the_healthcheck_command_answers_for_a_live_sidecar(tmp_path: Path) -> N
     assert "--interval=" in options and "--timeout=" in options
     argv = json.loads(command)
     assert argv[:2] == ["python", "-c"]
-    base = parse_config((K8S / "base" / "tollgate.yaml").read_text())
+    base = parse_config((K8S / "base" / "tollgate.yaml").read_text(), over_defaults=True)
     target = f"127.0.0.1:{base.server.health_port}"
     assert target in argv[2]
     health_port = free_port()

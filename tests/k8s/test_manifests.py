@@ -79,7 +79,7 @@ def sidecar_and_app(objs: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[st
 
 def tollgate_config(objs: list[dict[str, Any]]) -> tuple[dict[str, Any], Config]:
     cm = one([o for o in objs if o["metadata"]["name"].startswith("tollgate-config-")], "ConfigMap")
-    return cm, parse_config(cm["data"]["tollgate.yaml"], source=cm["metadata"]["name"])
+    return cm, parse_config(cm["data"]["tollgate.yaml"], source=cm["metadata"]["name"], over_defaults=True)
 
 
 def secret_value(objs: list[dict[str, Any]], name: str, key: str) -> str:
@@ -416,7 +416,7 @@ def _local_config(objs: list[dict[str, Any]], path: Path) -> tuple[Path, int, in
     data["server"]["health_port"] = health_port
     data["telemetry"] = {"metrics_port": metrics_port, "metrics_host": "127.0.0.1"}
     # Routing is not under test here: keep the sidecar off the classifier model file.
-    data["routing"]["classifier"] = "none"
+    data.setdefault("routing", {})["classifier"] = "none"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path, health_port, metrics_port
 
@@ -430,7 +430,7 @@ def _exercise(sidecar: SidecarProcess, health_port: int, metrics_port: int, metr
     assert sidecar.unix_socket is not None
     with grpc.insecure_channel(f"unix://{sidecar.unix_socket}") as channel:
         api = pb_grpc.TollgateServiceStub(channel)
-        held = api.Reserve(pb.ReserveRequest(scope=pb.Scope(org_id="k8s", team_id="checkout"), model="gpt-4o-mini",
+        held = api.Reserve(pb.ReserveRequest(scope=pb.Scope(org_id="k8s", team_id="checkout"), model="gpt-5.4-mini",
                                              prompt=pb.Prompt(input_tokens=200)), timeout=5)
         done = api.Commit(pb.CommitRequest(reservation_id=held.reservation.reservation_id,
                                            usage=pb.Usage(input_tokens=200, output_tokens=20)), timeout=5)
@@ -504,7 +504,7 @@ def test_the_readmes_example_deployment_is_valid_and_wired_like_the_manifests(re
     spec = pod_spec(deployment)
     tollgate = container(spec, "tollgate", init=True)
     assert tollgate["restartPolicy"] == "Always"
-    health_port = parse_config((K8S / "base" / "tollgate.yaml").read_text()).server.health_port
+    health_port = parse_config((K8S / "base" / "tollgate.yaml").read_text(), over_defaults=True).server.health_port
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert tollgate[kind]["grpc"]["port"] == health_port
     assert spec["securityContext"]["runAsUser"] == UID and spec["securityContext"]["runAsNonRoot"] is True

@@ -94,7 +94,7 @@ export function routeRequest(scope, options = {}) {
 export function reserveRequest(scope, model, options = {}) {
   checkKeys("reserve() options", options, RESERVE_KEYS);
   if (typeof model !== "string" || model === "") {
-    throw new TypeError("reserve() needs the model to reserve for, e.g. \"gpt-4o-mini\"");
+    throw new TypeError("reserve() needs the model to reserve for, e.g. \"gpt-5.4-mini\"");
   }
   return {
     scope: scopeMessage(scope),

@@ -7,7 +7,7 @@ A user's config says only what it changes: a budgets-only file is a whole config
   override) is the user's as written, never half the default's. So are ``store`` and every
   pool's ``window``, whose keys only make sense together.
 - A list (``tiers``, ``auth.callers``...) is replaced whole.
-- ``key: null`` removes what the defaults have there, e.g. ``models: {gpt-4o: null}`` drops a
+- ``key: null`` removes what the defaults have there, e.g. ``models: {gpt-6-luna: null}`` drops a
   default model: removing is explicit.
 
 A file with ``tiers`` of its own brings its whole catalog and routing (the defaults name other

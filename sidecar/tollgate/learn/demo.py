@@ -175,7 +175,11 @@ async def _run(target: str, calls: int, seed: int, org: str, wait: float, config
             tiers[decision.model] = decision.tier
             spent += result.charged_nanos
             # The same call on the frontier model: its tokenizer sees the same text.
-            chosen = config.catalog.models[decision.model]
+            chosen = config.catalog.models.get(decision.model)
+            if chosen is None:
+                print(f"\nthe sidecar routed to {decision.model}, which this demo's catalog does not list: pass "
+                      "the sidecar's config with --config", file=sys.stderr)
+                return 2
             base_tokens = decision.estimated_input_tokens * 100 // chosen.token_ratio_pct
             baseline += frontier.price.cost(
                 input_tokens=frontier.input_tokens(base_tokens), output_tokens=call.output_tokens

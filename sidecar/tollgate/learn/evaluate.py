@@ -135,7 +135,8 @@ def parse_price(text: str) -> tuple[str, Price]:
     model, sep, prices = text.rpartition("=")
     inp, slash, out = prices.partition("/")
     if not sep or not model or not slash:
-        raise EvalError(f"--price {text!r}: expected MODEL=IN/OUT in USD per million tokens, e.g. gpt-4o=2.50/10.00")
+        raise EvalError(f"--price {text!r}: expected MODEL=IN/OUT in USD per million tokens, "
+                        "e.g. gpt-5.4-mini=0.75/4.50")
     try:
         Decimal(inp)
         Decimal(out)
