@@ -1,4 +1,8 @@
-"""``tollgate serve | check | budget | audit | demo``: a thin layer over the public pieces.
+"""The ``tollgate`` command: run the sidecar, check and import config, read and act on budgets, route offline.
+
+Verbs: serve, check, catalog import, budget, quality, audit, admin, demo, train, eval, export-training.
+Every error is one line (the traceback with ``--debug``); verbs that talk to a sidecar take ``--target``
+and ``--token`` (``$TOLLGATE_TARGET``, ``$TOLLGATE_TOKEN``).
 
 Why one long module: every verb is its parser and a few lines of work; the verbs share the
 config loading and the output helpers.
@@ -15,9 +19,11 @@ import os
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
+from . import __version__
 from .config import (
     Config,
     ServerConfig,
@@ -31,6 +37,9 @@ from .config.litellm import deprecation_notes, find_price_map, import_models, re
 from .config.load import resolved_data
 from .errors import ConfigError
 from .money import format_usd, parse_usd
+
+if TYPE_CHECKING:
+    from tollgate_client import Client
 
 __all__ = ["main"]
 
@@ -163,10 +172,17 @@ def _cmd_catalog_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_quality(args: argparse.Namespace) -> int:
+def _sidecar_client(args: argparse.Namespace) -> Client:
+    """A client of the sidecar named by ``--target`` and ``--token`` (or their environment variables)."""
     from tollgate_client import Client
 
-    with Client(args.target) as client:
+    token = args.token or os.environ.get("TOLLGATE_TOKEN", "")
+    metadata = (("authorization", f"Bearer {token}"),) if token else ()
+    return Client(args.target, metadata=metadata)
+
+
+def _cmd_quality(args: argparse.Namespace) -> int:
+    with _sidecar_client(args) as client:
         report = client.get_quality()
     if args.json:
         print(json.dumps([dataclasses.asdict(t) for t in report], default=str, indent=2))
@@ -187,10 +203,10 @@ def _cmd_quality(args: argparse.Namespace) -> int:
 
 
 def _cmd_budget(args: argparse.Namespace) -> int:
-    from tollgate_client import Client, Scope
+    from tollgate_client import Scope
 
     scope = Scope(org=args.org, team=args.team, user=args.user, session=args.session)
-    with Client(args.target) as client:
+    with _sidecar_client(args) as client:
         pools = client.get_budget(scope)
     if args.json:
         print(json.dumps([dataclasses.asdict(p) for p in pools], default=str, indent=2))
@@ -354,8 +370,19 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sidecar_options(parser: argparse.ArgumentParser) -> None:
+    """``--target`` and ``--token``, for every verb that talks to a running sidecar."""
+    parser.add_argument("--target", default=os.environ.get("TOLLGATE_TARGET", DEFAULT_TARGET),
+                        help=f"the sidecar: host:port or unix:///path.sock (default: $TOLLGATE_TARGET, else "
+                             f"{DEFAULT_TARGET})")
+    parser.add_argument("--token", help="the caller's bearer token, once callers are configured (default: "
+                                        "$TOLLGATE_TOKEN)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tollgate", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tollgate {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, not one line")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser(
@@ -384,17 +411,17 @@ def _parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_check)
 
     budget = sub.add_parser("budget", help="show the pools of a scope")
-    budget.add_argument("--target", default=DEFAULT_TARGET)
-    budget.add_argument("--org", required=True)
-    budget.add_argument("--team", default="")
-    budget.add_argument("--user", default="")
-    budget.add_argument("--session", default="")
-    budget.add_argument("--json", action="store_true")
+    _sidecar_options(budget)
+    budget.add_argument("--org", required=True, help="the organisation")
+    budget.add_argument("--team", default="", help="a team of it")
+    budget.add_argument("--user", default="", help="a user of it")
+    budget.add_argument("--session", default="", help="a session of it")
+    budget.add_argument("--json", action="store_true", help="print JSON instead of a table")
     budget.set_defaults(func=_cmd_budget)
 
     quality = sub.add_parser("quality", help="quality per task type and tier, and the guard's minimum tiers")
-    quality.add_argument("--target", default=DEFAULT_TARGET)
-    quality.add_argument("--json", action="store_true")
+    _sidecar_options(quality)
+    quality.add_argument("--json", action="store_true", help="print JSON instead of a table")
     quality.set_defaults(func=_cmd_quality)
 
     audit = sub.add_parser("audit", help="recompute every pool from the reservation records; exit 1 on a difference")
@@ -413,7 +440,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.set_defaults(func=_cmd_catalog_import)
 
     demo = sub.add_parser("demo", help="drive a simulated agent workload against a running sidecar")
-    demo.add_argument("--target", default=DEFAULT_TARGET)
+    demo.add_argument("--target", default=os.environ.get("TOLLGATE_TARGET", DEFAULT_TARGET),
+                      help=f"the sidecar (default: $TOLLGATE_TARGET, else {DEFAULT_TARGET})")
     demo.add_argument("--calls", type=int, default=400)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--org", default="demo")
@@ -442,8 +470,7 @@ def _parser() -> argparse.ArgumentParser:
     admin.add_argument("usd", nargs="?", default="", help="USD amount for set-cap and top-up, e.g. 250.00")
     admin.add_argument("--charge", action="store_true", help="end: charge the hold instead of releasing it")
     admin.add_argument("--reason", default="", help="why, for the audit log")
-    admin.add_argument("--target", default=DEFAULT_TARGET, help="the sidecar (default 127.0.0.1:50551)")
-    admin.add_argument("--token", help="the admin caller's bearer token (default: $TOLLGATE_TOKEN)")
+    _sidecar_options(admin)
     admin.set_defaults(func=_cmd_admin)
 
     export = sub.add_parser(
@@ -476,13 +503,32 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tollgate`` command."""
+    """Entry point of the ``tollgate`` command: one line per error, the traceback only with ``--debug``."""
+    from tollgate_client import TollgateClientError, UnavailableError
+
     args = _parser().parse_args(argv)
     try:
         return int(args.func(args))
     except ConfigError as exc:
+        if args.debug:
+            raise
         print(f"config error: {exc}", file=sys.stderr)
         return 2
+    except UnavailableError as exc:
+        if args.debug:
+            raise
+        print(f"error: cannot reach the sidecar at {getattr(args, 'target', '?')}: is it running (tollgate serve), "
+              f"and is --target right? ({exc.code.name if exc.code else 'UNAVAILABLE'})", file=sys.stderr)
+        return 1
+    except TollgateClientError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader went away (``tollgate eval --json | head``): nothing left to say to it.
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         return 130
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -9,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -91,3 +93,37 @@ def test_health_reports_serving(tmp_path: Path) -> None:
     with SidecarProcess(tmp_path) as sidecar, grpc.insecure_channel(sidecar.target) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
         assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_version_and_errors_are_one_line() -> None:
+    from tollgate import __version__
+
+    version = tollgate("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"tollgate {__version__}"
+    gone = tollgate("budget", "--org", "acme", "--target", "127.0.0.1:1")
+    assert gone.returncode == 1 and "Traceback" not in gone.stderr
+    assert gone.stderr.strip() == ("error: cannot reach the sidecar at 127.0.0.1:1: is it running (tollgate serve), "
+                                   "and is --target right? (UNAVAILABLE)")
+    debug = tollgate("--debug", "budget", "--org", "acme", "--target", "127.0.0.1:1")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_budget_and_quality_take_a_token_once_callers_are_configured(tmp_path: Path) -> None:
+    token = "tok-ops-cli"
+
+    def edit(data: dict[str, Any]) -> None:
+        data["auth"] = {"callers": [{"name": "ops", "token_sha256": hashlib.sha256(token.encode()).hexdigest(),
+                                     "grants": ["*"], "admin": True}]}
+
+    with SidecarProcess(tmp_path, config=write_config(tmp_path / "tollgate.yaml", edit)) as sidecar:
+        refused = tollgate("budget", "--org", "acme", "--target", sidecar.target)
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert refused.stderr.startswith("error: UNAUTHENTICATED") and len(refused.stderr.splitlines()) == 1
+        assert tollgate("budget", "--org", "acme", "--target", sidecar.target, "--token", token).returncode == 0
+        # From the environment, as in a pod: TOLLGATE_TARGET and TOLLGATE_TOKEN.
+        env = dict(os.environ, PYTHONPATH=str(ROOT / "sidecar"), TOLLGATE_TARGET=sidecar.target,
+                   TOLLGATE_TOKEN=token)
+        for verb in (["budget", "--org", "acme"], ["quality"]):
+            result = subprocess.run([sys.executable, "-m", "tollgate.cli", *verb], capture_output=True, text=True,
+                                    env=env, timeout=120)
+            assert result.returncode == 0, result.stderr
