@@ -185,7 +185,7 @@ def _cmd_quality(args: argparse.Namespace) -> int:
     with _sidecar_client(args) as client:
         report = client.get_quality()
     if args.json:
-        print(json.dumps([dataclasses.asdict(t) for t in report], default=str, indent=2))
+        print(json.dumps([dataclasses.asdict(t) for t in report], default=_json_value, indent=2))
         return 0
     print(f"{'task type':<20} {'shadow match':>22} {'n':>5}  {'guard':<24} {'escalations cost':>16}  feedback by tier")
     for t in report:
@@ -209,16 +209,27 @@ def _cmd_budget(args: argparse.Namespace) -> int:
     with _sidecar_client(args) as client:
         pools = client.get_budget(scope)
     if args.json:
-        print(json.dumps([dataclasses.asdict(p) for p in pools], default=str, indent=2))
+        print(json.dumps([dataclasses.asdict(p) for p in pools], default=_json_value, indent=2))
         return 0
-    print(f"{'pool':<32} {'policy':<6} {'cap':>12} {'spent':>12} {'held':>12} {'remaining':>12}  resets")
+    # remaining = usable - spent - held: the usable cap is the cap less what is kept for high-priority calls.
+    # Amounts to the hundredth of a cent, aligned; --json has them exact, in nano-USD.
+    columns = ("cap", "usable", "spent", "held", "remaining")
+    print(f"{'pool':<32} {'policy':<6} " + " ".join(f"{c:>13}" for c in columns) + "  resets (UTC)")
     for p in pools:
-        resets = p.resets_at.isoformat() if p.resets_at else "never"
-        print(
-            f"{p.pool_id:<32} {p.policy:<6} {format_usd(p.cap_nanos):>12} {format_usd(p.spent_nanos):>12} "
-            f"{format_usd(p.held_nanos):>12} {format_usd(p.remaining_nanos):>12}  {resets}"
-        )
+        resets = _iso(p.resets_at) if p.resets_at else "never"
+        amounts = (p.cap_nanos, p.usable_cap_nanos, p.spent_nanos, p.held_nanos, p.remaining_nanos)
+        print(f"{p.pool_id:<32} {p.policy:<6} " + " ".join(f"{format_usd(a, 4):>13}" for a in amounts) +
+              f"  {resets}")
     return 0
+
+
+def _iso(moment: datetime) -> str:
+    """ISO 8601 in UTC, to the second: 2026-12-06T00:00:00Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _json_value(value: object) -> object:
+    return _iso(value) if isinstance(value, datetime) else str(value)
 
 
 def _cmd_audit(args: argparse.Namespace) -> int:

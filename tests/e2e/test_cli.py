@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import subprocess
@@ -127,3 +128,28 @@ def test_budget_and_quality_take_a_token_once_callers_are_configured(tmp_path: P
             result = subprocess.run([sys.executable, "-m", "tollgate.cli", *verb], capture_output=True, text=True,
                                     env=env, timeout=120)
             assert result.returncode == 0, result.stderr
+
+
+def test_the_budget_table_aligns_money_and_shows_the_usable_cap(tmp_path: Path) -> None:
+    with SidecarProcess(tmp_path) as sidecar:
+        with grpc.insecure_channel(sidecar.target) as channel:
+            stub = pb_grpc.TollgateServiceStub(channel)
+            r = stub.Reserve(pb.ReserveRequest(scope=pb.Scope(org_id="tbl", user_id="ann"), model="gpt-4o-mini",
+                                               prompt=pb.Prompt(input_tokens=1234)), timeout=5)
+            stub.Commit(pb.CommitRequest(reservation_id=r.reservation.reservation_id,
+                                         usage=pb.Usage(input_tokens=1234, output_tokens=77)), timeout=5)
+        table = tollgate("budget", "--target", sidecar.target, "--org", "tbl", "--user", "ann")
+        as_json = tollgate("budget", "--target", sidecar.target, "--org", "tbl", "--user", "ann", "--json")
+    assert table.returncode == 0 and as_json.returncode == 0, table.stderr + as_json.stderr
+    header, *rows = table.stdout.splitlines()
+    assert header.split()[:7] == ["pool", "policy", "cap", "usable", "spent", "held", "remaining"]
+    # Every amount has the same decimals, so the columns line up.
+    amounts = [a for row in rows for a in re.findall(r"-?\$[0-9,]+\.[0-9]+", row)]
+    assert len(amounts) == 5 * len(rows) and {len(a.split(".")[1]) for a in amounts} == {4}
+    org = next(row for row in rows if row.startswith("org:tbl"))
+    assert re.search(r"  20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:00:00Z$", org), org
+    pools = {p["pool_id"]: p for p in json.loads(as_json.stdout)}
+    # remaining is usable - spent - held, and the JSON has it exactly, resets_at in ISO 8601.
+    o = pools["org:tbl"]
+    assert o["remaining_nanos"] == o["usable_cap_nanos"] - o["spent_nanos"] - o["held_nanos"]
+    assert o["spent_nanos"] > 0 and re.fullmatch(r"[0-9-]{10}T[0-9:]{8}Z", o["resets_at"])
