@@ -62,9 +62,6 @@ class _Context:
     def cancelled(self) -> bool:
         return False
 
-    def add_done_callback(self, callback: Callable[[Any], None]) -> None:
-        self.done = callback  # held, as gRPC holds it until the call ends
-
 
 class _Details:
     def __init__(self, method: str) -> None:

@@ -126,8 +126,8 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
 
         A keyed call needs none of this: the caller's retry with its key finds its hold. A keyless hold
         is undone when the caller leaves mid-call (gRPC cancels the handler; the work still finishes, in
-        the background), when too little of the deadline is left for the answer to arrive, and when the
-        call ends cancelled after the answer was sent.
+        the background) and when too little of the deadline is left for the answer to arrive. (A done
+        callback on the call, to catch the rest, kept a drain waiting on SIGTERM now and then: not used.)
         """
         if self.gate.interruptible:
             task = asyncio.ensure_future(work)
@@ -147,9 +147,6 @@ class TollgateServicer(pb_grpc.TollgateServiceServicer):
                 await self.gate.release(reservation_id)
             raise CallerGone("the call's deadline passed before its answer; nothing is held, retry with an "
                              "idempotency key")
-        # (The stubs type the callback as a private class that no function matches.)
-        context.add_done_callback(
-            lambda ctx: self._release_later(fresh) if ctx.cancelled() else None)  # type: ignore[arg-type]
         return result
 
     def _undo_later(self, holds: Callable[[T], tuple[ReserveOutcome | None, ...]], done: asyncio.Future[T]) -> None:
