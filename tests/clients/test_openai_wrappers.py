@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_provider import ANSWER_GOOD, BROKE, Call, Fake, check_ledger, price
-from tests.support.sidecar_process import SidecarProcess, write_config
+from tests.support.fake_provider import ANSWER_GOOD, BROKE, Call, Fake, check_ledger, price, wrapper_sidecar
+from tests.support.sidecar_process import SidecarProcess
 from tollgate_client import Client, Scope
 
 from .go.test_go_client import GO_CLIENT, _go_env
@@ -66,12 +66,7 @@ class Runner:
 
 @pytest.fixture(scope="module")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
-    tmp = tmp_path_factory.mktemp("node-wrapper")
-
-    def edit(data: dict[str, Any]) -> None:
-        data["budgets"]["overrides"][f"org:{BROKE}"] = {"cap": "0.000001"}
-
-    with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", edit)) as process:
+    with wrapper_sidecar(tmp_path_factory.mktemp("node-wrapper")) as process:
         yield process
 
 

@@ -21,14 +21,17 @@ import math
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests.support.catalog import suite_config_text
+from tests.support.sidecar_process import SidecarProcess, write_config
 from tollgate_client import PoolState
 
 SCENARIOS = ("ok", "http_error", "midstream_error", "cut", "cut_early", "slow", "no_usage")
@@ -392,3 +395,14 @@ def check_ledger(pools: tuple[PoolState, ...], charged: int) -> None:
     assert stateful, "the scope has no pools"
     for pool in stateful:
         assert (pool.pool_id, pool.spent_nanos, pool.held_nanos) == (pool.pool_id, charged, 0)
+
+
+@contextlib.contextmanager
+def wrapper_sidecar(tmp: Path) -> Iterator[SidecarProcess]:
+    """A sidecar for the wrappers' tests: the suite's catalog, and an organisation (``BROKE``) that affords nothing."""
+
+    def edit(data: dict[str, Any]) -> None:
+        data["budgets"]["overrides"][f"org:{BROKE}"] = {"cap": "0.000001"}
+
+    with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", edit)) as process:
+        yield process

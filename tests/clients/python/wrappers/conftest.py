@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 
-from tests.support.fake_provider import BROKE, Fake
-from tests.support.sidecar_process import SidecarProcess, write_config
+from tests.support.fake_provider import Fake, wrapper_sidecar
+from tests.support.sidecar_process import SidecarProcess
 from tollgate_client import AsyncClient, Client, Scope
 
 
 @pytest.fixture(scope="package")
 def sidecar(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SidecarProcess]:
-    tmp = tmp_path_factory.mktemp("wrappers")
-
-    def edit(data: dict[str, Any]) -> None:
-        data["budgets"]["overrides"][f"org:{BROKE}"] = {"cap": "0.000001"}
-
-    with SidecarProcess(tmp, config=write_config(tmp / "tollgate.yaml", edit)) as process:
+    with wrapper_sidecar(tmp_path_factory.mktemp("wrappers")) as process:
         yield process
 
 
