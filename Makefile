@@ -11,7 +11,7 @@ ifneq ($(wildcard /usr/local/go/bin/go),)
 export PATH := $(PATH):/usr/local/go/bin
 endif
 
-.PHONY: run test test-tools test-unit lint proto proto-check bench clean soak hostile
+.PHONY: run test test-tools test-unit lint proto proto-check bench clean soak hostile jaeger-build
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,12 +31,15 @@ $(VENV)/.dev: $(VENV)/.runtime
 run: $(VENV)/.runtime
 	@scripts/run.sh
 
-test: test-tools $(VENV)/.dev proto-check
-	@# Jaeger (a Go program the telemetry tests run) builds meanwhile, once per machine: see tests/support/jaeger.py.
-	@if command -v go >/dev/null; then $(BIN)/python -m tests.support.jaeger >/dev/null 2>&1 & fi
+test: test-tools jaeger-build $(VENV)/.dev proto-check
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
+
+# Jaeger (a Go program the telemetry tests run) builds in the background, once per machine, while the rest is set
+# up; the tests wait for it on the same lock (tests/support/jaeger.py).
+jaeger-build:
+	@bash scripts/build_jaeger.sh >/dev/null 2>&1 &
 
 # What the suite needs besides Python: redis-server and redis-cli, Node.js with npm, Go. Installed from Debian's
 # packages when run as root (Go aside, which comes with the machine); otherwise the command to run, and a stop.

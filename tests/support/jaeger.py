@@ -23,7 +23,19 @@ from typing import Any
 from .sidecar_process import free_port
 
 MODULE = Path(__file__).resolve().parent / "jaeger"
-VERSION = "v1.75.0"  # the release of github.com/jaegertracing/jaeger whose cmd/jaeger is Jaeger v2
+PACKAGE_MODULE = "github.com/jaegertracing/jaeger"
+
+
+def _pinned_version() -> str:
+    """The version go.mod pins (a release of the v1 module, whose cmd/jaeger is Jaeger v2)."""
+    for line in (MODULE / "go.mod").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == PACKAGE_MODULE:
+            return fields[1]
+    raise RuntimeError(f"{MODULE / 'go.mod'} does not require {PACKAGE_MODULE}")
+
+
+VERSION = _pinned_version()
 PACKAGE = "github.com/jaegertracing/jaeger/cmd/jaeger"
 
 CONFIG = """\
@@ -79,8 +91,9 @@ def _cache() -> Path:
 def binary() -> Path:
     """The Jaeger binary, built on first use (a few minutes: its modules come from the proxy).
 
-    ``make test`` starts the build in the background before the suite (``python -m
-    tests.support.jaeger``); a test that needs Jaeger sooner waits for that build, on a lock.
+    ``make test`` starts the build in the background before it sets up Python
+    (``scripts/build_jaeger.sh``, same cache, same lock); a test that needs Jaeger sooner
+    waits for that build on the lock.
     """
     out = _cache() / f"jaeger-{VERSION}"
     if out.is_file():
