@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from enum import IntEnum, StrEnum
@@ -9,7 +10,7 @@ from enum import IntEnum, StrEnum
 from .errors import InvalidRequest
 from .money import Price
 
-__all__ = ["Capability", "Catalog", "Latency", "Model"]
+__all__ = ["Capability", "Catalog", "Latency", "Model", "deprecation_notes"]
 
 
 class Capability(StrEnum):
@@ -63,6 +64,10 @@ class Catalog:
     tiers: tuple[str, ...]
     models: dict[str, Model]
 
+    def deprecation_notes(self, today: date) -> list[str]:
+        """A warning for each model past its deprecation date or reaching it within 90 days."""
+        return deprecation_notes({m.name: m.deprecation_date for m in self.models.values()}, today)
+
     def model(self, name: str) -> Model:
         """The model named ``name``, or ``InvalidRequest`` listing the known ones."""
         try:
@@ -77,3 +82,18 @@ class Catalog:
             return self.tiers.index(tier)
         except ValueError:
             raise InvalidRequest(f"unknown tier {tier[:80]!r}; tiers are: {', '.join(self.tiers)}") from None
+
+
+def deprecation_notes(models: Mapping[str, date | None], today: date, *, within_days: int = 90) -> list[str]:
+    """A line for each model past its deprecation date, or reaching it within ``within_days``."""
+    notes = []
+    for name, when in sorted(models.items()):
+        if when is None:
+            continue
+        days = (when - today).days
+        if days < 0:
+            notes.append(f"model {name} is past its deprecation date ({when.isoformat()}): its provider may refuse "
+                         "it; replace it in the catalog")
+        elif days <= within_days:
+            notes.append(f"model {name} is deprecated on {when.isoformat()}, in {days} days: plan its replacement")
+    return notes

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from . import __version__
+from .catalog import deprecation_notes
 from .config import (
     Config,
     ServerConfig,
@@ -33,7 +34,7 @@ from .config import (
     load_config,
     store_url_problem,
 )
-from .config.litellm import deprecation_notes, find_price_map, import_models, read_price_map
+from .config.litellm import find_price_map, import_models, read_price_map
 from .config.load import resolved_data
 from .errors import ConfigError
 from .money import format_usd, parse_usd
@@ -148,8 +149,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 0
     budgets = config.budgets
     print(f"{args.file}: OK")
-    for note in deprecation_notes({m.name: m.deprecation_date for m in config.catalog.models.values()},
-                                  datetime.now(UTC).date()):
+    for note in config.catalog.deprecation_notes(datetime.now(UTC).date()):
         print(f"  warning: {note}")
     print(f"  tiers: {' < '.join(config.catalog.tiers)}")
     for model in sorted(config.catalog.models.values(), key=lambda m: (m.tier_rank, m.name)):

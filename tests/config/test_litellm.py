@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from tests.support.sidecar_process import ROOT
+from tollgate.catalog import deprecation_notes
 from tollgate.config import load_config
-from tollgate.config.litellm import deprecation_notes, import_models, read_price_map
+from tollgate.config.litellm import import_models, read_price_map
 from tollgate.errors import ConfigError
 
 PRICES = ROOT / "tests" / "fixtures" / "litellm_prices_cut.json"

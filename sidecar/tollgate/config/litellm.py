@@ -14,7 +14,6 @@ from __future__ import annotations
 import fnmatch
 import json
 from dataclasses import dataclass
-from datetime import date
 from decimal import Decimal
 from importlib import util
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["PROVIDERS", "Imported", "deprecation_notes", "find_price_map", "import_models", "read_price_map"]
+__all__ = ["PROVIDERS", "Imported", "find_price_map", "import_models", "read_price_map"]
 
 PROVIDERS = {"openai": "openai", "anthropic": "anthropic", "gemini": "google", "mistral": "mistral",
              "deepseek": "deepseek", "xai": "xai", "groq": "groq"}
@@ -120,18 +119,3 @@ def import_models(price_map: dict[str, Any], patterns: list[str], tier: str) -> 
         if not matched:
             raise ConfigError(f"no first-party chat model in the price map matches {pattern!r}", key=pattern)
     return sorted(out.values(), key=lambda m: m.name)
-
-
-def deprecation_notes(models: dict[str, date | None], today: date, *, within_days: int = 90) -> list[str]:
-    """A line for each model past its deprecation date, or reaching it within ``within_days``."""
-    notes = []
-    for name, when in sorted(models.items()):
-        if when is None:
-            continue
-        days = (when - today).days
-        if days < 0:
-            notes.append(f"model {name} is past its deprecation date ({when.isoformat()}): its provider may refuse "
-                         "it; replace it in the catalog")
-        elif days <= within_days:
-            notes.append(f"model {name} is deprecated on {when.isoformat()}, in {days} days: plan its replacement")
-    return notes

@@ -34,7 +34,6 @@ from ..app import Tollgate
 from ..app.admin import Admin
 from ..app.stores import open_override_store, open_quality_store, open_store
 from ..config import Config, TlsConfig
-from ..config.litellm import deprecation_notes
 from ..errors import ConfigError, StoreUnavailable
 from ..ledger import BudgetStore
 from ..telemetry import Telemetry
@@ -250,8 +249,7 @@ async def _main(config: Config, load: Callable[[], Config] | None) -> None:
     gc.collect()
     gc.freeze()
     log.info("tollgate listening on %s (store: %s)", ", ".join(sidecar.addresses), _store_label(config))
-    for note in deprecation_notes({m.name: m.deprecation_date for m in config.catalog.models.values()},
-                                  datetime.now(UTC).date()):
+    for note in config.catalog.deprecation_notes(datetime.now(UTC).date()):
         log.warning("%s", note)
     if sidecar.health_address:
         log.info("health checks (grpc.health.v1 only) on %s", sidecar.health_address)
