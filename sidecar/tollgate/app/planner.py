@@ -65,7 +65,9 @@ class Planner:
             p_cheap_ok = rt.classifier.predict(prompt.messages or (), input_tokens, signals.task_type)
             # Reported as difficulty, like the heuristic's score: higher means harder.
             score = 1.0 - p_cheap_ok
-            requirement = requirement_from_probability(p_cheap_ok, signals.task_type, cfg.routing, cfg.catalog)
+            target = cfg.routing.quality_target
+            point = rt.classifier.operating_point(target) if target is not None else None
+            requirement = requirement_from_probability(p_cheap_ok, signals.task_type, cfg.routing, cfg.catalog, point)
         elif requirement is None:
             scored = difficulty.score(prompt.messages or (), input_tokens)
             score = scored.score

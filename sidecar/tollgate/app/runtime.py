@@ -92,6 +92,13 @@ def build_runtime(
             classifier = open_classifier(config.routing)
         except ClassifierError as exc:
             raise ConfigError(str(exc), key="routing.classifier", file=config.source) from None
+    target = config.routing.quality_target
+    if classifier is not None and target is not None and classifier.validation is None:
+        raise ConfigError(
+            f"the classifier {config.routing.classifier!r} has no validation curve to derive thresholds from; "
+            "retrain it with `tollgate train` (which stores one), or set routing.thresholds instead",
+            key="routing.quality_target", file=config.source,
+        )
     counter = (previous.counter if previous is not None and old is not None
                and config.estimation.message_overhead_tokens == old.estimation.message_overhead_tokens
                else TokenCounter(config.estimation.message_overhead_tokens))

@@ -11,8 +11,8 @@ __all__ = ["parse_routing"]
 
 def parse_routing(node: Node, catalog: Catalog) -> RoutingConfig:
     node.only(
-        "task_types", "agent_modes", "difficulty", "fallbacks", "classifier", "thresholds", "providers",
-        "max_escalations", "decision_log",
+        "task_types", "agent_modes", "difficulty", "fallbacks", "classifier", "quality_target", "thresholds",
+        "providers", "max_escalations", "decision_log",
     )
     tiers = catalog.tiers
 
@@ -39,11 +39,23 @@ def parse_routing(node: Node, catalog: Catalog) -> RoutingConfig:
         difficulty=tier_thresholds(node.get("difficulty", {})),
         fallbacks=node.get("fallbacks", 3).int(maximum=20),
         classifier=parse_classifier_ref(node.get("classifier", "default")),
+        quality_target=_quality_target(node.get("quality_target")) if node.has("quality_target") else None,
         thresholds=by_task,
         providers={key: parse_provider_rule(key, pnode, catalog) for key, pnode in node.get("providers", {}).items()},
         max_escalations=node.get("max_escalations", 2).int(maximum=10),
         decision_log=parse_decision_log(node.get("decision_log")) if node.has("decision_log") else None,
     )
+
+
+def _quality_target(node: Node) -> float:
+    raw = node.value
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool) and 1 < raw <= 100:
+        raise node.error(f"{raw} is a percentage; write a share of the strong tier's quality, "
+                         f"such as {raw / 100:g} for {raw:g} %")
+    value = node.number(minimum=0.0, maximum=1.0)
+    if value <= 0.0:
+        raise node.error("expected a share of the strong tier's quality above 0, such as 0.95")
+    return value
 
 
 def parse_provider_rule(key: str, node: Node, catalog: Catalog) -> ProviderRule:

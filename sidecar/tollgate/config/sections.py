@@ -64,8 +64,11 @@ class RoutingConfig:
     fallbacks: int = 3
     classifier: str = "default"
     """``default`` (the shipped model), ``none`` (the heuristic decides) or the path of a model file."""
+    quality_target: float | None = None
+    """Quality to keep relative to always using the strong tier; the classifier's thresholds derive from it."""
     thresholds: dict[str, tuple[tuple[float, str], ...]] = field(default_factory=dict)
-    """Classifier thresholds like ``difficulty``, per task type or ``default``; absent: ``difficulty``'s."""
+    """Explicit classifier thresholds like ``difficulty``, per task type or ``default``: they win over
+    ``quality_target``'s; with neither, ``difficulty``'s apply."""
     providers: dict[str, ProviderRule] = field(default_factory=dict)
     """Provider allow and deny lists per pool id (``org:acme``, ``team:acme/legal``) or ``*`` for all."""
     max_escalations: int = 2

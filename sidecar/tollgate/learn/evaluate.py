@@ -42,7 +42,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,7 @@ __all__ = [
 ROUTERS = ("rules", "heuristic", "classifier", "default")
 DEFAULT_OUTPUT_TOKENS = 512
 QUALITY_SHARE = 0.95
+BOOTSTRAP_ROUNDS = 1000
 
 
 class EvalError(ValueError):
@@ -128,6 +129,10 @@ class Report:
     random: Summary
     operating_point: Point | None
     calibration: dict[str, Any] | None
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """95 % bootstrap intervals of the router's APGR, CPT(50 %) and CPT(80 %)."""
+    target: str = ""
+    """What set the operating point: the quality target and its thresholds, or the explicit thresholds."""
 
 
 def parse_price(text: str) -> tuple[str, Price]:
@@ -240,6 +245,57 @@ def summarize(curve: Sequence[Point], quality_strong: float) -> Summary:
     )
 
 
+def _curve_arrays(h: np.ndarray, qw: np.ndarray, qs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(strong share, PGR) at every distinct threshold, or ``None`` when the models tie on this sample."""
+    n = len(h)
+    mean_w, mean_s = float(qw.mean()), float(qs.mean())
+    if math.isclose(mean_w, mean_s, rel_tol=0.0, abs_tol=1e-12):
+        return None
+    order = np.argsort(-h, kind="stable")
+    gain = np.concatenate([[0.0], np.cumsum((qs - qw)[order])])
+    ends = np.concatenate([[0], np.flatnonzero(np.diff(h[order]) != 0) + 1, [n]])
+    quality = (float(qw.sum()) + gain[ends]) / n
+    return ends / n, (quality - mean_w) / (mean_s - mean_w)
+
+
+def _cpt_arrays(x: np.ndarray, pgr: np.ndarray, target: float) -> float:
+    above = np.flatnonzero(pgr >= target - 1e-12)
+    if not len(above):
+        return 1.0
+    k = int(above[0])
+    if k == 0:
+        return float(x[0])
+    t = min(max((target - pgr[k - 1]) / (pgr[k] - pgr[k - 1]), 0.0), 1.0)
+    return float(x[k - 1] + t * (x[k] - x[k - 1]))
+
+
+def bootstrap(
+    difficulty_scores: Sequence[float] | np.ndarray,
+    quality_weak: Sequence[float],
+    quality_strong: Sequence[float],
+    *,
+    rounds: int = BOOTSTRAP_ROUNDS,
+    seed: int = 0,
+) -> dict[str, tuple[float, float]]:
+    """95 % percentile intervals of APGR, CPT(50 %) and CPT(80 %), resampling prompts with replacement."""
+    h = np.asarray(difficulty_scores, dtype=np.float64)
+    qw = np.asarray(quality_weak, dtype=np.float64)
+    qs = np.asarray(quality_strong, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    found: dict[str, list[float]] = {"apgr": [], "cpt50": [], "cpt80": []}
+    for _ in range(rounds):
+        pick = rng.integers(0, len(h), len(h))
+        arrays = _curve_arrays(h[pick], qw[pick], qs[pick])
+        if arrays is None:
+            continue
+        x, pgr = arrays
+        found["apgr"].append(float(np.sum(np.diff(x) * (pgr[1:] + pgr[:-1]) / 2)))
+        found["cpt50"].append(_cpt_arrays(x, pgr, 0.5))
+        found["cpt80"].append(_cpt_arrays(x, pgr, 0.8))
+    return {name: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) if v else (math.nan, math.nan)
+            for name, v in found.items()}
+
+
 # -- routers -----------------------------------------------------------------------------
 
 
@@ -270,6 +326,8 @@ def _scores(
     strong = np.zeros(len(records), dtype=bool)
     probabilities = np.zeros(len(records)) if router == "classifier" else None
     decided = True
+    target = routing.quality_target
+    point = classifier.operating_point(target) if classifier is not None and target is not None else None
     for i, (record, n_tokens) in enumerate(zip(records, tokens, strict=True)):
         rule = from_signals(Signals(task_type=record.task_type), routing, catalog) if record.task_type else None
         if router == "rules":
@@ -297,7 +355,7 @@ def _scores(
         if probabilities is not None:
             probabilities[i] = p
         h[i] = 1.0 - p
-        strong[i] = requirement_from_probability(p, record.task_type, routing, catalog).rank > 0
+        strong[i] = requirement_from_probability(p, record.task_type, routing, catalog, point).rank > 0
     return h, (strong if decided else None), probabilities
 
 
@@ -404,7 +462,22 @@ def evaluate(
         random=summarize(random_curve(curve), quality_strong),
         operating_point=operating,
         calibration=calibration,
+        intervals=bootstrap(h, qw, qs),
+        target=_target_text(config, classifier, router),
     )
+
+
+def _target_text(config: Config, classifier: Classifier | None, router: str) -> str:
+    routing = config.routing
+    if router not in ("classifier", "default") or classifier is None:
+        return ""
+    if "default" in routing.thresholds:
+        return "the explicit routing.thresholds"
+    if routing.quality_target is not None:
+        point = classifier.operating_point(routing.quality_target)
+        if point is not None:
+            return point.describe()
+    return "routing.difficulty's thresholds"
 
 
 # -- output ------------------------------------------------------------------------------
@@ -440,7 +513,13 @@ def report_json(report: Report) -> dict[str, Any]:
         "cost_weak_nanos": report.cost_weak_nanos,
         **_summary_json(report.summary),
         "random": _summary_json(report.random),
-        "operating_point": None if report.operating_point is None else _point_json(report.operating_point),
+        "operating_point": None if report.operating_point is None else {
+            **_point_json(report.operating_point),
+            "relative_quality": round(report.operating_point.quality / report.quality_strong, 6)
+            if report.quality_strong else None,
+            "set_by": report.target,
+        },
+        "intervals": {k: [round(lo, 6), round(hi, 6)] for k, (lo, hi) in report.intervals.items()},
         "calibration": report.calibration,
     }
 
@@ -460,10 +539,18 @@ def report_text(report: Report, source: str = "") -> str:
     ]
     for name, s in ((report.router, report.summary), ("random", report.random)):
         lines.append(f"{name:<12} {s.apgr:>6.3f} {_pct(s.cpt50):>9} {_pct(s.cpt80):>9} {_pct(s.saving_at_95):>22}")
+    if report.intervals:
+        iv = report.intervals
+        lines.append(f"95 % bootstrap intervals of {report.router}: APGR [{iv['apgr'][0]:.3f}, {iv['apgr'][1]:.3f}], "
+                     f"CPT(50%) [{_pct(iv['cpt50'][0])}, {_pct(iv['cpt50'][1])}], "
+                     f"CPT(80%) [{_pct(iv['cpt80'][0])}, {_pct(iv['cpt80'][1])}]")
     op = report.operating_point
     if op is not None:
-        lines += ["", f"at the configured thresholds: {op.strong_share:.1%} to the strong model, PGR {op.pgr:.2f}, "
-                      f"cost {op.cost_share:.1%} of strong-only"]
+        relative = op.quality / report.quality_strong if report.quality_strong else 0.0
+        lines += ["", f"at the operating point: {op.strong_share:.1%} to the strong model, PGR {op.pgr:.2f}, "
+                      f"quality {relative:.1%} of strong-only, cost {op.cost_share:.1%} of strong-only"]
+        if report.target:
+            lines.append(f"  set by {report.target}")
     cal = report.calibration
     if cal is not None:
         lines += ["", f"calibration of p(cheap ok) on this data: ECE {cal['ece']:.3f}, log loss {cal['log_loss']:.3f}, "

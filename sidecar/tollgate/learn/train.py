@@ -28,6 +28,7 @@ nothing the sidecar does not already install.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -41,6 +42,7 @@ import numpy as np
 
 from .. import __version__
 from ..estimate import TokenCounter
+from ..routing import difficulty
 from ..routing.classifier import (
     BUCKETS,
     DENSE_FEATURES,
@@ -50,6 +52,7 @@ from ..routing.classifier import (
     featurize,
     heuristic_prior,
 )
+from ..routing.operating_point import curve_of
 from .dataset import DatasetError, Record, file_digest
 
 __all__ = ["DEFAULT_LAMBDAS", "TrainResult", "fit_platt", "labels", "probability_metrics", "train"]
@@ -64,6 +67,8 @@ class TrainResult:
 
     classifier: Classifier
     metadata: dict[str, Any]
+    out_of_fold: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
+    """Calibrated p(cheap ok) of each training record from the fold that did not see it."""
 
 
 def labels(records: Sequence[Record], weak: str, strong: str, source: str = "") -> np.ndarray:
@@ -106,18 +111,22 @@ def _split(theta: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, float
 
 
 def _objective(
-    design: _Design, y: np.ndarray, lam: float, prior: np.ndarray
+    design: _Design, y: np.ndarray, lam: float, prior: np.ndarray, weight: np.ndarray, held: np.ndarray
 ) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
     center = np.concatenate([np.zeros(design.width), prior, [0.0]])
-    penalised = np.ones(len(center))
-    penalised[-1] = 0.0
+    strength = np.full(len(center), lam)
+    strength[-1] = 0.0
+    # Held features keep the heuristic's weights: no gradient moves them from where they start.
+    free = np.ones(len(center))
+    free[design.width:-1] = ~held
+    share = weight / weight.sum()
 
     def f(theta: np.ndarray) -> tuple[float, np.ndarray]:
         z = design.logits(theta)
-        loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
-        residual = (_sigmoid(z) - y) / design.n
-        off = (theta - center) * penalised
-        return loss + 0.5 * lam * float(off @ off), design.gradient(residual) + lam * off
+        loss = float(share @ (np.logaddexp(0.0, z) - y * z))
+        residual = (_sigmoid(z) - y) * share
+        off = (theta - center) * free
+        return loss + 0.5 * float(off @ (strength * off)), (design.gradient(residual) + strength * off) * free
 
     return f
 
@@ -180,21 +189,22 @@ def _lbfgs(
     return x
 
 
-def fit_platt(logits: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def fit_platt(logits: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None) -> tuple[float, float]:
     """Platt scaling: (a, b) so that sigmoid(a·logit + b) is calibrated, with Platt's smoothed targets."""
-    pos = float(y.sum())
-    neg = float(len(y) - pos)
+    w_rec = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=np.float64) * len(y) / weight.sum()
+    pos = float(w_rec @ y)
+    neg = float(w_rec.sum() - pos)
     target = np.where(y > 0.5, (pos + 1.0) / (pos + 2.0), 1.0 / (neg + 2.0))
     def loss(a: float, b: float) -> float:
         z = a * logits + b
-        return float(np.mean(np.logaddexp(0.0, z) - target * z))
+        return float(np.mean(w_rec * (np.logaddexp(0.0, z) - target * z)))
 
     a, b = 1.0, 0.0
     current = loss(a, b)
     for _ in range(100):
         p = _sigmoid(a * logits + b)
-        r = p - target
-        w = p * (1.0 - p)
+        r = (p - target) * w_rec
+        w = p * (1.0 - p) * w_rec
         grad = np.array([float(r @ logits), float(r.sum())])
         # A tiny ridge keeps the Newton step defined when the logits are all equal.
         hess = np.array([[float(w @ (logits * logits)) + 1e-9, float(w @ logits)],
@@ -285,8 +295,20 @@ def train(
     provenance: str = "",
     progress: Callable[[str], None] | None = None,
     holdout: Sequence[tuple[str | Path, Sequence[Record]]] = (),
+    weights: Sequence[float] | None = None,
+    hold_heuristic: bool = False,
+    validate_on: Sequence[bool] | None = None,
+    validation_source: str = "",
 ) -> TrainResult:
     """Fit, calibrate and measure a classifier on ``records`` (see the module docstring).
+
+    ``weights`` weigh each record in the loss (a small set of the traffic that matters
+    next to a large benchmark); ``hold_heuristic`` keeps the heuristic's features at the
+    heuristic's weights, so benchmark data cannot zero them out, and the n-grams learn
+    what the heuristic misses. The
+    out-of-fold predictions of the records ``validate_on`` marks (all by default) are
+    stored as the model's validation curve, from which ``routing.quality_target``
+    derives thresholds.
 
     Each ``holdout`` (file, records) pair is scored by the final model, and its metrics
     go into the metadata beside the out-of-fold ones.
@@ -300,10 +322,14 @@ def train(
             f"{where or 'the data'}: every prompt has the same label (cheap ok: {bool(positives)}); "
             "training needs prompts where the weak model was good enough and prompts where it was not"
         )
+    weight = np.ones(len(records)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if weight.shape != (len(records),) or not np.all(weight > 0):
+        raise ValueError("weights: one positive number per record")
     counter = TokenCounter()
     feats = [_features(r, counter) for r in records]
     say(f"{len(records)} prompts featurized; cheap ok on {positives / len(y):.1%}")
     prior = heuristic_prior()
+    hold_mask = np.array([hold_heuristic and name in difficulty.WEIGHTS for name in DENSE_FEATURES])
     folds = max(2, min(folds, len(records)))
     fold = np.array([_fold_of(r, seed, folds) for r in records])
     splits = [(np.flatnonzero(fold != k), np.flatnonzero(fold == k)) for k in range(folds)]
@@ -320,19 +346,19 @@ def train(
     for lam in lambdas:
         oof = np.zeros(len(records))
         for k, ((fit, held), (fit_design, held_design)) in enumerate(zip(splits, designs, strict=True)):
-            warm[k] = _lbfgs(_objective(fit_design, y[fit], lam, prior), warm[k])
+            warm[k] = _lbfgs(_objective(fit_design, y[fit], lam, prior, weight[fit], hold_mask), warm[k])
             oof[held] = held_design.logits(warm[k])
-        a, b = fit_platt(oof, y)
-        calibrated = _sigmoid(a * oof + b)
-        loss = probability_metrics(calibrated, y)["log_loss"]
+        a, b = fit_platt(oof, y, weight)
+        calibrated = np.clip(_sigmoid(a * oof + b), 1e-12, 1 - 1e-12)
+        loss = float(-(weight @ (y * np.log(calibrated) + (1 - y) * np.log(1 - calibrated))) / weight.sum())
         say(f"lambda {lam:g}: out-of-fold log loss {loss:.4f}")
         if best is None or loss < best[1]:
             best = (lam, loss, oof.copy())
     assert best is not None
     lam, _, oof = best
-    a, b = fit_platt(oof, y)
+    a, b = fit_platt(oof, y, weight)
     metrics = probability_metrics(_sigmoid(a * oof + b), y)
-    theta = _lbfgs(_objective(_Design(compact, width), y, lam, prior), theta0)
+    theta = _lbfgs(_objective(_Design(compact, width), y, lam, prior, weight, hold_mask), theta0)
     used_weights, d, intercept = _split(theta, width)
     w = np.zeros(BUCKETS)
     # Weights too small to move any prediction are dropped to keep the file small.
@@ -354,6 +380,14 @@ def train(
         "provenance": provenance,
     }
     say(f"chosen lambda {lam:g}; out-of-fold AUC {metrics['auc']}, ECE {metrics['ece']}")
+    chosen = np.ones(len(records), dtype=bool) if validate_on is None else np.asarray(validate_on, dtype=bool)
+    calibrated = _sigmoid(a * oof + b)
+    metadata["validation"] = curve_of(
+        calibrated[chosen], [r.score(weak) for r, c in zip(records, chosen, strict=True) if c],
+        [r.score(strong) for r, c in zip(records, chosen, strict=True) if c],
+        validation_source or f"out-of-fold predictions on {int(chosen.sum())} training prompts",
+    ).to_metadata()
+    metadata["trainer"]["heuristic"] = "held at its weights" if hold_heuristic else "prior of the learned weights"
     model = Classifier.from_weights(w, d, intercept, platt=(a, b), metadata=metadata)
     for path, held_records in holdout:
         held_y = labels(held_records, weak, strong, str(path))
@@ -363,4 +397,4 @@ def train(
             "sha256": file_digest(path) if Path(path).is_file() else "", **found,
         }
         say(f"held out {Path(path).name}: AUC {found['auc']}, ECE {found['ece']}, log loss {found['log_loss']}")
-    return TrainResult(model, metadata)
+    return TrainResult(model, metadata, calibrated)

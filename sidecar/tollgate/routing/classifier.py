@@ -59,6 +59,7 @@ import numpy as np
 from ..catalog import Catalog
 from ..config import RoutingConfig
 from . import difficulty
+from .operating_point import OperatingPoint, ValidationCurve, ValidationError, derive
 from .rules import Source, TierRequirement
 
 __all__ = [
@@ -76,6 +77,7 @@ __all__ = [
     "encode_features",
     "featurize",
     "open_classifier",
+    "point_thresholds",
     "requirement_from_probability",
 ]
 
@@ -255,6 +257,7 @@ class _Params:
     platt_a: float
     platt_b: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    validation: ValidationCurve | None = None
 
 
 def _params(
@@ -265,8 +268,14 @@ def _params(
     signed = np.empty(2 * BUCKETS, dtype=np.float32)
     signed[0::2] = weights
     signed[1::2] = -weights
+    validation = None
+    if "validation" in metadata:
+        try:
+            validation = ValidationCurve.from_metadata(metadata["validation"])
+        except (ValidationError, AttributeError) as exc:
+            raise ClassifierError(f"the model's validation curve is unusable: {exc}") from None
     return _Params(weights, signed, np.asarray(dense, dtype=np.float64), float(intercept), float(platt[0]),
-                   float(platt[1]), metadata)
+                   float(platt[1]), metadata, validation)
 
 
 def _sigmoid(x: float) -> float:
@@ -295,6 +304,7 @@ class Classifier:
         self._clock = clock
         self._checked = clock()
         self._failed_stamp: tuple[int, int] | None = None
+        self._points: dict[float, OperatingPoint | None] = {}
 
     @classmethod
     def from_weights(
@@ -336,6 +346,22 @@ class Classifier:
     def path(self) -> Path | None:
         """The file this model was loaded from, if any."""
         return self._path
+
+    @property
+    def validation(self) -> ValidationCurve | None:
+        """The model's validation curve (out-of-sample predictions with both models' quality), if it has one."""
+        return self._params.validation
+
+    def operating_point(self, target: float) -> OperatingPoint | None:
+        """The thresholds ``routing.quality_target`` gives on this model's validation curve (``None``: no curve)."""
+        try:
+            return self._points[target]
+        except KeyError:
+            pass
+        curve = self._params.validation
+        point = derive(curve, target) if curve is not None else None
+        self._points[target] = point
+        return point
 
     def raw_logit(self, features: Features) -> float:
         """The logit before calibration (what Platt scaling is fitted on), from computed features."""
@@ -394,7 +420,14 @@ class Classifier:
             log.warning("classifier file changed but cannot be loaded, keeping the loaded model",
                         extra={"fields": {"path": str(self._path), "error": str(exc)}})
             return False
+        if self._params.validation is not None and params.validation is None:
+            self._failed_stamp = stamp
+            log.warning("classifier file changed but has no validation curve, which routing.quality_target "
+                        "derives its thresholds from; keeping the loaded model",
+                        extra={"fields": {"path": str(self._path)}})
+            return False
         self._params = params
+        self._points = {}
         self._stamp = stamp
         self._failed_stamp = None
         log.info("classifier reloaded", extra={"fields": {"path": str(self._path)}})
@@ -480,7 +513,10 @@ def _read(path: Path) -> _Params:
     if not np.all(np.isfinite(every)):
         raise ClassifierError(f"{path}: the model has non-finite weights")
     platt = (float(arrays["platt"][0]), float(arrays["platt"][1]))
-    return _params(full, dense, float(arrays["intercept"][0]), platt, metadata)
+    try:
+        return _params(full, dense, float(arrays["intercept"][0]), platt, metadata)
+    except ClassifierError as exc:
+        raise ClassifierError(f"{path}: {exc}") from None
 
 
 def default_model_path() -> Path:
@@ -496,19 +532,33 @@ def open_classifier(routing: RoutingConfig) -> Classifier | None:
     return Classifier.load(path)
 
 
+def point_thresholds(point: OperatingPoint, catalog: Catalog) -> tuple[tuple[float, str], ...]:
+    """An operating point as (minimum difficulty, tier) pairs: the top tier, then the one above cheap."""
+    tiers = catalog.tiers
+    if len(tiers) < 2:
+        return ()
+    if len(tiers) == 2:
+        return ((point.medium, tiers[1]),)
+    return ((point.frontier, tiers[-1]), (point.medium, tiers[1]))
+
+
 def requirement_from_probability(
-    p_cheap_ok: float, task_type: str, routing: RoutingConfig, catalog: Catalog
+    p_cheap_ok: float, task_type: str, routing: RoutingConfig, catalog: Catalog,
+    point: OperatingPoint | None = None,
 ) -> TierRequirement:
     """The tier for a classifier probability, via the difficulty ``1 - p`` and the thresholds.
 
     Thresholds come from ``routing.thresholds`` for the task type, else its ``default``
-    entry, else ``routing.difficulty`` (the heuristic's), each a list of (minimum
-    difficulty, tier) pairs, highest first; below all of them the cheapest tier.
+    entry, else the operating point of ``routing.quality_target`` (``point``), else
+    ``routing.difficulty`` (the heuristic's), each a list of (minimum difficulty, tier)
+    pairs, highest first; below all of them the cheapest tier.
     """
     hardness = 1.0 - p_cheap_ok
     thresholds = routing.thresholds.get(task_type) if task_type else None
     if thresholds is None:
-        thresholds = routing.thresholds.get("default", routing.difficulty)
+        thresholds = routing.thresholds.get("default")
+    if thresholds is None:
+        thresholds = point_thresholds(point, catalog) if point is not None else routing.difficulty
     tier = catalog.tiers[0]
     for threshold, name in thresholds:
         if hardness >= threshold:

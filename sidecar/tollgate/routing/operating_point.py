@@ -1,0 +1,150 @@
+"""From a quality target to difficulty thresholds, on a model's validation data.
+
+An operator decides how much quality to keep relative to always using the stronger
+tier (``routing.quality_target: 0.95``), not at which difficulty a request leaves the
+cheap tier. A model file carries a validation curve: for each validation request, the
+calibrated p(cheap ok) the model gave it without having trained on it, and the quality
+the weak and the strong model reached on it. Sending every request whose difficulty
+(``1 - p``) is at or above a threshold to the strong model gives a relative quality
+
+    Q(t) = mean(strong if difficulty >= t else weak) / mean(strong)
+
+which only grows as ``t`` falls. The operating point is the highest ``t`` (fewest
+requests up, so the lowest cost) whose ``Q(t)`` reaches the target.
+
+The data knows two models; the catalog has three tiers. The strong model stands for
+any tier above the cheap one, so the target is met on validation whatever tier above
+cheap a request gets. The frontier tier takes the hardest share: the requests that
+even a looser target, ``2 × target − 1`` (0.90 for 0.95), would send up. Both
+thresholds come from the same curve, so one number steers the whole ladder.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["OperatingPoint", "ValidationCurve", "ValidationError", "curve_of", "derive", "frontier_target"]
+
+
+class ValidationError(ValueError):
+    """A validation curve that cannot steer routing; the message says what is wrong."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationCurve:
+    """Out-of-sample predictions with each request's quality on the weak and the strong model."""
+
+    p_cheap_ok: tuple[float, ...]
+    weak: tuple[float, ...]
+    strong: tuple[float, ...]
+    source: str = ""
+
+    @classmethod
+    def from_metadata(cls, meta: Mapping[str, Any]) -> ValidationCurve:
+        """Read the ``validation`` block of a model file's metadata."""
+        points = meta.get("points")
+        if not isinstance(points, list) or not points:
+            raise ValidationError("the validation block has no points")
+        try:
+            p, weak, strong = zip(*((float(a), float(b), float(c)) for a, b, c in points), strict=True)
+        except (TypeError, ValueError):
+            raise ValidationError("validation points must be [p_cheap_ok, weak quality, strong quality]") from None
+        if not all(math.isfinite(v) for v in (*p, *weak, *strong)):
+            raise ValidationError("validation points must be finite")
+        if sum(strong) <= 0:
+            raise ValidationError("the strong model's validation quality is zero: nothing to keep a share of")
+        return cls(tuple(p), tuple(weak), tuple(strong), str(meta.get("source", "")))
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "n": len(self.p_cheap_ok),
+            "points": [[round(p, 5), round(w, 4), round(s, 4)]
+                       for p, w, s in zip(self.p_cheap_ok, self.weak, self.strong, strict=True)],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class OperatingPoint:
+    """The thresholds a quality target gives, and what they did on the validation data."""
+
+    target: float
+    medium: float
+    """Difficulty at or above which a request leaves the cheap tier."""
+    frontier: float
+    """Difficulty at or above which a request goes to the frontier tier."""
+    quality: float
+    """Relative quality reached on validation (1.0 = always the strong model)."""
+    share_up: float
+    """Share of validation requests sent above the cheap tier."""
+    share_frontier: float
+    weak_quality: float
+    """Relative quality of sending everything to the cheap tier."""
+    n: int
+    source: str
+    met: bool
+    """False when even sending every request up misses the target (it cannot on this data)."""
+
+    def describe(self) -> str:
+        status = "" if self.met else " (not reachable on this data: every request goes up)"
+        return (
+            f"quality_target {self.target:g} -> difficulty thresholds medium {self.medium:.3f}, "
+            f"frontier {self.frontier:.3f}; on validation ({self.source or 'the model file'}, {self.n} requests): "
+            f"quality {self.quality:.1%} of the strong tier's (cheap alone {self.weak_quality:.1%}), "
+            f"{self.share_up:.0%} of requests above cheap, {self.share_frontier:.0%} on frontier{status}"
+        )
+
+
+def frontier_target(target: float) -> float:
+    """The looser target whose up-share goes to the frontier tier."""
+    return max(0.0, 2.0 * target - 1.0)
+
+
+def _threshold(curve: ValidationCurve, target: float) -> tuple[float, float, float, bool]:
+    """(threshold, relative quality, share up, met) for the fewest requests up that reach ``target``."""
+    n = len(curve.p_cheap_ok)
+    total_strong = sum(curve.strong)
+    order = sorted(range(n), key=lambda i: curve.p_cheap_ok[i])  # hardest first
+    quality = sum(curve.weak)
+    if quality >= target * total_strong:
+        return 1.0, quality / total_strong, 0.0, True
+    k = 0
+    while k < n:
+        # Requests with the same prediction move together: a threshold cannot split them.
+        p = curve.p_cheap_ok[order[k]]
+        while k < n and curve.p_cheap_ok[order[k]] == p:
+            i = order[k]
+            quality += curve.strong[i] - curve.weak[i]
+            k += 1
+        if quality >= target * total_strong:
+            following = curve.p_cheap_ok[order[k]] if k < n else 1.0
+            # Midway between this prediction and the next easier one, as a difficulty.
+            return 1.0 - (p + following) / 2.0, quality / total_strong, k / n, True
+    return 0.0, quality / total_strong, 1.0, False
+
+
+def derive(curve: ValidationCurve, target: float) -> OperatingPoint:
+    """The operating point for ``target`` on ``curve`` (see the module docstring)."""
+    if not 0.0 < target <= 1.0:
+        raise ValidationError(f"quality_target must be in (0, 1], got {target}")
+    medium, quality, share_up, met = _threshold(curve, target)
+    frontier, _, share_frontier, _ = _threshold(curve, frontier_target(target))
+    frontier = max(frontier, medium)
+    if frontier == medium:
+        share_frontier = share_up
+    return OperatingPoint(
+        target=target, medium=medium, frontier=frontier, quality=quality, share_up=share_up,
+        share_frontier=share_frontier, weak_quality=sum(curve.weak) / sum(curve.strong),
+        n=len(curve.p_cheap_ok), source=curve.source, met=met,
+    )
+
+
+def curve_of(p_cheap_ok: Sequence[float], weak: Sequence[float], strong: Sequence[float],
+             source: str = "") -> ValidationCurve:
+    """A validation curve from parallel sequences (training builds one from out-of-fold predictions)."""
+    if not len(p_cheap_ok) == len(weak) == len(strong):
+        raise ValidationError("p_cheap_ok, weak and strong must have the same length")
+    return ValidationCurve(tuple(map(float, p_cheap_ok)), tuple(map(float, weak)), tuple(map(float, strong)), source)
