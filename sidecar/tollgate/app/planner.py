@@ -7,6 +7,8 @@ no model is capable. Nothing here holds money.
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,13 +21,15 @@ from ..ledger.overrides import PoolOverride
 from ..quality import QualityGuard
 from ..routing import difficulty
 from ..routing.classifier import requirement_from_probability
-from ..routing.rules import Signals, TierRequirement, from_difficulty, from_signals
+from ..routing.rules import Signals, TierRequirement, from_difficulty, from_signals, near_task_type
 from ..routing.select import Priced, eligible, fallbacks
 from ..scope import Level, Scope
 from .runtime import Runtime
 from .types import Prompt
 
 __all__ = ["Plan", "Planner"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -54,6 +58,7 @@ class Planner:
         self._quality = quality
         self._overrides = overrides
         self._clock = clock
+        self._warned: set[str] = set()
 
     def route(self, rt: Runtime, scope: Scope, prompt: Prompt, input_tokens: int, signals: Signals,
               max_output_tokens: int) -> Plan:
@@ -68,10 +73,14 @@ class Planner:
             target = cfg.routing.quality_target
             point = rt.classifier.operating_point(target) if target is not None else None
             requirement = requirement_from_probability(p_cheap_ok, signals.task_type, cfg.routing, cfg.catalog, point)
+            if signals.task_type:
+                requirement = self._hint(requirement, signals.task_type, cfg.routing.task_types)
         elif requirement is None:
             scored = difficulty.score(prompt.messages or (), input_tokens)
             score = scored.score
             requirement = from_difficulty(scored.score, scored.reasons, cfg.routing, cfg.catalog)
+            if signals.task_type:
+                requirement = self._hint(requirement, signals.task_type, cfg.routing.task_types)
         unguarded = requirement
         guard = self._quality.min_tier(signals.task_type)
         if guard is not None and cfg.catalog.tier_rank(guard[0]) > requirement.rank:
@@ -89,6 +98,18 @@ class Planner:
                             key=lambda p: (-p.model.tier_rank, p.cost))
         return Plan(requirement=requirement, unguarded=unguarded, score=score, priced=priced, capable=capable,
                     downgrades=downgrades, input_tokens=input_tokens)
+
+    def _hint(self, requirement: TierRequirement, task_type: str, rules: dict[str, str]) -> TierRequirement:
+        """Name the rule a task type probably meant: a typo would otherwise lose the rule in silence."""
+        near = near_task_type(task_type, tuple(rules))
+        if near is None:
+            return requirement
+        if task_type not in self._warned and len(self._warned) < 256:
+            self._warned.add(task_type)
+            log.warning("a request's task type has no rule, but a close one does", extra={"fields": {
+                "task_type": task_type, "did_you_mean": near, "rule_tier": rules[near]}})
+        return dataclasses.replace(
+            requirement, reason=f"{requirement.reason}; task_type {task_type!r} has no rule, did you mean {near!r}?")
 
     def priced(self, rt: Runtime, scope: Scope, signals: Signals, input_tokens: int,
                max_output_tokens: int) -> list[Priced]:

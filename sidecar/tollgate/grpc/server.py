@@ -36,6 +36,7 @@ from ..app.stores import open_override_store, open_quality_store, open_store
 from ..config import Config, TlsConfig
 from ..errors import ConfigError, StoreUnavailable
 from ..ledger import BudgetStore
+from ..routing.check import routing_lines
 from ..telemetry import Telemetry
 from .handlers import AdminServicer, TollgateServicer
 from .interceptor import TelemetryInterceptor
@@ -251,6 +252,11 @@ async def _main(config: Config, load: Callable[[], Config] | None) -> None:
     log.info("tollgate listening on %s (store: %s)", ", ".join(sidecar.addresses), _store_label(config))
     for note in config.catalog.deprecation_notes(datetime.now(UTC).date()):
         log.warning("%s", note)
+    warnings, facts = routing_lines(config)
+    for line in warnings:
+        log.warning("%s", line)
+    for line in facts:
+        log.info("%s", line)
     if sidecar.health_address:
         log.info("health checks (grpc.health.v1 only) on %s", sidecar.health_address)
     log.info("%s", telemetry_destinations(config, sidecar.telemetry))

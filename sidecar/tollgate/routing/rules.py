@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 from ..catalog import Capability, Catalog, Latency
 from ..config import RoutingConfig
 
-__all__ = ["Signals", "Source", "TierRequirement", "from_difficulty", "from_signals"]
+__all__ = ["Signals", "Source", "TierRequirement", "from_difficulty", "from_signals", "near_task_type",
+           "task_type_notes"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +82,37 @@ def from_difficulty(
         reason=f"difficulty {score:.2f}{features} -> {tier}",
         source=Source.DIFFICULTY,
     )
+
+
+@lru_cache(maxsize=512)
+def near_task_type(name: str, known: tuple[str, ...]) -> str | None:
+    """The rule's task type ``name`` is most likely a misspelling of (``summarise`` for ``summarize``), if any.
+
+    Only a close match counts: a task type with no rule is legitimate (the classifier
+    then decides, and may know it from training), a near miss of one with a rule is a
+    typo that silently loses the rule.
+    """
+    if name in known:
+        return None
+    folded = name.strip().lower().replace("-", "_").replace(" ", "_")
+    for candidate in known:
+        if candidate.lower().replace("-", "_") == folded:
+            return candidate
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+    return close[0] if close else None
+
+
+def task_type_notes(routing: RoutingConfig) -> list[str]:
+    """Warnings about the task types the routing section names: thresholds a rule shadows, likely typos."""
+    notes = []
+    known = tuple(sorted(routing.task_types))
+    for name in sorted(routing.thresholds):
+        if name == "default":
+            continue
+        if name in routing.task_types:
+            notes.append(f"routing.thresholds.{name} never applies: routing.task_types.{name} decides first")
+            continue
+        near = near_task_type(name, known)
+        if near is not None:
+            notes.append(f"routing.thresholds.{name}: no rule has task type {name!r}; did you mean {near!r}?")
+    return notes

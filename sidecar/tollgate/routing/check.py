@@ -1,0 +1,38 @@
+"""What ``tollgate check`` and the sidecar's start say about routing: the operating point and likely mistakes."""
+
+from __future__ import annotations
+
+from ..config import Config
+from .classifier import ClassifierError, open_classifier
+from .rules import task_type_notes
+
+__all__ = ["routing_lines"]
+
+
+def routing_lines(config: Config) -> tuple[list[str], list[str]]:
+    """(warnings, facts): task-type mistakes, and the thresholds in force with the figures behind them."""
+    routing = config.routing
+    warnings = task_type_notes(routing)
+    facts: list[str] = []
+    try:
+        classifier = open_classifier(routing)
+    except ClassifierError as exc:
+        return [*warnings, str(exc)], facts
+    if classifier is None:
+        if routing.quality_target is not None:
+            warnings.append("routing.quality_target applies to a classifier; with routing.classifier: none the "
+                            "heuristic's routing.difficulty thresholds decide")
+        facts.append("routing: heuristic difficulty, thresholds "
+                     + ", ".join(f"{tier} {value:g}" for value, tier in routing.difficulty))
+        return warnings, facts
+    if "default" in routing.thresholds:
+        facts.append("routing: classifier with the explicit routing.thresholds.default "
+                     + ", ".join(f"{tier} {value:g}" for value, tier in routing.thresholds["default"]))
+    elif routing.quality_target is not None:
+        point = classifier.operating_point(routing.quality_target)
+        if point is not None:
+            facts.append(f"routing: {point.describe()}")
+    else:
+        facts.append("routing: classifier with routing.difficulty's thresholds "
+                     + ", ".join(f"{tier} {value:g}" for value, tier in routing.difficulty))
+    return warnings, facts
