@@ -23,20 +23,22 @@ from tollgate.scope import Scope
 SCOPE = Scope(org="acme", user="alice")
 PROMPT = Prompt(messages=(("user", "Tell me about otters."),))
 
-# Four validation requests, hardest first: the weak model fails the first, half-fails the second.
-CURVE = curve_of([0.1, 0.4, 0.6, 0.9], [0.0, 0.6, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], "four requests")
+# Four kinds of validation request, hardest first: the weak model fails the first, half-fails the
+# second. Each kind 250 times over, so that the bootstrap's margin is small and the thresholds fall
+# where the arithmetic below says.
+CURVE = curve_of([0.1, 0.4, 0.6, 0.9] * 250, [0.0, 0.72, 1.0, 1.0] * 250, [1.0] * 1000, "four kinds")
 
 
 def test_the_fewest_requests_up_that_reach_the_target() -> None:
-    point = derive(CURVE, 0.95)
-    # Weak alone: 2.6 of 4 (65 %). Up with the hardest: 3.6 (90 %), the two hardest: 4.0 (100 %).
-    assert point.weak_quality == pytest.approx(0.65)
+    point = derive(CURVE, 0.96)
+    # Weak alone: 68 %. Up with the hardest kind: 93 %; with the two hardest: 100 %.
+    assert point.weak_quality == pytest.approx(0.68)
     assert point.medium == pytest.approx(1 - (0.4 + 0.6) / 2) and point.share_up == 0.5
     assert point.quality == pytest.approx(1.0) and point.met
-    # The frontier tier takes what the looser target 0.90 sends up: the hardest request alone.
-    assert frontier_target(0.95) == pytest.approx(0.90)
+    # The frontier tier takes what the looser target 0.92 sends up: the hardest kind alone.
+    assert frontier_target(0.96) == pytest.approx(0.92)
     assert point.frontier == pytest.approx(1 - (0.1 + 0.4) / 2) and point.share_frontier == 0.25
-    assert "quality_target 0.95 -> difficulty thresholds medium 0.500, frontier 0.750" in point.describe()
+    assert "quality_target 0.96 -> difficulty thresholds medium 0.500, frontier 0.750" in point.describe()
 
 
 def test_a_target_the_cheap_tier_meets_alone_sends_nothing_up() -> None:
@@ -45,10 +47,22 @@ def test_a_target_the_cheap_tier_meets_alone_sends_nothing_up() -> None:
 
 
 def test_equal_predictions_move_together() -> None:
-    tied = curve_of([0.3, 0.3, 0.8], [0.0, 1.0, 1.0], [1.0, 1.0, 1.0])
-    point = derive(tied, 0.9)
-    # Sending one of the two tied requests would do, but a threshold cannot split them.
+    tied = curve_of([0.3, 0.3, 0.8] * 300, [0.0, 1.0, 1.0] * 300, [1.0] * 900)
+    point = derive(tied, 0.8)
+    # Sending the failed third of them would do, but a threshold cannot split equal predictions.
     assert point.share_up == pytest.approx(2 / 3) and point.medium == pytest.approx(1 - (0.3 + 0.8) / 2)
+
+
+def test_a_small_validation_set_buys_a_margin() -> None:
+    # Weak fails one request in ten, at random with respect to the prediction (a router with no skill):
+    # the point estimate reaches 0.90 at once, the 95 % lower bound only with requests sent up.
+    rng = np.random.default_rng(1)
+    p = rng.random(60)
+    weak = (rng.random(60) > 0.1).astype(float)
+    small = derive(curve_of(p, weak, [1.0] * 60), 0.9)
+    assert small.share_up > 0 and small.quality >= 0.9
+    big = derive(curve_of(np.tile(p, 50), np.tile(weak, 50), [1.0] * 3000), 0.9)
+    assert big.share_up < small.share_up
 
 
 @pytest.mark.parametrize("target", [0.0, -0.1, 1.5])
@@ -89,7 +103,7 @@ def gate_for(path: Path) -> Tollgate:
 @pytest.mark.parametrize(("p", "tier"), [(0.55, "cheap"), (0.45, "medium"), (0.2, "frontier")])
 async def test_route_uses_the_thresholds_the_target_derives(tmp_path: Path, p: float, tier: str) -> None:
     model = model_with_curve(tmp_path / "m.npz", p)
-    (tmp_path / "c.yaml").write_text(config_text(classifier=str(model), quality_target=0.95))
+    (tmp_path / "c.yaml").write_text(config_text(classifier=str(model), quality_target=0.96))
     decision = await gate_for(tmp_path / "c.yaml").route(SCOPE, PROMPT, Signals())
     # Derived: medium at difficulty 0.50, frontier at 0.75.
     assert decision.requirement.tier == tier
@@ -118,3 +132,19 @@ def test_a_replacement_without_a_curve_keeps_the_loaded_model(tmp_path: Path) ->
     assert not model.reload_if_changed()
     assert model.predict((("user", "hi"),), 3) == pytest.approx(0.45)
     assert model.operating_point(0.95) is not None
+
+
+def test_requests_with_a_task_type_have_their_own_calibration_and_curve(tmp_path: Path) -> None:
+    typed_curve = curve_of([0.2, 0.9] * 500, [0.0, 1.0] * 500, [1.0] * 1000, "typed")
+    meta = {"validation": CURVE.to_metadata(), "validation_typed": typed_curve.to_metadata()}
+    path = tmp_path / "m.npz"
+    Classifier.from_weights(np.zeros(BUCKETS), np.zeros(len(DENSE_FEATURES)), 0.0, platt=(1.0, 1.0, 1.0, -1.0),
+                            metadata=meta).save(path)
+    model = Classifier.load(path)
+    messages = (("user", "hi"),)
+    assert model.predict(messages, 3, "math") == pytest.approx(1 / (1 + math.exp(-1.0)))
+    assert model.predict(messages, 3) == pytest.approx(1 / (1 + math.exp(1.0)))
+    untyped, typed = model.operating_point(0.96), model.operating_point(0.96, typed=True)
+    assert untyped is not None and typed is not None
+    assert untyped.medium == pytest.approx(0.5) and untyped.frontier == pytest.approx(0.75)
+    assert typed.medium == pytest.approx(1 - (0.2 + 0.9) / 2) and typed.share_up == 0.5

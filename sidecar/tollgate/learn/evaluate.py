@@ -327,7 +327,8 @@ def _scores(
     probabilities = np.zeros(len(records)) if router == "classifier" else None
     decided = True
     target = routing.quality_target
-    point = classifier.operating_point(target) if classifier is not None and target is not None else None
+    points = {typed: classifier.operating_point(target, typed) if classifier is not None and target is not None
+              else None for typed in (False, True)}
     for i, (record, n_tokens) in enumerate(zip(records, tokens, strict=True)):
         rule = from_signals(Signals(task_type=record.task_type), routing, catalog) if record.task_type else None
         if router == "rules":
@@ -355,6 +356,7 @@ def _scores(
         if probabilities is not None:
             probabilities[i] = p
         h[i] = 1.0 - p
+        point = points[bool(record.task_type)]
         strong[i] = requirement_from_probability(p, record.task_type, routing, catalog, point).rank > 0
     return h, (strong if decided else None), probabilities
 
@@ -474,9 +476,13 @@ def _target_text(config: Config, classifier: Classifier | None, router: str) -> 
     if "default" in routing.thresholds:
         return "the explicit routing.thresholds"
     if routing.quality_target is not None:
-        point = classifier.operating_point(routing.quality_target)
-        if point is not None:
-            return point.describe()
+        lines = []
+        for typed, kind in ((False, "without a task type"), (True, "with a task type")):
+            point = classifier.operating_point(routing.quality_target, typed)
+            if point is not None:
+                lines.append(f"{kind}: {point.describe()}")
+        if lines:
+            return "; ".join(dict.fromkeys(lines))
     return "routing.difficulty's thresholds"
 
 

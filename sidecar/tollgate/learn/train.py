@@ -52,13 +52,16 @@ from ..routing.classifier import (
     featurize,
     heuristic_prior,
 )
-from ..routing.operating_point import curve_of
+from ..routing.operating_point import ValidationCurve, curve_of
 from .dataset import DatasetError, Record, file_digest
 
 __all__ = ["DEFAULT_LAMBDAS", "TrainResult", "fit_platt", "labels", "probability_metrics", "train"]
 
 DEFAULT_LAMBDAS = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4)
 """L2 strengths tried, strongest first."""
+
+OPEN_CALIBRATION_MIN = 50
+"""Requests without a task type needed, beside typed ones, to calibrate them apart."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,6 +286,21 @@ def _fold_of(record: Record, seed: int, folds: int) -> int:
     return int.from_bytes(digest, "little") % folds
 
 
+VALIDATION_MAX = 3000
+"""Validation points kept per kind of request: enough for the bootstrap, small enough for the model file."""
+
+
+def _curve(records: Sequence[Record], calibrated: np.ndarray, mask: np.ndarray, weak: str, strong: str,
+           source: str, kind: str, seed: int) -> ValidationCurve:
+    found = np.flatnonzero(mask)
+    if len(found) > VALIDATION_MAX:
+        found = np.sort(np.random.default_rng(seed).choice(found, VALIDATION_MAX, replace=False))
+    picked = [int(i) for i in found]
+    what = source or "out-of-fold predictions on training prompts"
+    return curve_of([float(calibrated[i]) for i in picked], [records[i].score(weak) for i in picked],
+                    [records[i].score(strong) for i in picked], f"{what}, {kind} ({len(picked)})")
+
+
 def train(
     records: Sequence[Record],
     *,
@@ -357,7 +375,15 @@ def train(
     assert best is not None
     lam, _, oof = best
     a, b = fit_platt(oof, y, weight)
-    metrics = probability_metrics(_sigmoid(a * oof + b), y)
+    platt = [a, b]
+    untyped = np.array([not r.task_type for r in records])
+    if OPEN_CALIBRATION_MIN <= int(untyped.sum()) < len(records):
+        # Requests without a task type (open-ended chat, agents) get a calibration of their own: a pooled
+        # fit is dominated by the typed benchmark prompts, whose base rate is another.
+        platt += fit_platt(oof[untyped], y[untyped], weight[untyped])
+    open_a, open_b = platt[-2:]
+    calibrated = np.where(untyped, _sigmoid(open_a * oof + open_b), _sigmoid(a * oof + b))
+    metrics = probability_metrics(calibrated, y)
     theta = _lbfgs(_objective(_Design(compact, width), y, lam, prior, weight, hold_mask), theta0)
     used_weights, d, intercept = _split(theta, width)
     w = np.zeros(BUCKETS)
@@ -375,23 +401,27 @@ def train(
         },
         "trained_at": datetime.now(UTC).replace(microsecond=0).isoformat(),
         "trainer": {"tollgate_version": __version__, "seed": seed, "folds": len(splits), "lambda": lam,
-                    "lambdas_tried": list(lambdas), "calibration": "platt", "platt": [a, b]},
+                    "lambdas_tried": list(lambdas), "calibration": "platt", "platt": platt,
+                    "calibrated_on": "out-of-fold predictions" + (
+                        f"; requests without a task type apart ({int(untyped.sum())})" if len(platt) == 4 else "")},
         "metrics": {"out_of_fold": metrics},
         "provenance": provenance,
     }
     say(f"chosen lambda {lam:g}; out-of-fold AUC {metrics['auc']}, ECE {metrics['ece']}")
     chosen = np.ones(len(records), dtype=bool) if validate_on is None else np.asarray(validate_on, dtype=bool)
-    calibrated = _sigmoid(a * oof + b)
-    metadata["validation"] = curve_of(
-        calibrated[chosen], [r.score(weak) for r, c in zip(records, chosen, strict=True) if c],
-        [r.score(strong) for r, c in zip(records, chosen, strict=True) if c],
-        validation_source or f"out-of-fold predictions on {int(chosen.sum())} training prompts",
-    ).to_metadata()
+    kinds = [("without a task type", chosen & untyped), ("with a task type", chosen & ~untyped)]
+    curves = [_curve(records, calibrated, mask, weak, strong, validation_source, kind, seed)
+              for kind, mask in kinds if mask.any()]
+    if curves:
+        # The first kind present is the default curve; a typed one beside it is kept apart.
+        metadata["validation"] = curves[0].to_metadata()
+        if len(curves) == 2:
+            metadata["validation_typed"] = curves[1].to_metadata()
     metadata["trainer"]["heuristic"] = "held at its weights" if hold_heuristic else "prior of the learned weights"
-    model = Classifier.from_weights(w, d, intercept, platt=(a, b), metadata=metadata)
+    model = Classifier.from_weights(w, d, intercept, platt=platt, metadata=metadata)
     for path, held_records in holdout:
         held_y = labels(held_records, weak, strong, str(path))
-        p = np.array([model.predict_features(_features(r, counter)) for r in held_records])
+        p = np.array([model.predict_features(_features(r, counter), bool(r.task_type)) for r in held_records])
         found = probability_metrics(p, held_y)
         metadata["metrics"].setdefault("heldout", {})[Path(path).name] = {
             "sha256": file_digest(path) if Path(path).is_file() else "", **found,

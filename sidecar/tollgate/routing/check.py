@@ -29,9 +29,12 @@ def routing_lines(config: Config) -> tuple[list[str], list[str]]:
         facts.append("routing: classifier with the explicit routing.thresholds.default "
                      + ", ".join(f"{tier} {value:g}" for value, tier in routing.thresholds["default"]))
     elif routing.quality_target is not None:
-        point = classifier.operating_point(routing.quality_target)
-        if point is not None:
-            facts.append(f"routing: {point.describe()}")
+        untyped = classifier.operating_point(routing.quality_target)
+        typed = classifier.operating_point(routing.quality_target, typed=True)
+        if untyped is not None:
+            facts.append(f"routing, requests without a task type: {untyped.describe()}")
+        if typed is not None and typed != untyped:
+            facts.append(f"routing, requests with a task type (no rule): {typed.describe()}")
     else:
         facts.append("routing: classifier with routing.difficulty's thresholds "
                      + ", ".join(f"{tier} {value:g}" for value, tier in routing.difficulty))

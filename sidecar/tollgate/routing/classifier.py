@@ -256,26 +256,34 @@ class _Params:
     intercept: float
     platt_a: float
     platt_b: float
+    open_a: float
+    """Platt's pair for requests without a task type (open-ended traffic), when calibrated apart."""
+    open_b: float
     metadata: dict[str, Any] = field(default_factory=dict)
     validation: ValidationCurve | None = None
+    validation_typed: ValidationCurve | None = None
+    """The curve of requests with a task type, when the model has one apart."""
 
 
 def _params(
-    weights: np.ndarray, dense: np.ndarray, intercept: float, platt: tuple[float, float], metadata: dict[str, Any]
+    weights: np.ndarray, dense: np.ndarray, intercept: float, platt: Sequence[float], metadata: dict[str, Any]
 ) -> _Params:
     weights = np.asarray(weights, dtype=np.float32)
     # Folding the sign into the table turns a hashed n-gram's signed weight into one lookup.
     signed = np.empty(2 * BUCKETS, dtype=np.float32)
     signed[0::2] = weights
     signed[1::2] = -weights
-    validation = None
-    if "validation" in metadata:
-        try:
-            validation = ValidationCurve.from_metadata(metadata["validation"])
-        except (ValidationError, AttributeError) as exc:
-            raise ClassifierError(f"the model's validation curve is unusable: {exc}") from None
-    return _Params(weights, signed, np.asarray(dense, dtype=np.float64), float(intercept), float(platt[0]),
-                   float(platt[1]), metadata, validation)
+    curves: dict[str, ValidationCurve] = {}
+    for key in ("validation", "validation_typed"):
+        if key in metadata:
+            try:
+                curves[key] = ValidationCurve.from_metadata(metadata[key])
+            except (ValidationError, AttributeError) as exc:
+                raise ClassifierError(f"the model's {key} curve is unusable: {exc}") from None
+    a, b = float(platt[0]), float(platt[1])
+    open_a, open_b = (float(platt[2]), float(platt[3])) if len(platt) == 4 else (a, b)
+    return _Params(weights, signed, np.asarray(dense, dtype=np.float64), float(intercept), a, b, open_a, open_b,
+                   metadata, curves.get("validation"), curves.get("validation_typed"))
 
 
 def _sigmoid(x: float) -> float:
@@ -304,7 +312,7 @@ class Classifier:
         self._clock = clock
         self._checked = clock()
         self._failed_stamp: tuple[int, int] | None = None
-        self._points: dict[float, OperatingPoint | None] = {}
+        self._points: dict[tuple[float, bool], OperatingPoint | None] = {}
 
     @classmethod
     def from_weights(
@@ -313,7 +321,7 @@ class Classifier:
         dense: np.ndarray,
         intercept: float,
         *,
-        platt: tuple[float, float] = (1.0, 0.0),
+        platt: Sequence[float] = (1.0, 0.0),
         metadata: dict[str, Any] | None = None,
     ) -> Classifier:
         """A classifier held in memory (training builds one before saving it)."""
@@ -352,15 +360,21 @@ class Classifier:
         """The model's validation curve (out-of-sample predictions with both models' quality), if it has one."""
         return self._params.validation
 
-    def operating_point(self, target: float) -> OperatingPoint | None:
-        """The thresholds ``routing.quality_target`` gives on this model's validation curve (``None``: no curve)."""
+    def operating_point(self, target: float, typed: bool = False) -> OperatingPoint | None:
+        """The thresholds ``routing.quality_target`` gives on this model's validation curve (``None``: no curve).
+
+        ``typed``: for a request with a task type, which has a curve (and a calibration) of its own
+        when the model was trained on both kinds.
+        """
+        key = (target, typed)
         try:
-            return self._points[target]
+            return self._points[key]
         except KeyError:
             pass
-        curve = self._params.validation
+        p = self._params
+        curve = p.validation_typed if typed and p.validation_typed is not None else p.validation
         point = derive(curve, target) if curve is not None else None
-        self._points[target] = point
+        self._points[key] = point
         return point
 
     def raw_logit(self, features: Features) -> float:
@@ -368,14 +382,15 @@ class Classifier:
         p = self._params
         return float(p.weights[features.buckets] @ features.values) + float(p.dense @ features.dense) + p.intercept
 
-    def logit(self, features: Features) -> float:
-        """The calibrated logit of p(cheap ok), from computed features."""
+    def logit(self, features: Features, typed: bool = True) -> float:
+        """The calibrated logit of p(cheap ok), from computed features; ``typed``: the request had a task type."""
         p = self._params
-        return p.platt_a * self.raw_logit(features) + p.platt_b
+        a, b = (p.platt_a, p.platt_b) if typed else (p.open_a, p.open_b)
+        return a * self.raw_logit(features) + b
 
-    def predict_features(self, features: Features) -> float:
+    def predict_features(self, features: Features, typed: bool = True) -> float:
         """p(the cheap model is good enough) from computed features (a decision log's, say)."""
-        return _sigmoid(self.logit(features))
+        return _sigmoid(self.logit(features, typed))
 
     def predict(self, messages: Sequence[tuple[str, str]], input_tokens: int, task_type: str = "") -> float:
         """p(the cheap model is good enough) for a request, in (0, 1)."""
@@ -393,7 +408,9 @@ class Classifier:
         if len(slots):
             per_family = np.add.reduceat(p.signed[slots], np.cumsum(counts) - counts)
             raw += float(per_family @ (1.0 / np.sqrt(counts)))
-        return _sigmoid(p.platt_a * raw + p.platt_b)
+        if task_type:
+            return _sigmoid(p.platt_a * raw + p.platt_b)
+        return _sigmoid(p.open_a * raw + p.open_b)
 
     def reload_if_changed(self) -> bool:
         """Re-read the model file if its mtime or size changed; ``True`` if a new model is now in use.
@@ -445,7 +462,10 @@ class Classifier:
         weights = p.weights[nonzero].astype(np.float32)
         dense = p.dense.astype(np.float64)
         intercept = np.array([p.intercept], dtype=np.float64)
-        platt = np.array([p.platt_a, p.platt_b], dtype=np.float64)
+        pairs = [p.platt_a, p.platt_b]
+        if (p.open_a, p.open_b) != (p.platt_a, p.platt_b):
+            pairs += [p.open_a, p.open_b]
+        platt = np.array(pairs, dtype=np.float64)
         encoded = np.frombuffer(json.dumps(metadata, sort_keys=True).encode(), dtype=np.uint8)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -503,7 +523,7 @@ def _read(path: Path) -> _Params:
     buckets, weights, dense = arrays["buckets"], arrays["weights"], arrays["dense"]
     if (
         buckets.ndim != 1 or buckets.shape != weights.shape or dense.shape != (len(DENSE_FEATURES),)
-        or arrays["intercept"].shape != (1,) or arrays["platt"].shape != (2,)
+        or arrays["intercept"].shape != (1,) or arrays["platt"].shape not in ((2,), (4,))
         or (len(buckets) and int(buckets.max()) >= BUCKETS)
     ):
         raise ClassifierError(f"{path}: the weight arrays have the wrong shapes or bucket numbers")
@@ -512,7 +532,7 @@ def _read(path: Path) -> _Params:
     every = np.concatenate([weights.astype(np.float64), dense, arrays["intercept"], arrays["platt"]])
     if not np.all(np.isfinite(every)):
         raise ClassifierError(f"{path}: the model has non-finite weights")
-    platt = (float(arrays["platt"][0]), float(arrays["platt"][1]))
+    platt = [float(v) for v in arrays["platt"]]
     try:
         return _params(full, dense, float(arrays["intercept"][0]), platt, metadata)
     except ClassifierError as exc:

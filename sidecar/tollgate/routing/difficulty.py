@@ -33,7 +33,10 @@ feature (reason)    weight  value, and why the weight
                             for the medium tier, never the frontier tier by itself.
 ``simple_task``     +1.0    sum of simple-task keywords' (negative) weights (translate,
                             summarise, extract, classify, fix typos, convert...), at least
-                            −2.0: the cheap tier's work even on long input.
+                            −2.0: the cheap tier's work even on long input. A short ask
+                            that is an acknowledgement or a greeting ("thanks", "ok, go
+                            ahead") takes the floor, whatever code or tool results came
+                            before it: they were the previous asks' work.
 ``math``            +1.2    math keywords' weights + 0.35 per equation-like span, LaTeX
                             command or math symbol + up to 0.5 for many numbers, at most 1.
 ``multi_question``  +0.6    (question marks − 1) / 3, at most 1: each question is another
@@ -109,6 +112,14 @@ _CAPS = {"reasoning": (0.0, 3.2), "open_task": (0.0, 2.2), "simple_task": (-2.0,
 _CODE_LINES_FOR_FULL = 6
 _FRAMES_FOR_FULL = 2
 
+_SHORT_ASK_CHARS = 60
+_SHORT_ASK_WORDS = 8
+_ACKNOWLEDGEMENTS = frozenset(
+    ["thanks", "thank", "thx", "ty", "ok", "okay", "great", "perfect", "cool", "nice", "hi", "hello", "hey",
+     "bye", "goodbye", "lgtm", "sure"]
+)
+_PUNCTUATION_TO_SPACE = str.maketrans({c: " " for c in string.punctuation})
+
 _SYSTEM_ROLES = frozenset({"system", "developer"})
 _TURN_ROLES = frozenset({"user", "assistant"})
 
@@ -172,7 +183,9 @@ _KEYWORDS: tuple[tuple[str, float, str], ...] = (
     ("simple_task", -1.2, "typo|typos|spelling|grammar|proofread"),
     ("simple_task", -0.8, "reformat|convert|rephrase|paraphrase|reword|shorten|format this|format as"
      "|format the"),
-    ("simple_task", -0.6, "list all|list the|bullet points|one word|one sentence|yes or no|true or false"),
+    ("simple_task", -0.6, "list all|list the|bullet points|one word|one sentence|one-line|one line|yes or no"
+     "|true or false"),
+    ("simple_task", -1.2, "commit message|commit messages"),
     ("simple_task", -0.4, "capital of|who is|who was|when did|when was|how many|what time"),
     ("math", 0.8, "equation|equations|integral|derivative|probability|matrix|eigenvalue|eigenvalues"
      "|eigenvector|polynomial|solve for"),
@@ -432,7 +445,15 @@ def feature_values(messages: Sequence[tuple[str, str]], input_tokens: int, ask: 
         questions = ask.count("?")
         if questions > 1:
             values["multi_question"] = min(1.0, (questions - 1) / 3)
+        if len(ask) <= _SHORT_ASK_CHARS and _is_acknowledgement(ask.lower() if low is None else low):
+            # "thanks", "ok go ahead": the conversation's code and tool results are done work, not this ask's.
+            values["simple_task"] = _CAPS["simple_task"][0]
     return values
+
+
+def _is_acknowledgement(low: str) -> bool:
+    words = low.translate(_PUNCTUATION_TO_SPACE).split()
+    return len(words) <= _SHORT_ASK_WORDS and not _ACKNOWLEDGEMENTS.isdisjoint(words)
 
 
 def score(messages: Sequence[tuple[str, str]], input_tokens: int) -> Difficulty:
