@@ -16,7 +16,7 @@ from tollgate.config import load_config, parse_config
 from tollgate.errors import ConfigError
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate.routing.classifier import BUCKETS, DENSE_FEATURES, Classifier
-from tollgate.routing.operating_point import ValidationError, curve_of, derive, frontier_target
+from tollgate.routing.operating_point import ValidationError, curve_of, derive
 from tollgate.routing.rules import Signals
 from tollgate.scope import Scope
 
@@ -30,15 +30,23 @@ CURVE = curve_of([0.1, 0.4, 0.6, 0.9] * 250, [0.0, 0.72, 1.0, 1.0] * 250, [1.0] 
 
 
 def test_the_fewest_requests_up_that_reach_the_target() -> None:
-    point = derive(CURVE, 0.96)
+    point = derive(CURVE, 0.96, frontier_share=0.25)
     # Weak alone: 68 %. Up with the hardest kind: 93 %; with the two hardest: 100 %.
     assert point.weak_quality == pytest.approx(0.68)
     assert point.medium == pytest.approx(1 - (0.4 + 0.6) / 2) and point.share_up == 0.5
     assert point.quality == pytest.approx(1.0) and point.met
-    # The frontier tier takes what the looser target 0.92 sends up: the hardest kind alone.
-    assert frontier_target(0.96) == pytest.approx(0.92)
+    # The frontier tier takes the hardest quarter: the hardest kind alone.
     assert point.frontier == pytest.approx(1 - (0.1 + 0.4) / 2) and point.share_frontier == 0.25
     assert "quality_target 0.96 -> difficulty thresholds medium 0.500, frontier 0.750" in point.describe()
+
+
+def test_the_frontier_share_never_splits_equal_predictions() -> None:
+    # A fifth of the requests would split the hardest kind (a quarter of them): none go to frontier then.
+    point = derive(CURVE, 0.96, frontier_share=0.2)
+    assert point.share_frontier == 0.0 and point.frontier == 1.0
+    # A share wider than what leaves the cheap tier is capped by it.
+    wide = derive(CURVE, 0.96, frontier_share=0.9)
+    assert wide.frontier == wide.medium and wide.share_frontier == wide.share_up
 
 
 def test_a_target_the_cheap_tier_meets_alone_sends_nothing_up() -> None:
@@ -103,7 +111,7 @@ def gate_for(path: Path) -> Tollgate:
 @pytest.mark.parametrize(("p", "tier"), [(0.55, "cheap"), (0.45, "medium"), (0.2, "frontier")])
 async def test_route_uses_the_thresholds_the_target_derives(tmp_path: Path, p: float, tier: str) -> None:
     model = model_with_curve(tmp_path / "m.npz", p)
-    (tmp_path / "c.yaml").write_text(config_text(classifier=str(model), quality_target=0.96))
+    (tmp_path / "c.yaml").write_text(config_text(classifier=str(model), quality_target=0.96, frontier_share=0.25))
     decision = await gate_for(tmp_path / "c.yaml").route(SCOPE, PROMPT, Signals())
     # Derived: medium at difficulty 0.50, frontier at 0.75.
     assert decision.requirement.tier == tier
@@ -144,7 +152,7 @@ def test_requests_with_a_task_type_have_their_own_calibration_and_curve(tmp_path
     messages = (("user", "hi"),)
     assert model.predict(messages, 3, "math") == pytest.approx(1 / (1 + math.exp(-1.0)))
     assert model.predict(messages, 3) == pytest.approx(1 / (1 + math.exp(1.0)))
-    untyped, typed = model.operating_point(0.96), model.operating_point(0.96, typed=True)
+    untyped, typed = model.operating_point(0.96, 0.25), model.operating_point(0.96, 0.25, typed=True)
     assert untyped is not None and typed is not None
     assert untyped.medium == pytest.approx(0.5) and untyped.frontier == pytest.approx(0.75)
     assert typed.medium == pytest.approx(1 - (0.2 + 0.9) / 2) and typed.share_up == 0.5

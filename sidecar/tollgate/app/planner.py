@@ -71,7 +71,8 @@ class Planner:
             # Reported as difficulty, like the heuristic's score: higher means harder.
             score = 1.0 - p_cheap_ok
             target = cfg.routing.quality_target
-            point = rt.classifier.operating_point(target, bool(signals.task_type)) if target is not None else None
+            point = (rt.classifier.operating_point(target, cfg.routing.frontier_share, bool(signals.task_type))
+                     if target is not None else None)
             requirement = requirement_from_probability(p_cheap_ok, signals.task_type, cfg.routing, cfg.catalog, point)
             if signals.task_type:
                 requirement = self._hint(requirement, signals.task_type, cfg.routing.task_types)

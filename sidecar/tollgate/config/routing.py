@@ -11,7 +11,8 @@ __all__ = ["parse_routing"]
 
 def parse_routing(node: Node, catalog: Catalog) -> RoutingConfig:
     node.only(
-        "task_types", "agent_modes", "difficulty", "fallbacks", "classifier", "quality_target", "thresholds",
+        "task_types", "agent_modes", "difficulty", "fallbacks", "classifier", "quality_target", "frontier_share",
+        "thresholds",
         "providers", "max_escalations", "decision_log",
     )
     tiers = catalog.tiers
@@ -40,6 +41,7 @@ def parse_routing(node: Node, catalog: Catalog) -> RoutingConfig:
         fallbacks=node.get("fallbacks", 3).int(maximum=20),
         classifier=parse_classifier_ref(node.get("classifier", "default")),
         quality_target=_quality_target(node.get("quality_target")) if node.has("quality_target") else None,
+        frontier_share=node.get("frontier_share", 0.2).number(minimum=0.0, maximum=1.0),
         thresholds=by_task,
         providers={key: parse_provider_rule(key, pnode, catalog) for key, pnode in node.get("providers", {}).items()},
         max_escalations=node.get("max_escalations", 2).int(maximum=10),

@@ -66,6 +66,8 @@ class RoutingConfig:
     """``default`` (the shipped model), ``none`` (the heuristic decides) or the path of a model file."""
     quality_target: float | None = None
     """Quality to keep relative to always using the strong tier; the classifier's thresholds derive from it."""
+    frontier_share: float = 0.2
+    """With ``quality_target``: the hardest share of the validation requests the frontier tier takes."""
     thresholds: dict[str, tuple[tuple[float, str], ...]] = field(default_factory=dict)
     """Explicit classifier thresholds like ``difficulty``, per task type or ``default``: they win over
     ``quality_target``'s; with neither, ``difficulty``'s apply."""

@@ -327,8 +327,8 @@ def _scores(
     probabilities = np.zeros(len(records)) if router == "classifier" else None
     decided = True
     target = routing.quality_target
-    points = {typed: classifier.operating_point(target, typed) if classifier is not None and target is not None
-              else None for typed in (False, True)}
+    points = {typed: classifier.operating_point(target, routing.frontier_share, typed)
+              if classifier is not None and target is not None else None for typed in (False, True)}
     for i, (record, n_tokens) in enumerate(zip(records, tokens, strict=True)):
         rule = from_signals(Signals(task_type=record.task_type), routing, catalog) if record.task_type else None
         if router == "rules":
@@ -478,7 +478,7 @@ def _target_text(config: Config, classifier: Classifier | None, router: str) -> 
     if routing.quality_target is not None:
         lines = []
         for typed, kind in ((False, "without a task type"), (True, "with a task type")):
-            point = classifier.operating_point(routing.quality_target, typed)
+            point = classifier.operating_point(routing.quality_target, routing.frontier_share, typed)
             if point is not None:
                 lines.append(f"{kind}: {point.describe()}")
         if lines:

@@ -55,7 +55,7 @@ from ..routing.classifier import (
 from ..routing.operating_point import ValidationCurve, curve_of
 from .dataset import DatasetError, Record, file_digest
 
-__all__ = ["DEFAULT_LAMBDAS", "TrainResult", "fit_platt", "labels", "probability_metrics", "train"]
+__all__ = ["DEFAULT_LAMBDAS", "TrainResult", "fit_intercept", "fit_platt", "labels", "probability_metrics", "train"]
 
 DEFAULT_LAMBDAS = (3e-2, 1e-2, 3e-3, 1e-3, 3e-4)
 """L2 strengths tried, strongest first."""
@@ -228,6 +228,19 @@ def fit_platt(logits: np.ndarray, y: np.ndarray, weight: np.ndarray | None = Non
     return a, b
 
 
+def fit_intercept(logits: np.ndarray, y: np.ndarray, start: float = 0.0) -> float:
+    """The offset ``b`` that makes ``sigmoid(logit + b)`` match the base rate of ``y`` (maximum likelihood)."""
+    b = start
+    for _ in range(50):
+        p = _sigmoid(logits + b)
+        grad = float((p - y).sum())
+        hess = float((p * (1.0 - p)).sum()) + 1e-9
+        b -= grad / hess
+        if abs(grad / hess) < 1e-10:
+            break
+    return b
+
+
 def _auc(p: np.ndarray, y: np.ndarray) -> float | None:
     pos = int(y.sum())
     neg = len(y) - pos
@@ -378,9 +391,11 @@ def train(
     platt = [a, b]
     untyped = np.array([not r.task_type for r in records])
     if OPEN_CALIBRATION_MIN <= int(untyped.sum()) < len(records):
-        # Requests without a task type (open-ended chat, agents) get a calibration of their own: a pooled
-        # fit is dominated by the typed benchmark prompts, whose base rate is another.
-        platt += fit_platt(oof[untyped], y[untyped], weight[untyped])
+        # Requests without a task type (open-ended chat, agents) get a base rate of their own: a pooled
+        # fit is dominated by the typed benchmark prompts, whose base rate is another. Only the intercept
+        # moves: a few hundred open-ended prompts are too few to re-estimate the slope, which would
+        # otherwise flatten the heuristic's signals along with the n-grams'.
+        platt += [a, fit_intercept(a * oof[untyped], y[untyped], b)]
     open_a, open_b = platt[-2:]
     calibrated = np.where(untyped, _sigmoid(open_a * oof + open_b), _sigmoid(a * oof + b))
     metrics = probability_metrics(calibrated, y)
@@ -403,7 +418,8 @@ def train(
         "trainer": {"tollgate_version": __version__, "seed": seed, "folds": len(splits), "lambda": lam,
                     "lambdas_tried": list(lambdas), "calibration": "platt", "platt": platt,
                     "calibrated_on": "out-of-fold predictions" + (
-                        f"; requests without a task type apart ({int(untyped.sum())})" if len(platt) == 4 else "")},
+                        f"; the base rate of requests without a task type apart ({int(untyped.sum())})"
+                        if len(platt) == 4 else "")},
         "metrics": {"out_of_fold": metrics},
         "provenance": provenance,
     }

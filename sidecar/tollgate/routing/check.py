@@ -29,8 +29,8 @@ def routing_lines(config: Config) -> tuple[list[str], list[str]]:
         facts.append("routing: classifier with the explicit routing.thresholds.default "
                      + ", ".join(f"{tier} {value:g}" for value, tier in routing.thresholds["default"]))
     elif routing.quality_target is not None:
-        untyped = classifier.operating_point(routing.quality_target)
-        typed = classifier.operating_point(routing.quality_target, typed=True)
+        untyped = classifier.operating_point(routing.quality_target, routing.frontier_share)
+        typed = classifier.operating_point(routing.quality_target, routing.frontier_share, typed=True)
         if untyped is not None:
             facts.append(f"routing, requests without a task type: {untyped.describe()}")
         if typed is not None and typed != untyped:

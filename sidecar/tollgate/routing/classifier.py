@@ -312,7 +312,7 @@ class Classifier:
         self._clock = clock
         self._checked = clock()
         self._failed_stamp: tuple[int, int] | None = None
-        self._points: dict[tuple[float, bool], OperatingPoint | None] = {}
+        self._points: dict[tuple[float, float, bool], OperatingPoint | None] = {}
 
     @classmethod
     def from_weights(
@@ -360,20 +360,20 @@ class Classifier:
         """The model's validation curve (out-of-sample predictions with both models' quality), if it has one."""
         return self._params.validation
 
-    def operating_point(self, target: float, typed: bool = False) -> OperatingPoint | None:
+    def operating_point(self, target: float, frontier_share: float = 0.2, typed: bool = False) -> OperatingPoint | None:
         """The thresholds ``routing.quality_target`` gives on this model's validation curve (``None``: no curve).
 
         ``typed``: for a request with a task type, which has a curve (and a calibration) of its own
         when the model was trained on both kinds.
         """
-        key = (target, typed)
+        key = (target, frontier_share, typed)
         try:
             return self._points[key]
         except KeyError:
             pass
         p = self._params
         curve = p.validation_typed if typed and p.validation_typed is not None else p.validation
-        point = derive(curve, target) if curve is not None else None
+        point = derive(curve, target, frontier_share) if curve is not None else None
         self._points[key] = point
         return point
 

@@ -15,10 +15,12 @@ confidence over bootstrap resamples of the validation requests: a margin that
 shrinks as the validation set grows.
 
 The data knows two models; the catalog has three tiers. The strong model stands for
-any tier above the cheap one, so the target is met on validation whatever tier above
-cheap a request gets. The frontier tier takes the hardest share: the requests that
-even a looser target, ``2 × target − 1`` (0.90 for 0.95), would send up. Both
-thresholds come from the same curve, so one number steers the whole ladder.
+any tier above the cheap one (the labelled data's strong model is older than any
+medium-tier model of the catalog), so the target is met on validation whatever tier
+above cheap a request gets. What the data cannot say is which requests need the
+frontier tier rather than the medium one: the frontier tier takes the hardest
+``frontier_share`` of the validation requests (``routing.frontier_share``, 0.2), a
+ceiling on how much traffic the most expensive tier may take.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OperatingPoint", "ValidationCurve", "ValidationError", "curve_of", "derive", "frontier_target"]
+__all__ = ["OperatingPoint", "ValidationCurve", "ValidationError", "curve_of", "derive"]
 
 
 class ValidationError(ValueError):
@@ -97,15 +99,10 @@ class OperatingPoint:
         status = "" if self.met else " (not reachable on this data: every request goes up)"
         return (
             f"quality_target {self.target:g} -> difficulty thresholds medium {self.medium:.3f}, "
-            f"frontier {self.frontier:.3f}; on validation ({self.source or 'the model file'}, {self.n} requests): "
+            f"frontier {self.frontier:.3f}; on validation ({self.source or 'the model file'}): "
             f"quality {self.quality:.1%} of the strong tier's (cheap alone {self.weak_quality:.1%}), "
             f"{self.share_up:.0%} of requests above cheap, {self.share_frontier:.0%} on frontier{status}"
         )
-
-
-def frontier_target(target: float) -> float:
-    """The looser target whose up-share goes to the frontier tier."""
-    return max(0.0, 2.0 * target - 1.0)
 
 
 BOOTSTRAP_ROUNDS = 400
@@ -148,15 +145,33 @@ def _threshold(curve: ValidationCurve, target: float) -> tuple[float, float, flo
     return 1.0 - (float(ps[k - 1]) + following) / 2.0, float(relative[0, j]), k / n, True
 
 
-def derive(curve: ValidationCurve, target: float) -> OperatingPoint:
+def _hardest(curve: ValidationCurve, share: float) -> tuple[float, float]:
+    """(threshold, share taken) for the hardest ``share`` of the validation requests, ties kept together."""
+    p = np.sort(np.asarray(curve.p_cheap_ok, dtype=np.float64))  # hardest first
+    n = len(p)
+    k = math.floor(share * n + 1e-9)
+    if k <= 0:
+        return 1.0, 0.0
+    if k >= n:
+        return 0.0, 1.0
+    # A threshold cannot split equal predictions: drop those tied with the first one left out.
+    while k > 0 and p[k - 1] == p[k]:
+        k -= 1
+    if k == 0:
+        return 1.0, 0.0
+    return 1.0 - (float(p[k - 1]) + float(p[k])) / 2.0, k / n
+
+
+def derive(curve: ValidationCurve, target: float, frontier_share: float = 0.2) -> OperatingPoint:
     """The operating point for ``target`` on ``curve`` (see the module docstring)."""
     if not 0.0 < target <= 1.0:
         raise ValidationError(f"quality_target must be in (0, 1], got {target}")
+    if not 0.0 <= frontier_share <= 1.0:
+        raise ValidationError(f"frontier_share must be in [0, 1], got {frontier_share}")
     medium, quality, share_up, met = _threshold(curve, target)
-    frontier, _, share_frontier, _ = _threshold(curve, frontier_target(target))
-    frontier = max(frontier, medium)
-    if frontier == medium:
-        share_frontier = share_up
+    frontier, share_frontier = _hardest(curve, frontier_share)
+    if frontier <= medium:
+        frontier, share_frontier = medium, share_up
     return OperatingPoint(
         target=target, medium=medium, frontier=frontier, quality=quality, share_up=share_up,
         share_frontier=share_frontier, weak_quality=sum(curve.weak) / sum(curve.strong),
