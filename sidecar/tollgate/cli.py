@@ -38,6 +38,7 @@ from .config.litellm import find_price_map, import_models, read_price_map
 from .config.load import resolved_data
 from .errors import ConfigError
 from .money import format_usd, parse_usd
+from .routing.check import routing_lines
 
 if TYPE_CHECKING:
     from tollgate_client import Client
@@ -151,7 +152,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
     print(f"{args.file}: OK")
     for note in config.catalog.deprecation_notes(datetime.now(UTC).date()):
         print(f"  warning: {note}")
+    warnings, facts = routing_lines(config)
+    for note in warnings:
+        print(f"  warning: {note}")
     print(f"  tiers: {' < '.join(config.catalog.tiers)}")
+    for line in facts:
+        print(f"  {line}")
     for model in sorted(config.catalog.models.values(), key=lambda m: (m.tier_rank, m.name)):
         print(f"  model {model.name:<20} {model.provider:<10} {model.tier:<9} ctx {model.context_window:>9,}")
     for level, spec in budgets.templates.items():

@@ -65,7 +65,7 @@ def test_eval_text_plot_and_routers(data: Path, tmp_path: Path, capsys: pytest.C
     assert main(["eval", str(data), "--strong", STRONG, "--weak", WEAK, *PRICES, "--router", "heuristic",
                  "--plot", str(png)]) == 0
     text = capsys.readouterr().out
-    assert "APGR" in text and "random" in text and "at the configured thresholds" in text
+    assert "APGR" in text and "random" in text and "at the operating point" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for router in ("rules", "default"):
         assert main(["eval", str(data), "--strong", STRONG, "--weak", WEAK, *PRICES, "--router", router]) == 0
@@ -111,3 +111,27 @@ def test_the_installed_command_runs_train_and_eval(data: Path, tmp_path: Path) -
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "calibration of p(cheap ok)" in run.stdout
+
+
+def test_a_trained_model_steers_by_quality_target(data: Path, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "model.npz"
+    assert main(["train", str(data), "--out", str(model), "--folds", "3", "--quiet"]) == 0
+    capsys.readouterr()
+    # Every training prompt has a task type: the curve is theirs, and it is the model's only one.
+    assert Classifier.load(model).operating_point(0.95, 0.2, typed=True) is not None
+    config = tmp_path / "tollgate.yaml"
+    config.write_text(f"routing:\n  classifier: {model}\n  quality_target: 0.95\n"
+                      "  thresholds:\n    summarise: {medium: 0.5}\n")
+    assert main(["check", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "quality_target 0.95 -> difficulty thresholds medium" in out and "of the strong tier's" in out
+    assert "warning: routing.thresholds.summarise: no rule has task type 'summarise'; did you mean 'summarize'?" in out
+    assert main(["eval", str(data), "--strong", STRONG, "--weak", WEAK, *PRICES, "--router", "classifier",
+                 "--config", str(config), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    low, high = report["intervals"]["apgr"]
+    assert low <= report["apgr"] <= high
+    point = report["operating_point"]
+    # The target held on the data the thresholds came from (the training file, out of fold).
+    assert point["relative_quality"] >= 0.95 and point["set_by"].startswith("quality_target 0.95 -> ")

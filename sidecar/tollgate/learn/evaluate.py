@@ -476,13 +476,12 @@ def _target_text(config: Config, classifier: Classifier | None, router: str) -> 
     if "default" in routing.thresholds:
         return "the explicit routing.thresholds"
     if routing.quality_target is not None:
-        lines = []
-        for typed, kind in ((False, "without a task type"), (True, "with a task type")):
-            point = classifier.operating_point(routing.quality_target, routing.frontier_share, typed)
-            if point is not None:
-                lines.append(f"{kind}: {point.describe()}")
-        if lines:
-            return "; ".join(dict.fromkeys(lines))
+        untyped = classifier.operating_point(routing.quality_target, routing.frontier_share)
+        typed = classifier.operating_point(routing.quality_target, routing.frontier_share, typed=True)
+        if untyped is not None and typed is not None and typed != untyped:
+            return f"without a task type: {untyped.describe()}; with a task type: {typed.describe()}"
+        if untyped is not None:
+            return untyped.describe()
     return "routing.difficulty's thresholds"
 
 
