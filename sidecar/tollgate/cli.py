@@ -271,10 +271,21 @@ def _cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from .learn.demo import run_demo
+    from tollgate_client import UnavailableError
 
-    return run_demo(target=args.target, calls=args.calls, seed=args.seed, org=args.org, wait=args.wait,
-                    config_path=args.config)
+    from .learn.demo import DemoError, run_demo
+
+    try:
+        return run_demo(target=args.target, calls=args.calls, seed=args.seed, wait=args.wait,
+                        config_path=args.config, baseline=args.baseline,
+                        token=args.token or os.environ.get("TOLLGATE_TOKEN", ""))
+    except UnavailableError as exc:
+        print(f"error: UNAVAILABLE: cannot reach the sidecar at {args.target}: {exc}. Start it with `make run` or "
+              "`tollgate serve`.", file=sys.stderr)
+        return 1
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -456,12 +467,12 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--from", dest="source", help="the price map's JSON file (default: the one litellm installs)")
     imp.set_defaults(func=_cmd_catalog_import)
 
-    demo = sub.add_parser("demo", help="drive a simulated agent workload against a running sidecar")
-    demo.add_argument("--target", default=os.environ.get("TOLLGATE_TARGET", DEFAULT_TARGET),
-                      help=f"the sidecar (default: $TOLLGATE_TARGET, else {DEFAULT_TARGET})")
-    demo.add_argument("--calls", type=int, default=400)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--org", default="demo")
+    demo = sub.add_parser("demo", help="show routing, a soft pool, a session cap and a refusal, then a workload")
+    _sidecar_options(demo)
+    demo.add_argument("--calls", type=int, default=120, help="calls of the workload after the four beats (120)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the simulated workload (7)")
+    demo.add_argument("--baseline", help="the model you would have used without routing, for the saving "
+                                         "(default: the dearest model of the middle tier)")
     demo.add_argument("--config", help="the config the sidecar runs with, whose catalog prices the table "
                                        "(default: the shipped defaults)")
     demo.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the sidecar to come up")
