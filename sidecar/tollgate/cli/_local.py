@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import click
 import yaml
+from rich.console import Console
 
 from ..catalog import deprecation_notes
 from ..config import Config, ServerConfig, StoreConfig, TelemetryConfig, check_listener, load_config, store_url_problem
@@ -204,14 +206,23 @@ def train(file: str, out: str, weak: str | None, strong: str | None, seed: int, 
     from ..learn.train import train as fit
     from ..routing.classifier import ClassifierError
 
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    # On a terminal, a spinner with the current step and each step's result kept above it; else plain lines.
+    status = err.status("reading the data") if err.is_terminal and not quiet else contextlib.nullcontext()
     try:
-        records = read_records(file)
-        weak_model, strong_model = infer_pair(records, weak, strong)
-        held = [(path, read_records(path)) for path in holdout]
-        progress = None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
-        result = fit(records, weak=weak_model, strong=strong_model, seed=seed, folds=folds, source=file,
-                     provenance=provenance, progress=progress, holdout=held, hold_heuristic=hold_heuristic)
-        result.classifier.save(out)
+        with status as spinner:
+            def progress(msg: str) -> None:
+                if spinner is not None:
+                    spinner.update(msg)
+                err.print(msg)
+
+            records = read_records(file)
+            weak_model, strong_model = infer_pair(records, weak, strong)
+            held = [(path, read_records(path)) for path in holdout]
+            result = fit(records, weak=weak_model, strong=strong_model, seed=seed, folds=folds, source=file,
+                         provenance=provenance, progress=None if quiet else progress, holdout=held,
+                         hold_heuristic=hold_heuristic)
+            result.classifier.save(out)
     except (DatasetError, ClassifierError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
