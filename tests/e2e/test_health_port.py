@@ -23,7 +23,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from tests.support.sidecar_process import ROOT, SidecarProcess, free_port, write_config
-from tollgate.cli import STORE_URL_ENV, _load, _parser
+from tollgate.cli import STORE_URL_ENV
+from tollgate.cli._group import Args
+from tollgate.cli._local import _load, serve
 from tollgate.config import parse_config
 from tollgate.errors import ConfigError
 from tollgate_client.v1 import tollgate_pb2 as pb
@@ -156,7 +158,9 @@ def test_health_port_flag_and_liveness_while_the_store_is_down(tmp_path: Path) -
 
 
 def _serve_args(*extra: str) -> Any:
-    return _parser().parse_args(["serve", *extra])
+    """The options ``tollgate serve`` would run with, parsed by the command itself."""
+    with serve.make_context("serve", list(extra)) as ctx:
+        return Args(**ctx.params)
 
 
 def test_health_port_config_errors_name_the_key() -> None:
