@@ -11,7 +11,7 @@ ifneq ($(wildcard /usr/local/go/bin/go),)
 export PATH := $(PATH):/usr/local/go/bin
 endif
 
-.PHONY: run test test-tools test-unit lint proto proto-check bench clean soak hostile jaeger-build
+.PHONY: run test test-tools test-unit lint proto proto-check bench bench-peers clean soak hostile jaeger-build
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -71,6 +71,11 @@ proto: $(VENV)/.dev
 # Latency, CPU, throughput and memory of the full per-call path against a bare gRPC echo, per store.
 bench: $(VENV)/.dev
 	$(BIN)/python benchmarks/bench.py --store sqlite,redis $(BENCH_ARGS)
+
+# Tollgate beside the gateways an app would otherwise put in its path (Portkey from npm, LiteLLM in a venv of its
+# own, both cached under ~/.cache/tollgate-bench): not part of `make test`.
+bench-peers: $(VENV)/.dev
+	$(BIN)/python benchmarks/bench_peers.py $(BENCH_ARGS)
 
 # The caller's-view harness over many seeds: real sidecars and stores under injected faults, every
 # charge checked against what the callers were told. SOAK_SEEDS (20), SOAK_STORES, SOAK_OPS (2000).
