@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, TypeVar
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
@@ -331,24 +331,36 @@ def _count(name: str, value: int) -> int:
 # --- responses --------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(ts: Timestamp) -> datetime:
-    """A protobuf Timestamp as an aware UTC datetime."""
-    return ts.ToDatetime(tzinfo=UTC)
+    """A protobuf Timestamp as an aware UTC datetime, to the microsecond (as ``Timestamp.ToDatetime``)."""
+    # The arithmetic ToDatetime does, without its conversions of time zone: several per answer add up.
+    return _EPOCH + timedelta(seconds=ts.seconds, microseconds=ts.nanos // 1000)
 
 
 def _optional_timestamp(message: Message, field: str) -> datetime | None:
     return timestamp(getattr(message, field)) if message.HasField(field) else None
 
 
+_NAMES: dict[tuple[str, int], str] = {}
+"""Enum values already turned into names, by (prefix, value): an answer carries a dozen of them."""
+
+
 def _enum_name(enum: EnumTypeWrapper, prefix: str, value: int) -> str:
     if value == 0:
         return ""
-    try:
-        name = enum.Name(value)
-    except ValueError:
-        # A newer sidecar may send a value this client's descriptors do not know yet.
-        return str(value)
-    return name.removeprefix(prefix).lower()
+    key = (prefix, value)
+    name = _NAMES.get(key)
+    if name is None:
+        try:
+            name = enum.Name(value).removeprefix(prefix).lower()
+        except ValueError:
+            # A newer sidecar may send a value this client's descriptors do not know yet.
+            return str(value)
+        _NAMES[key] = name
+    return name
 
 
 def level_name(value: int) -> str:
