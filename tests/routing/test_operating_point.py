@@ -156,3 +156,21 @@ def test_requests_with_a_task_type_have_their_own_calibration_and_curve(tmp_path
     assert untyped is not None and typed is not None
     assert untyped.medium == pytest.approx(0.5) and untyped.frontier == pytest.approx(0.75)
     assert typed.medium == pytest.approx(1 - (0.2 + 0.9) / 2) and typed.share_up == 0.5
+
+
+def test_the_points_are_derived_at_start_and_on_reload_not_by_a_route(tmp_path: Path) -> None:
+    path = model_with_curve(tmp_path / "m.npz", 0.45)
+    (tmp_path / "c.yaml").write_text(config_text(classifier=str(path), quality_target=0.96, frontier_share=0.25))
+    gate = gate_for(tmp_path / "c.yaml")
+    model = gate.classifier
+    assert model is not None
+    # Both kinds of request have their thresholds before any request arrives.
+    assert set(model._points) == {(0.96, 0.25, False), (0.96, 0.25, True)}
+    # A replacement with another curve: the points in use are derived again as the file is read.
+    other = curve_of([0.1, 0.9] * 500, [0.0, 1.0] * 500, [1.0] * 1000, "other")
+    Classifier.from_weights(np.zeros(BUCKETS), np.zeros(len(DENSE_FEATURES)), 0.0,
+                            metadata={"validation": other.to_metadata()}).save(tmp_path / "new.npz")
+    (tmp_path / "new.npz").replace(path)
+    assert model.reload_if_changed()
+    point = model._points[(0.96, 0.25, False)]
+    assert point is not None and point.source == "other" and point.medium == pytest.approx(0.5)

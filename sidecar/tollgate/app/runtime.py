@@ -93,12 +93,16 @@ def build_runtime(
         except ClassifierError as exc:
             raise ConfigError(str(exc), key="routing.classifier", file=config.source) from None
     target = config.routing.quality_target
-    if classifier is not None and target is not None and classifier.validation is None:
-        raise ConfigError(
-            f"the classifier {config.routing.classifier!r} has no validation curve to derive thresholds from; "
-            "retrain it with `tollgate train` (which stores one), or set routing.thresholds instead",
-            key="routing.quality_target", file=config.source,
-        )
+    if classifier is not None and target is not None:
+        if classifier.validation is None:
+            raise ConfigError(
+                f"the classifier {config.routing.classifier!r} has no validation curve to derive thresholds from; "
+                "retrain it with `tollgate train` (which stores one), or set routing.thresholds instead",
+                key="routing.quality_target", file=config.source,
+            )
+        # Deriving bootstraps the validation curves (tens of milliseconds): here, not on the first Route.
+        for typed in (False, True):
+            classifier.operating_point(target, config.routing.frontier_share, typed)
     counter = (previous.counter if previous is not None and old is not None
                and config.estimation.message_overhead_tokens == old.estimation.message_overhead_tokens
                else TokenCounter(config.estimation.message_overhead_tokens))

@@ -36,7 +36,7 @@ from ..app.stores import open_override_store, open_quality_store, open_store
 from ..config import Config, TlsConfig
 from ..errors import ConfigError, StoreUnavailable
 from ..ledger import BudgetStore
-from ..routing.check import routing_lines
+from ..routing.check import routing_report
 from ..telemetry import Telemetry
 from .handlers import AdminServicer, TollgateServicer
 from .interceptor import TelemetryInterceptor
@@ -252,7 +252,7 @@ async def _main(config: Config, load: Callable[[], Config] | None) -> None:
     log.info("tollgate listening on %s (store: %s)", ", ".join(sidecar.addresses), _store_label(config))
     for note in config.catalog.deprecation_notes(datetime.now(UTC).date()):
         log.warning("%s", note)
-    warnings, facts = routing_lines(config)
+    warnings, facts = routing_report(config, sidecar.gate.classifier)
     for line in warnings:
         log.warning("%s", line)
     for line in facts:

@@ -3,21 +3,26 @@
 from __future__ import annotations
 
 from ..config import Config
-from .classifier import ClassifierError, open_classifier
+from .classifier import Classifier, ClassifierError, open_classifier
 from .rules import task_type_notes
 
-__all__ = ["routing_lines"]
+__all__ = ["routing_lines", "routing_report"]
 
 
 def routing_lines(config: Config) -> tuple[list[str], list[str]]:
+    """``routing_report`` with the config's classifier opened here (``tollgate check``)."""
+    try:
+        classifier = open_classifier(config.routing)
+    except ClassifierError as exc:
+        return [*task_type_notes(config.routing), str(exc)], []
+    return routing_report(config, classifier)
+
+
+def routing_report(config: Config, classifier: Classifier | None) -> tuple[list[str], list[str]]:
     """(warnings, facts): task-type mistakes, and the thresholds in force with the figures behind them."""
     routing = config.routing
     warnings = task_type_notes(routing)
     facts: list[str] = []
-    try:
-        classifier = open_classifier(routing)
-    except ClassifierError as exc:
-        return [*warnings, str(exc)], facts
     if classifier is None:
         if routing.quality_target is not None:
             warnings.append("routing.quality_target applies to a classifier; with routing.classifier: none the "

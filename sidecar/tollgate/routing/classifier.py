@@ -371,10 +371,7 @@ class Classifier:
             return self._points[key]
         except KeyError:
             pass
-        p = self._params
-        curve = p.validation_typed if typed and p.validation_typed is not None else p.validation
-        point = derive(curve, target, frontier_share) if curve is not None else None
-        self._points[key] = point
+        point = self._points[key] = _point(self._params, key)
         return point
 
     def raw_logit(self, features: Features) -> float:
@@ -444,7 +441,8 @@ class Classifier:
                         extra={"fields": {"path": str(self._path)}})
             return False
         self._params = params
-        self._points = {}
+        # The points in use are derived again now, while the file is being read anyway, not by the next Route.
+        self._points = {key: _point(params, key) for key in self._points}
         self._stamp = stamp
         self._failed_stamp = None
         log.info("classifier reloaded", extra={"fields": {"path": str(self._path)}})
@@ -480,6 +478,13 @@ class Classifier:
             Path(tmp).unlink(missing_ok=True)
             raise
         self._params = dataclasses.replace(p, metadata=metadata)
+
+
+def _point(params: _Params, key: tuple[float, float, bool]) -> OperatingPoint | None:
+    """The operating point of (target, frontier share, typed) on the model's curve for that kind of request."""
+    target, frontier_share, typed = key
+    curve = params.validation_typed if typed and params.validation_typed is not None else params.validation
+    return derive(curve, target, frontier_share) if curve is not None else None
 
 
 def _stamp(path: Path) -> tuple[int, int]:
