@@ -23,7 +23,7 @@ _VERBS = (_local, _remote)  # imported for the verbs they register on the group
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tollgate`` command: one line per error, the traceback only with ``--debug``."""
-    from tollgate_client import TollgateClientError, UnavailableError
+    from tollgate_client import TollgateClientError
 
     State.debug = False
     try:
@@ -33,22 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Abort:
         return 130
-    except ConfigError as exc:
+    except (ConfigError, TollgateClientError) as exc:
         if State.debug:
             raise
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    except UnavailableError as exc:
-        if State.debug:
-            raise
-        print(f"error: cannot reach the sidecar at {State.target or DEFAULT_TARGET}: is it running (tollgate serve), "
-              f"and is --target right? ({exc.code.name if exc.code else 'UNAVAILABLE'})", file=sys.stderr)
-        return 1
-    except TollgateClientError as exc:
-        if State.debug:
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        line, code = _one_line(exc)
+        print(line, file=sys.stderr)
+        return code
     except BrokenPipeError:
         # The reader went away (``tollgate eval --json | head``): nothing left to say to it.
         sys.stderr.close()
@@ -56,3 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return result if isinstance(result, int) else 0
+
+
+def _one_line(exc: Exception) -> tuple[str, int]:
+    """What an error says on stderr, and the exit status: 2 for a config to fix, 1 for a failure."""
+    from tollgate_client import UnavailableError
+
+    if isinstance(exc, ConfigError):
+        return f"config error: {exc}", 2
+    if isinstance(exc, UnavailableError):
+        return (f"error: cannot reach the sidecar at {State.target or DEFAULT_TARGET}: is it running (tollgate serve), "
+                f"and is --target right? ({exc.code.name if exc.code else 'UNAVAILABLE'})", 1)
+    return f"error: {exc}", 1
