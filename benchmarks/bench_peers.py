@@ -9,7 +9,10 @@ a fake OpenAI-compatible provider on loopback (``peers/fake_openai.py``, its own
 - ``direct``: straight to the provider; the floor every other peer is measured against.
 - ``tollgate``: the provider SDK gated by Tollgate (``GatedOpenAI``): Route(reserve) to the sidecar
   (``tollgate serve``, embedded SQLite store; with ``--redis``, also on a redis-server), the call
-  straight to the provider, then Commit. The sidecar never carries the provider's bytes.
+  straight to the provider, then its Commit in the background (batched with others under load).
+  The sidecar never carries the provider's bytes. With ``--peers``: ``tollgate-inline`` waits for
+  each Commit instead (``wait_for_commit=True``); ``tollgate-uds`` talks to the sidecar over a
+  Unix-domain socket instead of loopback TCP.
 - ``portkey``: the Portkey AI gateway (open source, Node.js, ``@portkey-ai/gateway`` from npm),
   proxying the call. It routes and retries; it keeps no budgets.
 - ``litellm``: the LiteLLM proxy (from the package index, in a venv of its own, run without a
@@ -99,6 +102,8 @@ class Peer:
     call: Callable[[list[dict[str, str]]], Awaitable[Any]]
     pids: list[int] = field(default_factory=list)
     version: str = ""
+    flush: Callable[[], Awaitable[None]] | None = None
+    """Waits for the work a call left in the background (Tollgate's commits), which its slice then includes."""
 
 
 @dataclass
@@ -168,6 +173,8 @@ async def run_slice(peer: Peer, level: str, seconds: float, rate: float, conv: C
             tasks.append(asyncio.ensure_future(one(peer, conv, scheduled, sample)))
             i += 1
         await asyncio.gather(*tasks)
+    if peer.flush is not None:  # the background commits of this slice's calls are this slice's CPU
+        await peer.flush()
     sample.seconds = time.perf_counter() - t0
     sample.app_cpu = time.process_time() - cpu0
     sample.gateway_cpu = cpu_seconds(peer.pids) - gw0
@@ -219,7 +226,8 @@ def direct_peer(provider: str) -> Peer:
     return Peer("direct", lambda msgs: client.chat.completions.create(model=MODEL, messages=msgs, max_tokens=64))
 
 
-def tollgate_peer(stack: Stack, provider: str, store: str) -> Peer:
+def tollgate_peer(stack: Stack, provider: str, store: str, *, wait_for_commit: bool = False,
+                  unix: bool = False) -> Peer:
     from tollgate import __version__
     from tollgate_client import AsyncClient, Scope
     from tollgate_client.openai import GatedOpenAI
@@ -246,12 +254,15 @@ def tollgate_peer(stack: Stack, provider: str, store: str) -> Peer:
     path = stack.tmp / f"tollgate-{store}.yaml"
     path.write_text(yaml.safe_dump(config))
     args = [sys.executable, "-m", "tollgate.cli", "serve", "--config", str(path), "--port", str(port)]
+    socket_path = stack.tmp / f"tollgate-{port}.sock"
+    if unix:
+        args += ["--unix-socket", str(socket_path)]
     if store == "sqlite":
         args += ["--db", str(stack.tmp / "ledger.db")]
     proc = stack.start(args, env=dict(os.environ, PYTHONPATH=str(ROOT / "sidecar")))
     pids.insert(0, proc.pid)
-    tollgate = AsyncClient(f"127.0.0.1:{port}", timeout=10.0)
-    gated = GatedOpenAI(openai_client(provider), tollgate=tollgate,
+    tollgate = AsyncClient(f"unix://{socket_path}" if unix else f"127.0.0.1:{port}", timeout=10.0)
+    gated = GatedOpenAI(openai_client(provider), tollgate=tollgate, wait_for_commit=wait_for_commit,
                         scope=Scope(org="bench", team="t", user="u", session="s"))
     deadline = time.monotonic() + 30
     while True:
@@ -262,9 +273,10 @@ def tollgate_peer(stack: Stack, provider: str, store: str) -> Peer:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"tollgate did not start; see {stack.tmp}") from None
             time.sleep(0.2)
-    name = "tollgate" if store == "sqlite" else "tollgate+redis"
+    name = (("tollgate" if store == "sqlite" else "tollgate+redis") + ("-inline" if wait_for_commit else "")
+            + ("-uds" if unix else ""))
     return Peer(name, lambda msgs: gated.chat.completions.create(messages=msgs, max_tokens=64, task_type="extract"),
-                pids, __version__)
+                pids, __version__, flush=tollgate.flush)
 
 
 def portkey_peer(stack: Stack, provider: str) -> Peer:
@@ -351,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
         builders: dict[str, Callable[[], Peer]] = {
             "direct": lambda: direct_peer(provider),
             "tollgate": lambda: tollgate_peer(stack, provider, "sqlite"),
+            "tollgate-inline": lambda: tollgate_peer(stack, provider, "sqlite", wait_for_commit=True),
+            "tollgate-uds": lambda: tollgate_peer(stack, provider, "sqlite", unix=True),
             "portkey": lambda: portkey_peer(stack, provider),
             "litellm": lambda: litellm_peer(stack, provider),
         }

@@ -19,7 +19,8 @@ import tollgate_client
 from tollgate_client import _errors, _types
 
 INTERNAL = {
-    "_errors": {"from_rpc_error"},  # the clients call it; applications get its exceptions
+    "_commits": None,  # the asyncio client's background sender: applications call commit_in_background
+    "_errors": {"from_rpc_error", "from_status"},  # the clients call them; applications get their exceptions
     "_retry": {"Attempts", "MONEY", "NEVER", "READ"},  # the clients' retry bookkeeping
     "_wire": None,  # the requests and conversions the clients execute: all of it
 }

@@ -26,8 +26,10 @@ import contextvars
 import functools
 import logging
 import os
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import propagate, trace
@@ -52,7 +54,7 @@ from .ledger import CommitOutcome, Hold, PoolSnapshot, ReleaseOutcome, ReserveOu
 from .ledger.pools import pool_warning
 from .money import NANOS_PER_USD
 
-__all__ = ["MONEY_METHODS", "Metrics", "Telemetry", "tracing_enabled"]
+__all__ = ["MONEY_METHODS", "ItemStatus", "Metrics", "Telemetry", "tracing_enabled"]
 
 log = logging.getLogger("tollgate.rpc")
 
@@ -204,6 +206,14 @@ def _usd(nanos: int) -> float:
     return nanos / NANOS_PER_USD
 
 
+@dataclass(slots=True)
+class ItemStatus:
+    """The answer of one item of a batch: a gRPC status code's name and number."""
+
+    code: str = "OK"
+    number: int = 0
+
+
 class Telemetry:
     """Tracing, metrics and RPC logs for one sidecar process."""
 
@@ -280,12 +290,36 @@ class Telemetry:
     def rpc_done(self, method: str, code: str, code_number: int, elapsed_s: float, span: Any, *, money: bool,
                  carrier: Callable[[], dict[str, str]], fields: dict[str, Any]) -> None:
         """Record one finished RPC: its span's status, its latency, and for money RPCs a log line."""
+        self.metrics.child(self.metrics.rpc, method, code).observe(elapsed_s)
+        self._done(method, code, code_number, elapsed_s, span, money=money, carrier=carrier, fields=fields)
+
+    @contextlib.contextmanager
+    def batch_item(self, method: str) -> Iterator[ItemStatus]:
+        """One item of a batch RPC, told as if it had come alone: a span of its own under the batch's
+        and its own log line. The handler sets the yielded status to the item's answer."""
+        status = ItemStatus()
+        started = time.perf_counter()
+        fields, token = self.collect_log_fields()
+        span_cm = _NO_SPAN if self._provider is None else self.tracer.start_as_current_span(
+            f"tollgate.v1.TollgateService/{method}", kind=SpanKind.INTERNAL,
+            attributes={"tollgate.batch.item": True}, record_exception=False, set_status_on_exception=False)
+        try:
+            with span_cm as span:
+                try:
+                    yield status
+                finally:
+                    self._done(method, status.code, status.number, time.perf_counter() - started, span,
+                               money=True, carrier=dict, fields=fields)
+        finally:
+            self.stop_collecting(token)
+
+    def _done(self, method: str, code: str, code_number: int, elapsed_s: float, span: Any, *, money: bool,
+              carrier: Callable[[], dict[str, str]], fields: dict[str, Any]) -> None:
         if span is not None:
             span.set_attribute("rpc.grpc.status_code", code_number)
             if code in SERVER_ERRORS:
                 span.set_attribute("error.type", code)
                 span.set_status(Status(StatusCode.ERROR, code))
-        self.metrics.child(self.metrics.rpc, method, code).observe(elapsed_s)
         if code == "UNAVAILABLE":
             self.store_failed(method)
         if (money or method in MONEY_METHODS) and log.isEnabledFor(logging.INFO):

@@ -269,7 +269,7 @@ METHODS = [f"/tollgate.v1.{service.name}/{method.name}"
 
 @pytest.mark.parametrize("body", [b"\x0f", b"\x0a\xff\xff\xff\xff\x0f", b"\x08" + b"\xff" * 10, b"\xff" * 64])
 async def test_garbage_bytes_answer_invalid_argument_on_every_method(tmp_path: Path, body: bytes) -> None:
-    assert len(METHODS) == 13
+    assert len(METHODS) == 14
     with SidecarProcess(tmp_path) as proc:
         async with grpc.aio.insecure_channel(proc.target) as channel:
             for method in METHODS:

@@ -191,6 +191,26 @@ async def honest_commit_open(runner: Runner, rng: random.Random, ref: int) -> No
     await _commit_one(runner, rng, rng.choice(TENANTS), "honest.commit_open")
 
 
+async def honest_commit_batch(runner: Runner, rng: random.Random, ref: int) -> None:
+    """Several of a caller's open reservations committed in one CommitBatch, now and then with an unknown id."""
+    c = rng.choice(TENANTS)
+    mine = runner.open_holds(callers=[c.name])
+    if not mine:
+        await reserve(runner, "honest.commit_batch", rng, c)
+        return
+    chosen = rng.sample(mine, min(len(mine), rng.randint(1, 4)))
+    for held in chosen:
+        held.claimed = True
+    commits = [pb.CommitRequest(reservation_id=h.rid, usage=usage(rng)) for h in chosen]
+    if rng.random() < 0.3:
+        commits.insert(rng.randrange(len(commits) + 1),
+                       pb.CommitRequest(reservation_id=fake_rid(rng, chosen[0].scope.org), usage=usage(rng)))
+    await runner.call("honest.commit_batch", "CommitBatch", pb.CommitBatchRequest(commits=commits), c,
+                      expect=frozenset({C.OK}))
+    for held in chosen:
+        release_claim(held)
+
+
 async def honest_extend(runner: Runner, rng: random.Random, ref: int) -> None:
     c = rng.choice(TENANTS)
     mine = runner.open_holds(callers=[c.name])
@@ -299,6 +319,8 @@ def sample_request(runner: Runner, rng: random.Random, method: str, caller: Call
         "Route": lambda: pb.RouteRequest(scope=s.pb(), prompt=prompt(rng), signals=pb.TaskSignals(task_type="extract")),
         "Reserve": lambda: pb.ReserveRequest(scope=s.pb(), model=MODEL, prompt=prompt(rng)),
         "Commit": lambda: pb.CommitRequest(reservation_id=rid, usage=usage(rng)),
+        "CommitBatch": lambda: pb.CommitBatchRequest(commits=[pb.CommitRequest(reservation_id=rid, usage=usage(rng))]
+                                                     * rng.randint(1, 3)),
         "Release": lambda: pb.ReleaseRequest(reservation_id=rid),
         "Extend": lambda: pb.ExtendRequest(reservation_id=rid, ttl_ms=runner.max_ttl_ms),
         "GetBudget": lambda: pb.GetBudgetRequest(scope=s.pb()),
@@ -395,6 +417,28 @@ async def xt_rid_real(runner: Runner, rng: random.Random, ref: int) -> None:
     method, req = rid_attack(runner, rng, held.rid, attacker, held.scope)
     await runner.call("xt.rid_real", method, req, attacker, expect=DENIED, must_fail=True,
                       cross=runner.cross(victims(held.scope)), what=f"on {held.caller}'s {held.rid}")
+
+
+async def xt_rid_batch(runner: Runner, rng: random.Random, ref: int) -> None:
+    """Another tenant's real reservation slipped into a CommitBatch among the attacker's own commits."""
+    found = attacker_and_hold(runner, rng)
+    if found is None:
+        await reserve(runner, "xt.rid_batch", rng, rng.choice(TENANTS))
+        return
+    attacker, held = found
+    # The attacker's own commit beside it, where it moves none of the victim's pools (an org shared
+    # with a team-granted attacker would).
+    own = await own_hold(runner, "xt.rid_batch", rng, attacker)
+    if own is not None and own.scope.org == held.scope.org:
+        release_claim(own)
+        own = None
+    commits = [pb.CommitRequest(reservation_id=held.rid, usage=usage(rng))]
+    if own is not None:
+        commits.insert(rng.randrange(2), pb.CommitRequest(reservation_id=own.rid, usage=usage(rng)))
+    # The batch itself is answered OK; the victim's commit inside it must be refused (checked per item).
+    await runner.call("xt.rid_batch", "CommitBatch", pb.CommitBatchRequest(commits=commits), attacker,
+                      cross=runner.cross(victims(held.scope)), what=f"on {held.caller}'s {held.rid}")
+    release_claim(own)
 
 
 async def xt_rid_forged(runner: Runner, rng: random.Random, ref: int) -> None:
@@ -1033,6 +1077,7 @@ ACTIONS: dict[str, Action] = {
     "honest.reserve_release": honest_reserve_release,
     "honest.reserve_open": honest_reserve_open,
     "honest.commit_open": honest_commit_open,
+    "honest.commit_batch": honest_commit_batch,
     "honest.extend": honest_extend,
     "honest.getbudget": honest_getbudget,
     "honest.escalate": honest_escalate,
@@ -1043,6 +1088,7 @@ ACTIONS: dict[str, Action] = {
     "garbage": garbage,
     "xt.scope": xt_scope,
     "xt.rid_real": xt_rid_real,
+    "xt.rid_batch": xt_rid_batch,
     "xt.rid_forged": xt_rid_forged,
     "xt.rid_guess": xt_rid_guess,
     "xt.admin": xt_admin,
@@ -1070,11 +1116,12 @@ ACTIONS: dict[str, Action] = {
 # kind: (weight, calls it usually makes)
 WEIGHTS: dict[str, tuple[float, int]] = {
     "honest.route_commit": (8, 2), "honest.reserve_release": (3, 2), "honest.reserve_open": (5, 1),
-    "honest.commit_open": (4, 1), "honest.extend": (1.5, 1), "honest.getbudget": (2, 1), "honest.escalate": (1, 1),
+    "honest.commit_open": (4, 1), "honest.commit_batch": (1.5, 1), "honest.extend": (1.5, 1),
+    "honest.getbudget": (2, 1), "honest.escalate": (1, 1),
     "honest.feedback": (1, 1), "honest.short_ttl": (0.7, 1), "honest.keyed_first": (1.2, 3),
     "garbage": (24, 1),
-    "xt.scope": (4, 1), "xt.rid_real": (5, 1), "xt.rid_forged": (2, 1), "xt.rid_guess": (1.5, 1),
-    "xt.admin": (1.5, 1), "xt.idem": (0.8, 1),
+    "xt.scope": (4, 1), "xt.rid_real": (5, 1), "xt.rid_batch": (1.5, 2), "xt.rid_forged": (2, 1),
+    "xt.rid_guess": (1.5, 1), "xt.admin": (1.5, 1), "xt.idem": (0.8, 1),
     "hv.scope_ids": (4, 1), "hv.numbers": (3, 1), "hv.usage": (2, 1), "hv.float": (1.5, 1), "hv.enums": (1.5, 1),
     "hv.strings": (2.5, 1), "hv.rid": (2.5, 1), "hv.extend": (1.5, 1), "hv.commit_twice": (1, 4),
     "hv.escalate": (1.2, 2),

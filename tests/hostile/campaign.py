@@ -532,6 +532,9 @@ class Runner:
         if scope_msg is not None and caller is not None and not caller.permits(scope_msg.org_id, scope_msg.team_id):
             self.violation("d", kind, method, f"{name} was answered OK in org {scope_msg.org_id!r} team "
                            f"{scope_msg.team_id!r}, outside its grants {list(caller.grants)}", repro)
+        if isinstance(response, pb.CommitBatchResponse):
+            self._observe_batch(kind, method, request, response, caller, repro)
+            return
         rid = getattr(request, "reservation_id", "")
         if isinstance(rid, str) and rid and caller is not None:
             held = self.book.holds.get(rid)
@@ -562,6 +565,29 @@ class Runner:
             self.book.extended(response.reservation_id, response)
         elif isinstance(response, pb.EndReservationResponse):
             self.book.ended_by_admin(name, response)
+
+    def _observe_batch(self, kind: str, method: str, request: Message, response: pb.CommitBatchResponse,
+                       caller: Caller | None, repro: str) -> None:
+        """Each commit of a batch answered as if it had come alone: the same checks, item by item."""
+        assert isinstance(request, pb.CommitBatchRequest)
+        name = caller.name if caller else "anonymous"
+        if len(response.results) != len(request.commits):
+            self.violation("status", kind, method, f"{name}: {len(request.commits)} commits answered with "
+                           f"{len(response.results)} results", repro)
+            return
+        for item, result in zip(request.commits, response.results, strict=True):
+            held = self.book.holds.get(item.reservation_id)
+            if result.code != 0:
+                self.book.refused(name, item.reservation_id, result.message)
+                if (result.code == C.PERMISSION_DENIED.value[0] and held is not None and caller is not None
+                        and held.caller == caller.name):
+                    self.violation("f", kind, method, f"{name}: a batch refused the commit of its own reservation "
+                                   f"{item.reservation_id}: {result.message[:160]!r}", repro)
+                continue
+            if held is not None and caller is not None and not caller.permits(held.scope.org, held.scope.team):
+                self.violation("d", kind, method, f"{name} committed {held.caller}'s reservation "
+                               f"{item.reservation_id} (org {held.scope.org!r}) in a batch", repro)
+            self.book.committed(name, result.response)
 
     def _repro(self, method: str, body: bytes, who: Who) -> str:
         token = (f"Bearer <{who.name}'s token>" if isinstance(who, Caller) else
@@ -601,7 +627,8 @@ def _shape(detail: str) -> str:
 
 def _retryable(method: str, request: Message) -> bool:
     """Safe to send again: idempotent by reservation id, or a reserve carrying its idempotency key."""
-    if method in ("Commit", "Release", "Extend", "Escalate", "EndReservation", "GetBudget", "GetQuality"):
+    if method in ("Commit", "CommitBatch", "Release", "Extend", "Escalate", "EndReservation", "GetBudget",
+                  "GetQuality"):
         return True
     if method in ("Reserve", "Route") and request.HasField("reservation"):
         return bool(request.reservation.idempotency_key)  # type: ignore[attr-defined]

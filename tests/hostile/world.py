@@ -134,7 +134,7 @@ METHODS: dict[str, Method] = {
     for service in (pb.DESCRIPTOR.services_by_name["TollgateService"], pb.DESCRIPTOR.services_by_name["AdminService"])
     for m in service.methods
 }
-assert len(METHODS) == 13, sorted(METHODS)
+assert len(METHODS) == 14, sorted(METHODS)
 
 
 def _usd(nanos: int) -> str:

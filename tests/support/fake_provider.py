@@ -32,7 +32,7 @@ import yaml
 
 from tests.support.catalog import suite_config_text
 from tests.support.sidecar_process import SidecarProcess, write_config
-from tollgate_client import PoolState
+from tollgate_client import AsyncClient, PoolState, Scope
 
 SCENARIOS = ("ok", "http_error", "midstream_error", "cut", "cut_early", "slow", "no_usage")
 
@@ -387,6 +387,12 @@ def price(model: str, usage: Reported) -> int:
 
 def provider_of(model: str) -> str:
     return str(_MODELS[model]["provider"])
+
+
+async def settled_budget(tollgate: AsyncClient, scope: Scope) -> tuple[PoolState, ...]:
+    """The scope's pools once every commit the wrappers left in ``tollgate``'s background has been answered."""
+    await tollgate.flush()
+    return await tollgate.get_budget(scope)
 
 
 def check_ledger(pools: tuple[PoolState, ...], charged: int) -> None:

@@ -25,15 +25,16 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TollgateService_Route_FullMethodName      = "/tollgate.v1.TollgateService/Route"
-	TollgateService_Reserve_FullMethodName    = "/tollgate.v1.TollgateService/Reserve"
-	TollgateService_Commit_FullMethodName     = "/tollgate.v1.TollgateService/Commit"
-	TollgateService_Release_FullMethodName    = "/tollgate.v1.TollgateService/Release"
-	TollgateService_Extend_FullMethodName     = "/tollgate.v1.TollgateService/Extend"
-	TollgateService_GetBudget_FullMethodName  = "/tollgate.v1.TollgateService/GetBudget"
-	TollgateService_Feedback_FullMethodName   = "/tollgate.v1.TollgateService/Feedback"
-	TollgateService_GetQuality_FullMethodName = "/tollgate.v1.TollgateService/GetQuality"
-	TollgateService_Escalate_FullMethodName   = "/tollgate.v1.TollgateService/Escalate"
+	TollgateService_Route_FullMethodName       = "/tollgate.v1.TollgateService/Route"
+	TollgateService_Reserve_FullMethodName     = "/tollgate.v1.TollgateService/Reserve"
+	TollgateService_Commit_FullMethodName      = "/tollgate.v1.TollgateService/Commit"
+	TollgateService_CommitBatch_FullMethodName = "/tollgate.v1.TollgateService/CommitBatch"
+	TollgateService_Release_FullMethodName     = "/tollgate.v1.TollgateService/Release"
+	TollgateService_Extend_FullMethodName      = "/tollgate.v1.TollgateService/Extend"
+	TollgateService_GetBudget_FullMethodName   = "/tollgate.v1.TollgateService/GetBudget"
+	TollgateService_Feedback_FullMethodName    = "/tollgate.v1.TollgateService/Feedback"
+	TollgateService_GetQuality_FullMethodName  = "/tollgate.v1.TollgateService/GetQuality"
+	TollgateService_Escalate_FullMethodName    = "/tollgate.v1.TollgateService/Escalate"
 )
 
 // TollgateServiceClient is the client API for TollgateService service.
@@ -53,6 +54,10 @@ type TollgateServiceClient interface {
 	// rest released. Repeating a commit with the same figures returns the first
 	// result; with different figures it is refused.
 	Commit(ctx context.Context, in *CommitRequest, opts ...grpc.CallOption) (*CommitResponse, error)
+	// Commits many reservations in one round trip, each exactly as Commit would:
+	// what a client's background sender sends when calls end faster than single
+	// commits travel. One commit's error neither stops nor undoes the others.
+	CommitBatch(ctx context.Context, in *CommitBatchRequest, opts ...grpc.CallOption) (*CommitBatchResponse, error)
 	// Ends a reservation without charging (no billable call happened).
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Pushes a reservation's expiry out, for long streaming calls.
@@ -104,6 +109,16 @@ func (c *tollgateServiceClient) Commit(ctx context.Context, in *CommitRequest, o
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CommitResponse)
 	err := c.cc.Invoke(ctx, TollgateService_Commit_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tollgateServiceClient) CommitBatch(ctx context.Context, in *CommitBatchRequest, opts ...grpc.CallOption) (*CommitBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CommitBatchResponse)
+	err := c.cc.Invoke(ctx, TollgateService_CommitBatch_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -187,6 +202,10 @@ type TollgateServiceServer interface {
 	// rest released. Repeating a commit with the same figures returns the first
 	// result; with different figures it is refused.
 	Commit(context.Context, *CommitRequest) (*CommitResponse, error)
+	// Commits many reservations in one round trip, each exactly as Commit would:
+	// what a client's background sender sends when calls end faster than single
+	// commits travel. One commit's error neither stops nor undoes the others.
+	CommitBatch(context.Context, *CommitBatchRequest) (*CommitBatchResponse, error)
 	// Ends a reservation without charging (no billable call happened).
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Pushes a reservation's expiry out, for long streaming calls.
@@ -222,6 +241,9 @@ func (UnimplementedTollgateServiceServer) Reserve(context.Context, *ReserveReque
 }
 func (UnimplementedTollgateServiceServer) Commit(context.Context, *CommitRequest) (*CommitResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Commit not implemented")
+}
+func (UnimplementedTollgateServiceServer) CommitBatch(context.Context, *CommitBatchRequest) (*CommitBatchResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CommitBatch not implemented")
 }
 func (UnimplementedTollgateServiceServer) Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Release not implemented")
@@ -312,6 +334,24 @@ func _TollgateService_Commit_Handler(srv interface{}, ctx context.Context, dec f
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(TollgateServiceServer).Commit(ctx, req.(*CommitRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TollgateService_CommitBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CommitBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TollgateServiceServer).CommitBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TollgateService_CommitBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TollgateServiceServer).CommitBatch(ctx, req.(*CommitBatchRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -442,6 +482,10 @@ var TollgateService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Commit",
 			Handler:    _TollgateService_Commit_Handler,
+		},
+		{
+			MethodName: "CommitBatch",
+			Handler:    _TollgateService_CommitBatch_Handler,
 		},
 		{
 			MethodName: "Release",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from types import TracebackType
 from typing import TypeVar, Unpack
 
@@ -12,6 +13,7 @@ import grpc
 import grpc.aio
 
 from . import _wire
+from ._commits import AsyncCommitSender
 from ._errors import TollgateClientError, from_rpc_error
 from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
 from ._retry import DEFAULT_RETRY, Attempts, Retry, new_idempotency_key
@@ -30,6 +32,7 @@ from ._types import (
     TaskQuality,
     Usage,
 )
+from .v1 import tollgate_pb2 as pb
 from .v1.tollgate_pb2_grpc import TollgateServiceStub
 
 __all__ = ["DEFAULT_TARGET", "AsyncClient", "Client"]
@@ -131,7 +134,7 @@ class AsyncClient(_Settings):
     Failed calls raise a ``TollgateClientError`` subclass.
     """
 
-    __slots__ = ("_channel", "_closed", "_stub")
+    __slots__ = ("_channel", "_closed", "_commits", "_stub")
 
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = (),
                  credentials: grpc.ChannelCredentials | None = None, retry: Retry | None = DEFAULT_RETRY) -> None:
@@ -139,6 +142,7 @@ class AsyncClient(_Settings):
         self._channel: grpc.aio.Channel | None = None
         self._stub: TollgateServiceStub | None = None
         self._closed = False
+        self._commits: AsyncCommitSender | None = None
 
     async def route(self, scope: Scope, **options: Unpack[RouteOptions]) -> Decision:
         """Pick the cheapest capable model for a call and, with ``reserve=True``, hold its cost.
@@ -159,6 +163,33 @@ class AsyncClient(_Settings):
     async def commit(self, reservation_id: str, usage: Usage) -> CommitResult:
         """Report what the provider call used; the hold is reconciled and the rest released."""
         return await self._run(_wire.commit(reservation_id, usage))
+
+    def commit_in_background(self, reservation_id: str, usage: Usage, *,
+                             expires_at: datetime | None = None) -> asyncio.Future[CommitResult]:
+        """Queue a commit and return at once, for when the app need not wait for its answer.
+
+        A background task sends what is queued as one CommitBatch whenever the last batch has
+        answered, so commits leave at once and share round trips under load. A commit the
+        sidecar did not take (unreachable, store down) is retried with backoff until
+        ``expires_at``, the reservation's expiry (else for the retry budget); after that the
+        sidecar's expiry policy settles it. The future ends with the ``CommitResult`` or the
+        error; a commit given up is also logged, so the future may be ignored. ``flush()``
+        waits for the queue; ``close()`` flushes first.
+        """
+        if self._closed:
+            raise RuntimeError("this AsyncClient is closed")
+        if self._commits is None:
+            self._commits = AsyncCommitSender(self._send_batch, self._send_commit, _wire.commit_result,
+                                              retry=self._retry, timeout=self._timeout)
+        return self._commits.submit(_wire.commit_request(reservation_id, usage), expires_at)
+
+    async def flush(self) -> None:
+        """Wait until every commit queued by ``commit_in_background`` so far is answered or given up.
+
+        Bound the wait with ``asyncio.timeout(...)``; the queue is kept if the wait is cancelled.
+        """
+        if self._commits is not None:
+            await self._commits.flush()
 
     async def release(self, reservation_id: str) -> ReleaseResult:
         """End a reservation without charging, when no billable call happened."""
@@ -197,7 +228,12 @@ class AsyncClient(_Settings):
         return AsyncHeldReservation(self, source)
 
     async def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
+        """Send the background commits (for up to the retry budget), then close the channel.
+
+        Calls in flight are cancelled.
+        """
+        if self._commits is not None:
+            await self._commits.close(max(self._timeout, self._retry.budget_s if self._retry is not None else 0.0))
         self._closed = True
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
@@ -211,7 +247,7 @@ class AsyncClient(_Settings):
     ) -> None:
         await self.close()
 
-    async def _run(self, call: _wire.Call[T]) -> T:
+    def _ready_stub(self) -> TollgateServiceStub:
         if self._stub is None:
             if self._closed:
                 raise RuntimeError("this AsyncClient is closed")
@@ -221,7 +257,20 @@ class AsyncClient(_Settings):
                 else grpc.aio.insecure_channel(self._target, options=_CHANNEL_OPTIONS)
             )
             self._stub = TollgateServiceStub(self._channel)
-        method = getattr(self._stub, call.method)
+        return self._stub
+
+    async def _send_batch(self, request: pb.CommitBatchRequest, seconds: float) -> pb.CommitBatchResponse:
+        response: pb.CommitBatchResponse = await self._ready_stub().CommitBatch(
+            request, timeout=seconds, metadata=self._call_metadata())
+        return response
+
+    async def _send_commit(self, request: pb.CommitRequest, seconds: float) -> pb.CommitResponse:
+        response: pb.CommitResponse = await self._ready_stub().Commit(
+            request, timeout=seconds, metadata=self._call_metadata())
+        return response
+
+    async def _run(self, call: _wire.Call[T]) -> T:
+        method = getattr(self._ready_stub(), call.method)
         attempts = self._attempts(call)
         metadata = self._call_metadata()
         while True:

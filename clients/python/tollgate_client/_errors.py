@@ -54,6 +54,7 @@ __all__ = [
     "TollgateClientError",
     "UnavailableError",
     "from_rpc_error",
+    "from_status",
 ]
 
 BUDGET_EXCEEDED_TRAILER = "tollgate-budget-exceeded-bin"
@@ -213,6 +214,16 @@ def from_rpc_error(error: grpc.RpcError) -> TollgateClientError:
     trailers = tuple(_ask(error, "trailing_metadata") or ())
     anys = _status_details(trailers)
     reason = _reason(anys)
+    return _error(code, details, reason, trailers, anys)
+
+
+def from_status(code: grpc.StatusCode, details: str, reason: str) -> TollgateClientError:
+    """The client exception for a status that came inside an answer (one commit of a CommitBatch)."""
+    return _error(code, details, reason, (), ())
+
+
+def _error(code: grpc.StatusCode, details: str, reason: str, trailers: tuple[tuple[str, str | bytes], ...],
+           anys: tuple[tuple[str, bytes], ...]) -> TollgateClientError:
     cls = _BY_REASON.get(reason)
     if cls is None:
         cls = _BY_CODE.get(code, TollgateClientError)

@@ -41,6 +41,8 @@ from .v1 import tollgate_pb2 as pb
 __all__ = [
     "Call",
     "commit",
+    "commit_request",
+    "commit_result",
     "escalate",
     "extend",
     "feedback",
@@ -153,8 +155,12 @@ def reserve(
 
 def commit(reservation_id: str, usage: Usage) -> Call[CommitResult]:
     """The Commit call."""
-    request = pb.CommitRequest(reservation_id=_reservation_id(reservation_id), usage=_usage(usage))
-    return Call("Commit", request, _commit_result)
+    return Call("Commit", commit_request(reservation_id, usage), commit_result)
+
+
+def commit_request(reservation_id: str, usage: Usage) -> pb.CommitRequest:
+    """A Commit's request, checked: for Commit, and for one commit of a CommitBatch."""
+    return pb.CommitRequest(reservation_id=_reservation_id(reservation_id), usage=_usage(usage))
 
 
 def _usage(usage: Usage) -> pb.Usage:
@@ -413,7 +419,7 @@ def _escalation(response: pb.EscalateResponse) -> Escalation:
         decision=_decision(response),
         attempt=response.attempt,
         previous_reservation_id=response.previous_reservation_id,
-        previous_commit=_commit_result(response.previous_commit) if response.HasField("previous_commit") else None,
+        previous_commit=commit_result(response.previous_commit) if response.HasField("previous_commit") else None,
     )
 
 
@@ -475,7 +481,7 @@ def _reserve_result(response: pb.ReserveResponse, idempotency_key: str = "") -> 
     )
 
 
-def _commit_result(response: pb.CommitResponse) -> CommitResult:
+def commit_result(response: pb.CommitResponse) -> CommitResult:
     return CommitResult(
         reservation_id=response.reservation_id,
         charged_nanos=response.charged_nanos,

@@ -371,13 +371,22 @@ class AsyncGatedOpenAI:
 
     def __init__(self, openai: AsyncOpenAI | Mapping[str, AsyncOpenAI], *, tollgate: AsyncClient, scope: Scope,
                  check: Check | None = None, ttl_ms: int = 0, on_outcome: OutcomeHook | None = None,
-                 default_provider: str | None = None) -> None:
+                 default_provider: str | None = None, wait_for_commit: bool = False) -> None:
         if not isinstance(tollgate, AsyncClient):
             raise TypeError(f"tollgate must be a tollgate_client.AsyncClient, got {type(tollgate).__name__}")
         self._gate = AsyncGate(openai, tollgate=tollgate, family="openai", scope=scope, check=check, ttl_ms=ttl_ms,
-                               on_outcome=on_outcome, default_provider=default_provider)
+                               on_outcome=on_outcome, default_provider=default_provider,
+                               wait_for_commit=wait_for_commit)
         self.chat = _AsyncChat(self._gate)
         self.responses = _AsyncResponses(self._gate)
+
+    async def flush(self) -> None:
+        """Wait until the commits of this wrapper's finished calls are settled and ``on_outcome`` has heard.
+
+        A call returns its answer as soon as the provider has given it; its commit follows in the
+        background (``wait_for_commit=True`` waits for it instead). ``tollgate.close()`` flushes too.
+        """
+        await self._gate.tollgate.flush()
 
     def sdk(self, provider: str | None = None) -> AsyncOpenAI:
         """The SDK client given for ``provider`` (the default provider's when ``None``), ungated."""

@@ -66,6 +66,8 @@ class Failure:
     code: grpc.StatusCode
     message: str
     trailers: tuple[tuple[str, bytes], ...] = ()
+    reason: str = ""
+    """The ``ErrorInfo`` reason the trailers carry, for answers that are not a status (a batch's items)."""
 
 
 MAX_MESSAGE = 1_000
@@ -99,7 +101,7 @@ def failure(exc: TollgateError) -> Failure:
     # After a budget refusal's own details, which clients of earlier versions read first.
     details.append(_pack(error_details_pb2.ErrorInfo(reason=reason, domain=ERROR_DOMAIN)))
     status = status_pb2.Status(code=code.value[0], message=message, details=details)
-    return Failure(code, message, (("grpc-status-details-bin", status.SerializeToString()), *trailers))
+    return Failure(code, message, (("grpc-status-details-bin", status.SerializeToString()), *trailers), reason)
 
 
 def internal_failure() -> Failure:
@@ -107,7 +109,7 @@ def internal_failure() -> Failure:
     message = "internal error; the sidecar log has the details"
     info = _pack(error_details_pb2.ErrorInfo(reason=_INTERNAL[1], domain=ERROR_DOMAIN))
     status = status_pb2.Status(code=_INTERNAL[0].value[0], message=message, details=[info])
-    return Failure(_INTERNAL[0], message, (("grpc-status-details-bin", status.SerializeToString()),))
+    return Failure(_INTERNAL[0], message, (("grpc-status-details-bin", status.SerializeToString()),), _INTERNAL[1])
 
 
 def _pack(message: object) -> any_pb2.Any:

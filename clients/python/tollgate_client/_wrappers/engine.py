@@ -7,6 +7,7 @@ over helpers they share; read one and the other follows line for line.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import weakref
@@ -14,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import EscalationRefusedError, TollgateClientError
-from .._types import Candidate, Decision, ReserveResult, Scope, Usage
+from .._types import Candidate, CommitResult, Decision, ReserveResult, Scope, Usage
 from .common import (
     AttemptOutcome,
     CallOutcome,
@@ -248,10 +249,15 @@ class AsyncGate(_Base):
     """The asyncio engine: ``await gate.call(endpoint, params)``."""
 
     def __init__(self, clients: Any, *, tollgate: AsyncClient, family: str, scope: Scope, check: Check | None = None,
-                 ttl_ms: int = 0, on_outcome: OutcomeHook | None = None, default_provider: str | None = None) -> None:
+                 ttl_ms: int = 0, on_outcome: OutcomeHook | None = None, default_provider: str | None = None,
+                 wait_for_commit: bool = False) -> None:
         super().__init__(clients, family=family, is_async=True, scope=scope, check=check, ttl_ms=ttl_ms,
                          on_outcome=on_outcome, default_provider=default_provider)
         self.tollgate = tollgate
+        self.wait_for_commit = wait_for_commit
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), "wait_for_commit": self.wait_for_commit}
 
     async def call(self, endpoint: Endpoint, params: dict[str, Any]) -> Any:
         opts = self._options(params)
@@ -285,8 +291,11 @@ class AsyncGate(_Base):
                 self._emit(attempts, stream)
                 raise
             if not problem:
-                attempts.append(await self._commit(hold, usage, settlement, "", keeper.extensions))
-                self._emit(attempts, stream)
+                if self.wait_for_commit:
+                    attempts.append(await self._commit(hold, usage, settlement, "", keeper.extensions))
+                    self._emit(attempts, stream)
+                else:
+                    self._commit_in_background(hold, usage, settlement, keeper.extensions, attempts)
                 return response
             try:
                 escalation = await self.tollgate.escalate(
@@ -335,6 +344,26 @@ class AsyncGate(_Base):
             self._unsettled(hold, "the commit", error, None)
             return self._attempt(hold, "unsettled", usage, 0, problem, extensions)
         return self._attempt(hold, settlement, usage, charged, problem, extensions)
+
+    def _commit_in_background(self, hold: Hold, usage: Usage, settlement: Settlement, extensions: int,
+                              attempts: list[AttemptOutcome]) -> None:
+        """Commit off the call's path: the answer is the app's now, and ``on_outcome`` hears once the sidecar has."""
+        try:
+            future = self.tollgate.commit_in_background(hold.reservation_id, usage, expires_at=hold.expires_at)
+        except Exception as error:  # a closed client: nothing was queued
+            self._unsettled(hold, "the commit", error, None)
+            self._emit([*attempts, self._attempt(hold, "unsettled", usage, 0, "", extensions)], False)
+            return
+
+        def settled(done: asyncio.Future[CommitResult]) -> None:
+            # A failure was logged by the sender; the hook hears it as unsettled.
+            if done.cancelled() or done.exception() is not None:
+                attempt = self._attempt(hold, "unsettled", usage, 0, "", extensions)
+            else:
+                attempt = self._attempt(hold, settlement, usage, done.result().charged_nanos, "", extensions)
+            self._emit([*attempts, attempt], False)
+
+        future.add_done_callback(settled)
 
     async def _release(self, hold: Hold, extensions: int, error: BaseException | None) -> AttemptOutcome:
         try:

@@ -350,6 +350,30 @@ class CommitResponse(_message.Message):
     replayed: bool
     def __init__(self, reservation_id: _Optional[str] = ..., charged_nanos: _Optional[int] = ..., overshoot_nanos: _Optional[int] = ..., released_nanos: _Optional[int] = ..., pools: _Optional[_Iterable[_Union[PoolState, _Mapping]]] = ..., replayed: bool = ...) -> None: ...
 
+class CommitBatchRequest(_message.Message):
+    __slots__ = ("commits",)
+    COMMITS_FIELD_NUMBER: _ClassVar[int]
+    commits: _containers.RepeatedCompositeFieldContainer[CommitRequest]
+    def __init__(self, commits: _Optional[_Iterable[_Union[CommitRequest, _Mapping]]] = ...) -> None: ...
+
+class CommitBatchResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[CommitBatchResult]
+    def __init__(self, results: _Optional[_Iterable[_Union[CommitBatchResult, _Mapping]]] = ...) -> None: ...
+
+class CommitBatchResult(_message.Message):
+    __slots__ = ("response", "code", "message", "reason")
+    RESPONSE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    response: CommitResponse
+    code: int
+    message: str
+    reason: str
+    def __init__(self, response: _Optional[_Union[CommitResponse, _Mapping]] = ..., code: _Optional[int] = ..., message: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class ReleaseRequest(_message.Message):
     __slots__ = ("reservation_id",)
     RESERVATION_ID_FIELD_NUMBER: _ClassVar[int]

@@ -51,6 +51,11 @@ class TollgateServiceStub(object):
                 request_serializer=tollgate_dot_v1_dot_tollgate__pb2.CommitRequest.SerializeToString,
                 response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.CommitResponse.FromString,
                 _registered_method=True)
+        self.CommitBatch = channel.unary_unary(
+                '/tollgate.v1.TollgateService/CommitBatch',
+                request_serializer=tollgate_dot_v1_dot_tollgate__pb2.CommitBatchRequest.SerializeToString,
+                response_deserializer=tollgate_dot_v1_dot_tollgate__pb2.CommitBatchResponse.FromString,
+                _registered_method=True)
         self.Release = channel.unary_unary(
                 '/tollgate.v1.TollgateService/Release',
                 request_serializer=tollgate_dot_v1_dot_tollgate__pb2.ReleaseRequest.SerializeToString,
@@ -108,6 +113,15 @@ class TollgateServiceServicer(object):
         """Reports what the provider really charged; the hold is reconciled and the
         rest released. Repeating a commit with the same figures returns the first
         result; with different figures it is refused.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CommitBatch(self, request, context):
+        """Commits many reservations in one round trip, each exactly as Commit would:
+        what a client's background sender sends when calls end faster than single
+        commits travel. One commit's error neither stops nor undoes the others.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +191,11 @@ def add_TollgateServiceServicer_to_server(servicer, server):
                     servicer.Commit,
                     request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.CommitRequest.FromString,
                     response_serializer=tollgate_dot_v1_dot_tollgate__pb2.CommitResponse.SerializeToString,
+            ),
+            'CommitBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CommitBatch,
+                    request_deserializer=tollgate_dot_v1_dot_tollgate__pb2.CommitBatchRequest.FromString,
+                    response_serializer=tollgate_dot_v1_dot_tollgate__pb2.CommitBatchResponse.SerializeToString,
             ),
             'Release': grpc.unary_unary_rpc_method_handler(
                     servicer.Release,
@@ -292,6 +311,33 @@ class TollgateService(object):
             '/tollgate.v1.TollgateService/Commit',
             tollgate_dot_v1_dot_tollgate__pb2.CommitRequest.SerializeToString,
             tollgate_dot_v1_dot_tollgate__pb2.CommitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CommitBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tollgate.v1.TollgateService/CommitBatch',
+            tollgate_dot_v1_dot_tollgate__pb2.CommitBatchRequest.SerializeToString,
+            tollgate_dot_v1_dot_tollgate__pb2.CommitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,7 +13,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.support.fake_provider import ANSWER_GOOD, Fake, Reported, check_ledger, price
+from tests.support.fake_provider import ANSWER_GOOD, Fake, Reported, check_ledger, price, settled_budget
 from tollgate_client import AsyncClient, AsyncGatedAnthropic, CallOutcome, Client, Scope
 from tollgate_client._wrappers.common import estimated_output
 from tollgate_client.anthropic import GatedAnthropic
@@ -50,12 +50,13 @@ async def test_a_json_call_goes_to_the_first_anthropic_candidate(
     outcomes: list[CallOutcome] = []
     client = gated(fake, tollgate, scope, on_outcome=outcomes.append)
     message = await client.messages.create(system=SYSTEM, messages=MESSAGES, max_tokens=400, task_type="extract")
+    await client.flush()  # its commit follows the answer, in the background
     assert message.content[0].text == ANSWER_GOOD
     [call] = fake.calls
     assert (call.provider, call.model, call.body["max_tokens"]) == ("anthropic", "claude-haiku-4-5", 400)
     assert call.reported is not None and call.reported.cached == 8  # cache reads at the cached price
     assert outcomes[0].charged_nanos == price(call.model, call.reported)
-    check_ledger(await tollgate.get_budget(scope), price(call.model, call.reported))
+    check_ledger(await settled_budget(tollgate, scope), price(call.model, call.reported))
 
 
 async def test_a_stream_commits_message_start_input_and_message_delta_output(
@@ -70,7 +71,7 @@ async def test_a_stream_commits_message_start_input_and_message_delta_output(
     [attempt] = stream.outcome.attempts
     assert attempt.settlement == "committed" and call.reported is not None and call.final
     assert attempt.usage is not None and attempt.usage.output_tokens == call.reported.output > 1
-    check_ledger(await tollgate.get_budget(scope), price(call.model, call.reported))
+    check_ledger(await settled_budget(tollgate, scope), price(call.model, call.reported))
 
 
 @pytest.mark.parametrize(("name", "error"), [("midstream_error", anthropic.APIStatusError),
@@ -94,7 +95,7 @@ async def test_a_stream_that_fails_after_message_start_commits_what_was_reported
     output = max(call.reported.output, estimated_output(len(seen), sum(map(len, seen))))
     expected = price(call.model, Reported(call.reported.input, call.reported.cached, output))
     assert attempt.charged_nanos == expected
-    check_ledger(await tollgate.get_budget(scope), expected)
+    check_ledger(await settled_budget(tollgate, scope), expected)
 
 
 async def test_a_stream_cut_before_message_start_is_released(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -105,7 +106,7 @@ async def test_a_stream_cut_before_message_start_is_released(fake: Fake, tollgat
         async for _ in stream:
             pass
     assert stream.outcome is not None and stream.outcome.attempts[0].settlement == "released"
-    check_ledger(await tollgate.get_budget(scope), 0)
+    check_ledger(await settled_budget(tollgate, scope), 0)
 
 
 async def test_a_provider_error_before_any_token_releases(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -114,7 +115,7 @@ async def test_a_provider_error_before_any_token_releases(fake: Fake, tollgate: 
         await client.messages.create(messages=MESSAGES, max_tokens=400, task_type="extract",
                                      **scenario("http_error"))
     assert len(fake.calls) == 1
-    check_ledger(await tollgate.get_budget(scope), 0)
+    check_ledger(await settled_budget(tollgate, scope), 0)
 
 
 async def test_a_failed_check_escalates_to_the_next_anthropic_model(
@@ -124,12 +125,13 @@ async def test_a_failed_check_escalates_to_the_next_anthropic_model(
     outcomes: list[CallOutcome] = []
     client = gated(fake, tollgate, scope, check=message_json, on_outcome=outcomes.append)
     message = await client.messages.create(system=SYSTEM, messages=MESSAGES, max_tokens=400, task_type="extract")
+    await client.flush()  # its commit follows the answer, in the background
     assert message.content[0].text == ANSWER_GOOD
     assert [c.model for c in fake.calls] == ["claude-haiku-4-5", "claude-sonnet-4-5"]
     assert [(a.model, a.problem) for a in outcomes[0].attempts] == [
         ("claude-haiku-4-5", "invalid_json"), ("claude-sonnet-4-5", "")]
     assert outcomes[0].charged_nanos == charged_as_reported(fake)
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 def sync_gated(fake: Fake, tollgate: Client, scope: Scope, **options: Any) -> GatedAnthropic:
@@ -170,7 +172,7 @@ async def test_the_stream_helper_is_gated(fake: Fake, tollgate: AsyncClient, sco
     [call] = fake.calls
     assert call.body["stream"] is True and call.model == "claude-haiku-4-5"
     assert [a.settlement for a in outcomes[0].attempts] == ["committed"]
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 def test_the_sync_stream_helper_is_gated_and_a_cut_commits_what_was_reported(

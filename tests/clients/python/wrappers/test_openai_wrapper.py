@@ -13,7 +13,16 @@ from typing import Any
 import openai
 import pytest
 
-from tests.support.fake_provider import ANSWER_GOOD, BROKE, Fake, Reported, check_ledger, price, provider_of
+from tests.support.fake_provider import (
+    ANSWER_GOOD,
+    BROKE,
+    Fake,
+    Reported,
+    check_ledger,
+    price,
+    provider_of,
+    settled_budget,
+)
 from tollgate_client import (
     AsyncClient,
     AsyncGatedOpenAI,
@@ -68,6 +77,7 @@ async def test_a_json_call_is_routed_reserved_and_committed_as_reported(
     outcomes: list[CallOutcome] = []
     client = gated(fake, tollgate, scope, on_outcome=outcomes.append)
     response = await client.chat.completions.create(messages=MESSAGES, max_tokens=256, task_type="extract")
+    await client.flush()  # its commit follows the answer, in the background
     assert response.choices[0].message.content == ANSWER_GOOD
     [call] = fake.calls
     # extract -> cheap -> gemini-2.0-flash, the cheapest; sent through the client given for its provider.
@@ -78,7 +88,7 @@ async def test_a_json_call_is_routed_reserved_and_committed_as_reported(
     assert [(a.model, a.provider, a.settlement) for a in outcome.attempts] == [
         ("gemini-2.0-flash", "google", "committed")]
     assert outcome.charged_nanos == price(call.model, call.reported) > 0
-    check_ledger(await tollgate.get_budget(scope), price(call.model, call.reported))
+    check_ledger(await settled_budget(tollgate, scope), price(call.model, call.reported))
 
 
 async def test_a_stream_asks_for_usage_and_commits_its_last_chunk(
@@ -93,7 +103,7 @@ async def test_a_stream_asks_for_usage_and_commits_its_last_chunk(
     assert stream.outcome is not None and stream.outcome.attempts[0].settlement == "committed"
     assert call.reported is not None and call.final
     assert stream.outcome.charged_nanos == price(call.model, call.reported)
-    check_ledger(await tollgate.get_budget(scope), price(call.model, call.reported))
+    check_ledger(await settled_budget(tollgate, scope), price(call.model, call.reported))
 
 
 async def _stream_until_it_fails(stream: Any, error: type[BaseException]) -> list[str]:
@@ -124,7 +134,7 @@ async def test_a_stream_that_fails_after_output_without_usage_commits_an_estimat
     assert attempt.usage.input_tokens > 0
     expected = price(call.model, Reported(attempt.usage.input_tokens, 0, attempt.usage.output_tokens))
     assert attempt.charged_nanos == expected
-    check_ledger(await tollgate.get_budget(scope), expected)
+    check_ledger(await settled_budget(tollgate, scope), expected)
 
 
 async def test_a_stream_cut_before_any_output_is_released(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -133,7 +143,7 @@ async def test_a_stream_cut_before_any_output_is_released(fake: Fake, tollgate: 
                                                   **scenario("cut_early"))
     assert await _stream_until_it_fails(stream, openai.APIConnectionError) == []
     assert stream.outcome is not None and stream.outcome.attempts[0].settlement == "released"
-    check_ledger(await tollgate.get_budget(scope), 0)
+    check_ledger(await settled_budget(tollgate, scope), 0)
 
 
 async def test_a_provider_error_before_any_token_releases(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -143,7 +153,7 @@ async def test_a_provider_error_before_any_token_releases(fake: Fake, tollgate: 
         await client.chat.completions.create(messages=MESSAGES, task_type="extract", **scenario("http_error"))
     assert len(fake.calls) == 1
     assert [a.settlement for a in outcomes[0].attempts] == ["released"]
-    check_ledger(await tollgate.get_budget(scope), 0)
+    check_ledger(await settled_budget(tollgate, scope), 0)
 
 
 async def test_a_failed_check_escalates_one_tier_up(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -151,6 +161,7 @@ async def test_a_failed_check_escalates_one_tier_up(fake: Fake, tollgate: AsyncC
     outcomes: list[CallOutcome] = []
     client = gated(fake, tollgate, scope, check=chat_json, on_outcome=outcomes.append)
     response = await client.chat.completions.create(messages=MESSAGES, max_tokens=256, task_type="extract")
+    await client.flush()  # its commit follows the answer, in the background
     assert response.choices[0].message.content == ANSWER_GOOD
     # cheap (gemini, google) failed the check -> medium: gpt-4o (openai), the cheapest of its tier.
     assert [(c.provider, c.model) for c in fake.calls] == [("google", "gemini-2.0-flash"), ("openai", "gpt-4o")]
@@ -158,7 +169,7 @@ async def test_a_failed_check_escalates_one_tier_up(fake: Fake, tollgate: AsyncC
     assert [(a.model, a.problem, a.settlement) for a in outcome.attempts] == [
         ("gemini-2.0-flash", "invalid json", "committed"), ("gpt-4o", "", "committed")]
     assert outcome.charged_nanos == charged_as_reported(fake)
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_no_escalation_left_raises_check_failed_with_the_answer(
@@ -173,7 +184,7 @@ async def test_no_escalation_left_raises_check_failed_with_the_answer(
     assert failed.value.problem == "invalid json"
     assert failed.value.response.choices[0].message.content != ANSWER_GOOD
     assert failed.value.outcome.charged_nanos == charged_as_reported(fake)
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_an_escalation_to_a_provider_without_a_client_ends_the_cascade(
@@ -185,7 +196,7 @@ async def test_an_escalation_to_a_provider_without_a_client_ends_the_cascade(
         await client.chat.completions.create(messages=MESSAGES, task_type="extract")
     assert isinstance(failed.value.__cause__, MissingProviderClientError)
     assert [c.model for c in fake.calls] == ["gemini-2.0-flash", "gpt-4o"]
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_a_pinned_model_is_reserved_and_kept(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -193,7 +204,7 @@ async def test_a_pinned_model_is_reserved_and_kept(fake: Fake, tollgate: AsyncCl
     await client.chat.completions.create(messages=MESSAGES, model="gpt-4o", task_type="extract")
     [call] = fake.calls
     assert (call.provider, call.model) == ("openai", "gpt-4o")
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_a_decision_for_a_provider_without_a_client_goes_to_the_first_fallback_with_one(
@@ -203,7 +214,7 @@ async def test_a_decision_for_a_provider_without_a_client_goes_to_the_first_fall
     [call] = fake.calls
     assert (call.provider, call.model) == ("openai", "gpt-4o-mini")
     assert provider_of("gemini-2.0-flash") == "google"
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_a_budget_refusal_comes_before_any_provider_call(fake: Fake, tollgate: AsyncClient) -> None:
@@ -227,7 +238,7 @@ async def test_a_long_stream_is_extended_while_it_runs(fake: Fake, tollgate: Asy
     assert stream.outcome is not None
     [attempt] = stream.outcome.attempts
     assert attempt.settlement == "committed" and attempt.extensions >= 2
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_a_stream_closed_early_commits_what_came(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -240,7 +251,7 @@ async def test_a_stream_closed_early_commits_what_came(fake: Fake, tollgate: Asy
     assert stream.outcome is not None
     [attempt] = stream.outcome.attempts
     assert attempt.settlement == "estimated" and attempt.usage is not None and attempt.usage.output_tokens >= 1
-    check_ledger(await tollgate.get_budget(scope), attempt.charged_nanos)
+    check_ledger(await settled_budget(tollgate, scope), attempt.charged_nanos)
 
 
 async def test_an_answer_without_usage_commits_an_estimate(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -248,10 +259,11 @@ async def test_an_answer_without_usage_commits_an_estimate(fake: Fake, tollgate:
     outcomes: list[CallOutcome] = []
     client = gated(fake, tollgate, scope, on_outcome=outcomes.append)
     await client.chat.completions.create(messages=MESSAGES, task_type="extract", **scenario("no_usage"))
+    await client.flush()  # its commit follows the answer, in the background
     [attempt] = outcomes[0].attempts
     assert attempt.settlement == "estimated" and attempt.usage is not None
     assert attempt.usage.output_tokens == estimated_output(0, len(ANSWER_GOOD))
-    check_ledger(await tollgate.get_budget(scope), attempt.charged_nanos)
+    check_ledger(await settled_budget(tollgate, scope), attempt.charged_nanos)
 
 
 # ---- Responses API ------------------------------------------------------------------------------------------
@@ -260,10 +272,11 @@ async def test_responses_json_call(fake: Fake, tollgate: AsyncClient, scope: Sco
     client = gated(fake, tollgate, scope)
     response = await client.responses.create(input="Invoice 17: total 42.50 EUR", instructions="Extract as JSON.",
                                              max_output_tokens=300, task_type="extract")
+    await client.flush()  # its commit follows the answer, in the background
     assert response.output_text == ANSWER_GOOD
     [call] = fake.calls
     assert (call.api, call.model, call.body["max_output_tokens"]) == ("responses", "gemini-2.0-flash", 300)
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_responses_stream_commits_the_completed_usage(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -273,7 +286,7 @@ async def test_responses_stream_commits_the_completed_usage(fake: Fake, tollgate
     deltas = [e.delta async for e in stream if e.type == "response.output_text.delta"]
     assert "".join(deltas) == ANSWER_GOOD
     assert stream.outcome is not None and stream.outcome.attempts[0].settlement == "committed"
-    check_ledger(await tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, scope), charged_as_reported(fake))
 
 
 async def test_responses_stream_cut_commits_an_estimate(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -288,7 +301,7 @@ async def test_responses_stream_cut_commits_an_estimate(fake: Fake, tollgate: As
     [attempt] = stream.outcome.attempts
     assert attempt.settlement == "estimated" and attempt.usage is not None
     assert attempt.usage.output_tokens == estimated_output(len(call.deltas), sum(map(len, call.deltas)))
-    check_ledger(await tollgate.get_budget(scope), attempt.charged_nanos)
+    check_ledger(await settled_budget(tollgate, scope), attempt.charged_nanos)
 
 
 async def test_responses_error_event_mid_stream(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -299,14 +312,14 @@ async def test_responses_error_event_mid_stream(fake: Fake, tollgate: AsyncClien
     kinds = [e.type async for e in stream]
     assert kinds[-1] == "error"
     assert stream.outcome is not None and stream.outcome.attempts[0].settlement == "estimated"
-    check_ledger(await tollgate.get_budget(scope), stream.outcome.charged_nanos)
+    check_ledger(await settled_budget(tollgate, scope), stream.outcome.charged_nanos)
 
 
 async def test_responses_provider_error_releases(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
     client = gated(fake, tollgate, scope)
     with pytest.raises(openai.InternalServerError):
         await client.responses.create(input="Invoice 17", task_type="extract", **scenario("http_error"))
-    check_ledger(await tollgate.get_budget(scope), 0)
+    check_ledger(await settled_budget(tollgate, scope), 0)
 
 
 # ---- blocking -----------------------------------------------------------------------------------------------
@@ -374,10 +387,11 @@ async def test_the_readmes_two_lines_run(fake: Fake, sidecar: Any, tollgate: Asy
     monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
     body = "\n".join("    " + line for line in code.splitlines())
     namespace: dict[str, Any] = {}
-    exec(f"import openai\nfrom tollgate_client import AsyncClient, Scope\nasync def main():\n{body}\n    return resp",
-         namespace)
-    resp = await namespace["main"]()
+    exec(f"import openai\nfrom tollgate_client import AsyncClient, Scope\nasync def main():\n{body}\n"
+         "    return resp, client", namespace)
+    resp, client = await namespace["main"]()
+    await client.flush()  # its commit follows the answer, in the background
     assert resp.choices[0].message.content == ANSWER_GOOD
     [call] = fake.calls
     assert (call.provider, call.model) == ("openai", "gpt-4o-mini")
-    check_ledger(await tollgate.get_budget(Scope(org="acme", user="alice")), charged_as_reported(fake))
+    check_ledger(await settled_budget(tollgate, Scope(org="acme", user="alice")), charged_as_reported(fake))
