@@ -104,6 +104,7 @@ class Peer:
     version: str = ""
     flush: Callable[[], Awaitable[None]] | None = None
     """Waits for the work a call left in the background (Tollgate's commits), which its slice then includes."""
+    close: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -276,7 +277,7 @@ def tollgate_peer(stack: Stack, provider: str, store: str, *, wait_for_commit: b
     name = (("tollgate" if store == "sqlite" else "tollgate+redis") + ("-inline" if wait_for_commit else "")
             + ("-uds" if unix else ""))
     return Peer(name, lambda msgs: gated.chat.completions.create(messages=msgs, max_tokens=64, task_type="extract"),
-                pids, __version__, flush=tollgate.flush)
+                pids, __version__, flush=tollgate.flush, close=tollgate.close)
 
 
 def portkey_peer(stack: Stack, provider: str) -> Peer:
@@ -394,6 +395,9 @@ def main(argv: list[str] | None = None) -> int:
                                for name, s in by.items()] for level, by in results.items()},
         }
     finally:
+        for peer in peers:
+            if peer.close is not None:
+                loop.run_until_complete(peer.close())
         stack.stop()
     print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
