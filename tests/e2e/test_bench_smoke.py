@@ -73,7 +73,7 @@ def test_every_load_has_every_figure(report: dict[str, Any], store: str) -> None
     assert [e["load"] for e in loads] == list(LOADS)
     for entry in loads:
         where = f"{store}.{entry['load']}"
-        for target in ("echo", "tollgate"):
+        for target in ("echo", "floor", "tollgate"):
             figures = entry[target]
             # A call can fail on a starved machine (the Redis store's 250 ms bound): the figures must still be there.
             assert figures["calls"] > 0, f"{where}.{target}: {figures}"
@@ -82,6 +82,7 @@ def test_every_load_has_every_figure(report: dict[str, Any], store: str) -> None
             for path in ("route_ms", "commit_ms"):
                 assert_numeric(figures[path], LATENCY, f"{where}.{target}.{path}")
         assert_numeric(entry["ratios"], RATIOS, f"{where}.ratios")
+        assert_numeric(entry["ratios_floor"], RATIOS, f"{where}.ratios_floor")
     for entry in loads:
         if store == "redis":
             assert numeric(entry["tollgate"]["store_cpu_us_per_call"])
