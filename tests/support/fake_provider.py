@@ -32,7 +32,7 @@ import yaml
 
 from tests.support.catalog import suite_config_text
 from tests.support.sidecar_process import SidecarProcess, write_config
-from tollgate_client import AsyncClient, PoolState, Scope
+from tollgate_client import AsyncClient, Client, PoolState, Scope
 
 SCENARIOS = ("ok", "http_error", "midstream_error", "cut", "cut_early", "slow", "no_usage")
 
@@ -393,6 +393,12 @@ async def settled_budget(tollgate: AsyncClient, scope: Scope) -> tuple[PoolState
     """The scope's pools once every commit the wrappers left in ``tollgate``'s background has been answered."""
     await tollgate.flush()
     return await tollgate.get_budget(scope)
+
+
+def settled_budget_sync(tollgate: Client, scope: Scope) -> tuple[PoolState, ...]:
+    """``settled_budget`` for the blocking client, whose commits leave on its sender thread."""
+    assert tollgate.flush(30.0), "the background commits did not finish within 30 s"
+    return tollgate.get_budget(scope)
 
 
 def check_ledger(pools: tuple[PoolState, ...], charged: int) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import threading
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -13,7 +15,7 @@ import grpc
 import grpc.aio
 
 from . import _wire
-from ._commits import AsyncCommitSender
+from ._commits import AsyncCommitSender, ThreadCommitSender
 from ._errors import TollgateClientError, from_rpc_error
 from ._reservation import AsyncHeldReservation, HeldReservation, ReservationSource
 from ._retry import DEFAULT_RETRY, Attempts, Retry, new_idempotency_key
@@ -298,11 +300,14 @@ class Client(_Settings):
     Failed calls raise a ``TollgateClientError`` subclass.
     """
 
-    __slots__ = ("_channel", "_stub")
+    __slots__ = ("_channel", "_closed", "_commits", "_commits_lock", "_stub")
 
     def __init__(self, target: str = DEFAULT_TARGET, *, timeout: float = 2.0, metadata: Metadata = (),
                  credentials: grpc.ChannelCredentials | None = None, retry: Retry | None = DEFAULT_RETRY) -> None:
         super().__init__(target, timeout, metadata, credentials, retry)
+        self._closed = False
+        self._commits: ThreadCommitSender | None = None
+        self._commits_lock = threading.Lock()
         self._channel = (
             grpc.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
             if credentials is not None
@@ -329,6 +334,29 @@ class Client(_Settings):
     def commit(self, reservation_id: str, usage: Usage) -> CommitResult:
         """Report what the provider call used; the hold is reconciled and the rest released."""
         return self._run(_wire.commit(reservation_id, usage))
+
+    def commit_in_background(self, reservation_id: str, usage: Usage, *,
+                             expires_at: datetime | None = None) -> concurrent.futures.Future[CommitResult]:
+        """Queue a commit and return at once; a thread of the client sends it (``AsyncClient``'s twin).
+
+        The future ends with the ``CommitResult`` or the error (a commit given up is also logged).
+        ``flush()`` waits for the queue; ``close()`` flushes first.
+        """
+        if self._closed:
+            raise RuntimeError("this Client is closed")
+        request = _wire.commit_request(reservation_id, usage)
+        with self._commits_lock:
+            if self._commits is None:
+                self._commits = ThreadCommitSender(self._send_batch, self._send_commit, _wire.commit_result,
+                                                   retry=self._retry, timeout=self._timeout)
+        return self._commits.submit(request, expires_at)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every commit queued by ``commit_in_background`` so far is answered or given up.
+
+        Returns False if ``timeout`` seconds passed first.
+        """
+        return self._commits.flush(timeout) if self._commits is not None else True
 
     def release(self, reservation_id: str) -> ReleaseResult:
         """End a reservation without charging, when no billable call happened."""
@@ -363,8 +391,23 @@ class Client(_Settings):
         return HeldReservation(self, source)
 
     def close(self) -> None:
-        """Close the channel; calls in flight are cancelled."""
+        """Send the background commits (for up to the retry budget), then close the channel.
+
+        Calls in flight are cancelled.
+        """
+        self._closed = True
+        if self._commits is not None:
+            self._commits.close(max(self._timeout, self._retry.budget_s if self._retry is not None else 0.0))
         self._channel.close()
+
+    def _send_batch(self, request: pb.CommitBatchRequest, seconds: float) -> pb.CommitBatchResponse:
+        response: pb.CommitBatchResponse = self._stub.CommitBatch(
+            request, timeout=seconds, metadata=self._call_metadata())
+        return response
+
+    def _send_commit(self, request: pb.CommitRequest, seconds: float) -> pb.CommitResponse:
+        response: pb.CommitResponse = self._stub.Commit(request, timeout=seconds, metadata=self._call_metadata())
+        return response
 
     def __enter__(self) -> Client:
         return self

@@ -296,13 +296,22 @@ class GatedOpenAI:
 
     def __init__(self, openai: OpenAI | Mapping[str, OpenAI], *, tollgate: Client, scope: Scope,
                  check: Check | None = None, ttl_ms: int = 0, on_outcome: OutcomeHook | None = None,
-                 default_provider: str | None = None) -> None:
+                 default_provider: str | None = None, wait_for_commit: bool = False) -> None:
         if not isinstance(tollgate, Client):
             raise TypeError(f"tollgate must be a tollgate_client.Client or AsyncClient, got {type(tollgate).__name__}")
         self._gate = Gate(openai, tollgate=tollgate, family="openai", scope=scope, check=check, ttl_ms=ttl_ms,
-                          on_outcome=on_outcome, default_provider=default_provider)
+                          on_outcome=on_outcome, default_provider=default_provider,
+                          wait_for_commit=wait_for_commit)
         self.chat = _Chat(self._gate)
         self.responses = _Responses(self._gate)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until the commits of this wrapper's finished calls are settled and ``on_outcome`` has heard.
+
+        A call returns its answer as soon as the provider has given it; its commit follows on the
+        client's sender thread (``wait_for_commit=True`` waits for it instead). False on ``timeout``.
+        """
+        return self._gate.tollgate.flush(timeout)
 
     def sdk(self, provider: str | None = None) -> OpenAI:
         """The SDK client given for ``provider`` (the default provider's when ``None``), ungated."""

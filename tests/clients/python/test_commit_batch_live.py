@@ -24,6 +24,7 @@ from tollgate.grpc.handlers import MAX_COMMIT_BATCH, TollgateServicer
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate_client import (
     AsyncClient,
+    Client,
     PoolState,
     ReservationNotFoundError,
     Retry,
@@ -236,3 +237,42 @@ async def test_a_sidecar_older_than_commit_batch_gets_each_commit_alone() -> Non
         assert (org.spent_nanos, org.held_nanos) == (sum(r.charged_nanos for r in results), 0)
     finally:
         await server.stop(None)
+
+
+# ---- the blocking client: the same sender, on a thread ----
+
+
+def _sync_org(client: Client, scope: Scope) -> PoolState:
+    return next(pool for pool in client.get_budget(scope) if pool.level == "org")
+
+
+def test_the_blocking_clients_commits_share_batches_and_settle_every_pool(sidecar: SidecarProcess) -> None:
+    scope = _scope("sync")
+    with Client(sidecar.target) as client:
+        holds = [client.reserve(scope, MODEL, input_tokens=1000).reservation for _ in range(40)]
+        before = _batches(sidecar)
+        futures = [client.commit_in_background(h.reservation_id, USAGE, expires_at=h.expires_at) for h in holds]
+        assert client.flush(30.0)
+        results = [f.result(0) for f in futures]
+        # The thread takes what is queued whenever it is free: a few batches for 40 commits, not 40 calls.
+        assert 1 <= _batches(sidecar) - before <= 10
+        org = _sync_org(client, scope)
+    assert (org.spent_nanos, org.held_nanos) == (sum(r.charged_nanos for r in results), 0)
+
+
+def test_the_blocking_client_sends_a_lost_batch_again_and_closes_after_its_commits(sidecar: SidecarProcess) -> None:
+    scope = _scope("sync-lost")
+    with Client(sidecar.target) as direct:
+        holds = [direct.reserve(scope, MODEL, input_tokens=1000).reservation for _ in range(3)]
+        with LossyProxy(sidecar.target) as proxy:
+            client = Client(proxy.target, timeout=5.0)
+            futures = [client.commit_in_background(h.reservation_id, USAGE, expires_at=h.expires_at) for h in holds]
+            client.close()  # flushes first
+            assert proxy.lost == 1
+        results = [f.result(0) for f in futures]
+        # The first batch's answer was lost and its retry found it done; later batches went through.
+        assert results[0].replayed
+        with pytest.raises(RuntimeError, match="closed"):
+            client.commit_in_background(holds[0].reservation_id, USAGE)
+        org = _sync_org(direct, scope)
+    assert (org.spent_nanos, org.held_nanos) == (sum(r.charged_nanos for r in results), 0)

@@ -7,7 +7,6 @@ over helpers they share; read one and the other follows line for line.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
 import weakref
@@ -15,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._errors import EscalationRefusedError, TollgateClientError
-from .._types import Candidate, CommitResult, Decision, ReserveResult, Scope, Usage
+from .._types import Candidate, Decision, ReserveResult, Scope, Usage
 from .common import (
     AttemptOutcome,
     CallOutcome,
@@ -82,8 +81,11 @@ def _is_async_sdk(client: Any) -> bool | None:
 class _Base:
     """What both engines share: the clients per provider, the defaults, and every step that makes no call."""
 
+    tollgate: AsyncClient | Client
+
     def __init__(self, clients: Any, *, family: str, is_async: bool, scope: Scope, check: Check | None,
-                 ttl_ms: int, on_outcome: OutcomeHook | None, default_provider: str | None) -> None:
+                 ttl_ms: int, on_outcome: OutcomeHook | None, default_provider: str | None,
+                 wait_for_commit: bool) -> None:
         if isinstance(clients, Mapping):
             self.clients: dict[str, Any] = dict(clients)
         else:
@@ -106,6 +108,7 @@ class _Base:
         self.check = check
         self.ttl_ms = ttl_ms
         self.on_outcome = on_outcome
+        self.wait_for_commit = wait_for_commit
 
     def sdk(self, provider: str | None = None) -> Any:
         """The SDK client given for ``provider`` (the default provider's when ``None``), ungated."""
@@ -114,7 +117,7 @@ class _Base:
     def settings(self) -> dict[str, Any]:
         """The wrapper's settings, as its constructor takes them (for ``with_options``)."""
         return {"scope": self.scope, "check": self.check, "ttl_ms": self.ttl_ms, "on_outcome": self.on_outcome,
-                "default_provider": self.default_provider}
+                "default_provider": self.default_provider, "wait_for_commit": self.wait_for_commit}
 
     def with_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Each SDK client's ``with_options(**options)``, by provider."""
@@ -235,6 +238,27 @@ class _Base:
                 log.exception("the on_outcome hook raised")
         return outcome
 
+    def _commit_in_background(self, hold: Hold, usage: Usage, settlement: Settlement, extensions: int,
+                              attempts: list[AttemptOutcome]) -> None:
+        """Commit off the call's path: the answer is the app's now, and ``on_outcome`` hears once the sidecar
+        has (for the blocking engine, on the client's sender thread)."""
+        try:
+            future = self.tollgate.commit_in_background(hold.reservation_id, usage, expires_at=hold.expires_at)
+        except Exception as error:  # a closed client: nothing was queued
+            self._unsettled(hold, "the commit", error, None)
+            self._emit([*attempts, self._attempt(hold, "unsettled", usage, 0, "", extensions)], False)
+            return
+
+        def settled(done: Any) -> None:
+            # A failure was logged by the sender; the hook hears it as unsettled.
+            if done.cancelled() or done.exception() is not None:
+                attempt = self._attempt(hold, "unsettled", usage, 0, "", extensions)
+            else:
+                attempt = self._attempt(hold, settlement, usage, done.result().charged_nanos, "", extensions)
+            self._emit([*attempts, attempt], False)
+
+        future.add_done_callback(settled)
+
     @staticmethod
     def _unsettled(hold: Hold, what: str, error: BaseException, into: BaseException | None) -> None:
         message = (f"{what} of Tollgate reservation {hold.reservation_id} failed, so the sidecar's expiry policy "
@@ -252,12 +276,8 @@ class AsyncGate(_Base):
                  ttl_ms: int = 0, on_outcome: OutcomeHook | None = None, default_provider: str | None = None,
                  wait_for_commit: bool = False) -> None:
         super().__init__(clients, family=family, is_async=True, scope=scope, check=check, ttl_ms=ttl_ms,
-                         on_outcome=on_outcome, default_provider=default_provider)
-        self.tollgate = tollgate
-        self.wait_for_commit = wait_for_commit
-
-    def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "wait_for_commit": self.wait_for_commit}
+                         on_outcome=on_outcome, default_provider=default_provider, wait_for_commit=wait_for_commit)
+        self.tollgate: AsyncClient = tollgate
 
     async def call(self, endpoint: Endpoint, params: dict[str, Any]) -> Any:
         opts = self._options(params)
@@ -345,26 +365,6 @@ class AsyncGate(_Base):
             return self._attempt(hold, "unsettled", usage, 0, problem, extensions)
         return self._attempt(hold, settlement, usage, charged, problem, extensions)
 
-    def _commit_in_background(self, hold: Hold, usage: Usage, settlement: Settlement, extensions: int,
-                              attempts: list[AttemptOutcome]) -> None:
-        """Commit off the call's path: the answer is the app's now, and ``on_outcome`` hears once the sidecar has."""
-        try:
-            future = self.tollgate.commit_in_background(hold.reservation_id, usage, expires_at=hold.expires_at)
-        except Exception as error:  # a closed client: nothing was queued
-            self._unsettled(hold, "the commit", error, None)
-            self._emit([*attempts, self._attempt(hold, "unsettled", usage, 0, "", extensions)], False)
-            return
-
-        def settled(done: asyncio.Future[CommitResult]) -> None:
-            # A failure was logged by the sender; the hook hears it as unsettled.
-            if done.cancelled() or done.exception() is not None:
-                attempt = self._attempt(hold, "unsettled", usage, 0, "", extensions)
-            else:
-                attempt = self._attempt(hold, settlement, usage, done.result().charged_nanos, "", extensions)
-            self._emit([*attempts, attempt], False)
-
-        future.add_done_callback(settled)
-
     async def _release(self, hold: Hold, extensions: int, error: BaseException | None) -> AttemptOutcome:
         try:
             await self.tollgate.release(hold.reservation_id)
@@ -390,10 +390,11 @@ class Gate(_Base):
     """The blocking engine: ``gate.call(endpoint, params)``."""
 
     def __init__(self, clients: Any, *, tollgate: Client, family: str, scope: Scope, check: Check | None = None,
-                 ttl_ms: int = 0, on_outcome: OutcomeHook | None = None, default_provider: str | None = None) -> None:
+                 ttl_ms: int = 0, on_outcome: OutcomeHook | None = None, default_provider: str | None = None,
+                 wait_for_commit: bool = False) -> None:
         super().__init__(clients, family=family, is_async=False, scope=scope, check=check, ttl_ms=ttl_ms,
-                         on_outcome=on_outcome, default_provider=default_provider)
-        self.tollgate = tollgate
+                         on_outcome=on_outcome, default_provider=default_provider, wait_for_commit=wait_for_commit)
+        self.tollgate: Client = tollgate
 
     def call(self, endpoint: Endpoint, params: dict[str, Any]) -> Any:
         opts = self._options(params)
@@ -427,8 +428,11 @@ class Gate(_Base):
                 self._emit(attempts, stream)
                 raise
             if not problem:
-                attempts.append(self._commit(hold, usage, settlement, "", keeper.extensions))
-                self._emit(attempts, stream)
+                if self.wait_for_commit:
+                    attempts.append(self._commit(hold, usage, settlement, "", keeper.extensions))
+                    self._emit(attempts, stream)
+                else:
+                    self._commit_in_background(hold, usage, settlement, keeper.extensions, attempts)
                 return response
             try:
                 escalation = self.tollgate.escalate(

@@ -13,7 +13,15 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.support.fake_provider import ANSWER_GOOD, Fake, Reported, check_ledger, price, settled_budget
+from tests.support.fake_provider import (
+    ANSWER_GOOD,
+    Fake,
+    Reported,
+    check_ledger,
+    price,
+    settled_budget,
+    settled_budget_sync,
+)
 from tollgate_client import AsyncClient, AsyncGatedAnthropic, CallOutcome, Client, Scope
 from tollgate_client._wrappers.common import estimated_output
 from tollgate_client.anthropic import GatedAnthropic
@@ -143,7 +151,7 @@ def test_sync_json_call(fake: Fake, sync_tollgate: Client, scope: Scope) -> None
     client = sync_gated(fake, sync_tollgate, scope)
     message = client.messages.create(system=SYSTEM, messages=MESSAGES, max_tokens=400, task_type="extract")
     assert message.content[0].text == ANSWER_GOOD
-    check_ledger(sync_tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(settled_budget_sync(sync_tollgate, scope), charged_as_reported(fake))
 
 
 def test_sync_stream_and_cut(fake: Fake, sync_tollgate: Client, scope: Scope) -> None:
@@ -158,7 +166,7 @@ def test_sync_stream_and_cut(fake: Fake, sync_tollgate: Client, scope: Scope) ->
         for _ in cut:
             pass
     assert cut.outcome is not None and cut.outcome.attempts[0].settlement == "partial"
-    check_ledger(sync_tollgate.get_budget(scope), stream.outcome.charged_nanos + cut.outcome.charged_nanos)
+    check_ledger(settled_budget_sync(sync_tollgate, scope), stream.outcome.charged_nanos + cut.outcome.charged_nanos)
 
 
 async def test_the_stream_helper_is_gated(fake: Fake, tollgate: AsyncClient, scope: Scope) -> None:
@@ -186,4 +194,4 @@ def test_the_sync_stream_helper_is_gated_and_a_cut_commits_what_was_reported(
         for _ in cut.text_stream:
             pass
     assert [o.attempts[0].settlement for o in outcomes] == ["committed", "partial"]
-    check_ledger(sync_tollgate.get_budget(scope), sum(o.charged_nanos for o in outcomes))
+    check_ledger(settled_budget_sync(sync_tollgate, scope), sum(o.charged_nanos for o in outcomes))

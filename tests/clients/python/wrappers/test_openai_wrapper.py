@@ -22,6 +22,7 @@ from tests.support.fake_provider import (
     price,
     provider_of,
     settled_budget,
+    settled_budget_sync,
 )
 from tollgate_client import (
     AsyncClient,
@@ -335,7 +336,7 @@ def test_sync_json_call_and_escalation(fake: Fake, sync_tollgate: Client, scope:
     response = client.chat.completions.create(messages=MESSAGES, task_type="extract")
     assert response.choices[0].message.content == ANSWER_GOOD
     assert [c.model for c in fake.calls] == ["gemini-2.0-flash", "gpt-4o"]
-    check_ledger(sync_tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(settled_budget_sync(sync_tollgate, scope), charged_as_reported(fake))
 
 
 def test_sync_stream_commits_its_usage(fake: Fake, sync_tollgate: Client, scope: Scope) -> None:
@@ -344,7 +345,7 @@ def test_sync_stream_commits_its_usage(fake: Fake, sync_tollgate: Client, scope:
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     assert text == ANSWER_GOOD
     assert stream.outcome is not None and stream.outcome.attempts[0].settlement == "committed"
-    check_ledger(sync_tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(settled_budget_sync(sync_tollgate, scope), charged_as_reported(fake))
 
 
 def test_sync_stream_cut_commits_an_estimate(fake: Fake, sync_tollgate: Client, scope: Scope) -> None:
@@ -354,14 +355,14 @@ def test_sync_stream_cut_commits_an_estimate(fake: Fake, sync_tollgate: Client, 
         for _ in stream:
             pass
     assert stream.outcome is not None and stream.outcome.attempts[0].settlement == "estimated"
-    check_ledger(sync_tollgate.get_budget(scope), stream.outcome.charged_nanos)
+    check_ledger(settled_budget_sync(sync_tollgate, scope), stream.outcome.charged_nanos)
 
 
 def test_sync_provider_error_releases(fake: Fake, sync_tollgate: Client, scope: Scope) -> None:
     client = sync_gated(fake, sync_tollgate, scope)
     with pytest.raises(openai.InternalServerError):
         client.chat.completions.create(messages=MESSAGES, task_type="extract", **scenario("http_error"))
-    check_ledger(sync_tollgate.get_budget(scope), 0)
+    check_ledger(settled_budget_sync(sync_tollgate, scope), 0)
 
 
 def test_sync_long_stream_is_extended(fake: Fake, sync_tollgate: Client, scope: Scope) -> None:
@@ -372,7 +373,7 @@ def test_sync_long_stream_is_extended(fake: Fake, sync_tollgate: Client, scope: 
             pass
     assert stream.outcome is not None
     assert stream.outcome.attempts[0].settlement == "committed" and stream.outcome.attempts[0].extensions >= 2
-    check_ledger(sync_tollgate.get_budget(scope), charged_as_reported(fake))
+    check_ledger(settled_budget_sync(sync_tollgate, scope), charged_as_reported(fake))
 
 
 async def test_the_readmes_two_lines_run(fake: Fake, sidecar: Any, tollgate: AsyncClient,
