@@ -20,7 +20,11 @@ time. Their ratio is the CPU target's ratio without the machine's noise and with
 kernel's share (wake-ups, socket and WAL syscalls), which the two servers pay alike
 except for the store's writes.
 
-    python benchmarks/bench_instructions.py [--store memory,sqlite] [--calls 1000] [--servers] [--json]
+    python benchmarks/bench_instructions.py [--store memory,sqlite] [--calls 1000] [--servers [--commit-batch N]]
+                                           [--json]
+
+``--commit-batch N`` sends the commits to the sidecar as the clients' background sender does
+under load, N to a CommitBatch: the sidecar's instructions per pair as batches grow.
 
 Needs ``valgrind`` (Debian's package) and ``callgrind_control`` on PATH.
 """
@@ -154,9 +158,10 @@ def measure(store: str, calls: int) -> dict[str, Any]:
     return {"store": store, "calls": calls, "instructions_per_pair": total // calls}
 
 
-def measure_servers(store: str, calls: int, echo: int | None) -> dict[str, Any]:
+def measure_servers(store: str, calls: int, echo: int | None, batch: int = 0) -> dict[str, Any]:
     """Whole-process instructions per pair: the sidecar on ``store``, and (unless ``echo`` is already
-    known) the echo answering its bytes."""
+    known) the echo answering its bytes. With ``batch``, the sidecar gets the commits as a client's
+    background sender sends them: ``batch`` at a time in one CommitBatch (the echo's stay single)."""
     import bench
     import grpc
 
@@ -165,14 +170,24 @@ def measure_servers(store: str, calls: int, echo: int | None) -> dict[str, Any]:
 
     base = bench.base_conversation()
     last: dict[str, bytes] = {}
+    queued: list[pb.CommitRequest] = []
 
     def tollgate_pair(channel: grpc.Channel, n: int) -> None:
         route = channel.unary_unary(bench.TOLLGATE_ROUTE)
         commit = channel.unary_unary(bench.TOLLGATE_COMMIT)
         last["route"] = route(bench.route_request(base, "i", n).SerializeToString(), timeout=_RPC_TIMEOUT_S)
         rid = pb.RouteResponse.FromString(last["route"]).reservation.reservation_id
-        last["commit_request"] = pb.CommitRequest(reservation_id=rid, usage=bench.USAGE).SerializeToString()
-        last["commit"] = commit(last["commit_request"], timeout=_RPC_TIMEOUT_S)
+        request = pb.CommitRequest(reservation_id=rid, usage=bench.USAGE)
+        last["commit_request"] = request.SerializeToString()
+        if not batch:
+            last["commit"] = commit(last["commit_request"], timeout=_RPC_TIMEOUT_S)
+            return
+        queued.append(request)
+        if len(queued) >= batch:
+            answer = channel.unary_unary(_COMMIT_BATCH)(
+                pb.CommitBatchRequest(commits=queued).SerializeToString(), timeout=_RPC_TIMEOUT_S)
+            last.setdefault("commit", pb.CommitBatchResponse.FromString(answer).results[0].response.SerializeToString())
+            queued.clear()
 
     def echo_pair(channel: grpc.Channel, n: int) -> None:
         # The echo does not parse: the same request bytes, answered with the sidecar's response bytes.
@@ -195,11 +210,12 @@ def measure_servers(store: str, calls: int, echo: int | None) -> dict[str, Any]:
             server = [sys.executable, "-c", bench.ECHO_SERVER, str(port), str(work / "route.bin"),
                       str(work / "commit.bin")]
             echo = _count_server(server, f"127.0.0.1:{port}", echo_pair, calls)
-    return {"store": store, "calls": calls, "tollgate_instructions_per_pair": tollgate,
+    return {"store": store, "calls": calls, "commit_batch": batch, "tollgate_instructions_per_pair": tollgate,
             "echo_instructions_per_pair": echo, "ratio": round(tollgate / echo, 2)}
 
 
 _RPC_TIMEOUT_S = 120.0
+_COMMIT_BATCH = "/tollgate.v1.TollgateService/CommitBatch"
 
 
 def _count_server(command: list[str], target: str, pair: Callable[[Any, int], None], calls: int) -> int:
@@ -280,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=1_000, help="measured Route+Commit pairs per store")
     parser.add_argument("--servers", action="store_true",
                         help="count the whole server processes (sidecar and echo) instead of the handlers")
+    parser.add_argument("--commit-batch", type=int, default=0,
+                        help="with --servers: send the commits N at a time in one CommitBatch (0: one Commit each)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--signals", type=Path, help=argparse.SUPPRESS)
@@ -304,15 +322,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.servers:
             # The echo does the same work whatever the store: counted once, beside the first.
             echo = results[0]["echo_instructions_per_pair"] if results else None
-            results.append(measure_servers(store, args.calls, echo))
+            results.append(measure_servers(store, args.calls, echo, args.commit_batch))
         else:
             results.append(measure(store, args.calls))
     if args.json:
         print(json.dumps({"schema": "tollgate-instructions/1", "results": results}, indent=2))
     elif args.servers:
         for r in results:
+            how = f", commits {r['commit_batch']} per CommitBatch" if r["commit_batch"] else ""
             print(f"{r['store']:>7}: {r['tollgate_instructions_per_pair']:>10,} instructions per Route+Commit pair, "
-                  f"whole sidecar process; echo {r['echo_instructions_per_pair']:,} ({r['ratio']:.2f}× echo; "
+                  f"whole sidecar process{how}; echo {r['echo_instructions_per_pair']:,} ({r['ratio']:.2f}× echo; "
                   f"{r['calls']:,} pairs)")
     else:
         for r in results:
