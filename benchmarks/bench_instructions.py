@@ -207,7 +207,7 @@ def measure_servers(store: str, calls: int, echo: int | None, batch: int = 0) ->
             (work / "route.bin").write_bytes(last["route"])
             (work / "commit.bin").write_bytes(last["commit"])
             port = free_port()
-            server = [sys.executable, "-c", bench.ECHO_SERVER, str(port), str(work / "route.bin"),
+            server = [sys.executable, "-c", bench.BASELINE_SERVER, str(port), str(work / "route.bin"),
                       str(work / "commit.bin")]
             echo = _count_server(server, f"127.0.0.1:{port}", echo_pair, calls)
     return {"store": store, "calls": calls, "commit_batch": batch, "tollgate_instructions_per_pair": tollgate,
