@@ -307,6 +307,10 @@ class Telemetry:
             with span_cm as span:
                 try:
                     yield status
+                except BaseException:  # the batch was cancelled (its caller left) in this item
+                    if status.code == "OK":
+                        status.code, status.number = "CANCELLED", 1
+                    raise
                 finally:
                     self._done(method, status.code, status.number, time.perf_counter() - started, span,
                                money=True, carrier=dict, fields=fields)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import logging
 import threading
@@ -165,8 +166,10 @@ class AsyncCommitSender(_Core):
         if self._wake is None or self._idle is None:
             self._wake, self._idle = asyncio.Event(), asyncio.Event()
         if self._task is None or self._task.done():
+            # A context of its own: a task inherits its creator's, and the first caller's trace would
+            # otherwise parent every batch after it. Each commit's span links to its reservation's instead.
             self._task = asyncio.get_running_loop().create_task(self._run(self._wake, self._idle),
-                                                                name="tollgate-commits")
+                                                                name="tollgate-commits", context=contextvars.Context())
         future: asyncio.Future[CommitResult] = asyncio.get_running_loop().create_future()
         self._items.append(self._pending(request, expires_at, future))
         self._idle.clear()

@@ -4,10 +4,11 @@ against what the ledger did, when answers are lost, the sidecar restarts, or it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf import message_factory
+from opentelemetry.sdk.trace import TracerProvider
 
 from tests.support.catalog import suite_config_text
 from tests.support.sidecar_process import SidecarProcess, free_port, write_config
@@ -211,32 +213,64 @@ async def test_a_refused_commit_fails_its_own_future_alone(sidecar: SidecarProce
         assert (org.spent_nanos, org.held_nanos) == (committed.result().charged_nanos, 0)
 
 
-async def test_a_sidecar_older_than_commit_batch_gets_each_commit_alone() -> None:
-    config = parse_config(suite_config_text())
-    servicer = TollgateServicer(Tollgate(config, LocalLedger(MemoryJournal(), specs=spec_resolver(config.budgets))))
+@contextlib.asynccontextmanager
+async def _in_process(servicer: TollgateServicer, *, without: str = "") -> AsyncIterator[str]:
+    """A sidecar's servicer on a grpc.aio server of this loop, all its methods but ``without``."""
     service = pb.DESCRIPTOR.services_by_name["TollgateService"]
-    handlers = {  # every method but CommitBatch, as a sidecar of an earlier version serves them
+    handlers = {
         m.name: grpc.unary_unary_rpc_method_handler(
             getattr(servicer, m.name),
             request_deserializer=message_factory.GetMessageClass(m.input_type).FromString,
             response_serializer=message_factory.GetMessageClass(m.output_type).SerializeToString)
-        for m in service.methods if m.name != "CommitBatch"
+        for m in service.methods if m.name != without
     }
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+def _servicer(cls: type[TollgateServicer] = TollgateServicer) -> TollgateServicer:
+    config = parse_config(suite_config_text())
+    return cls(Tollgate(config, LocalLedger(MemoryJournal(), specs=spec_resolver(config.budgets))))
+
+
+async def test_a_sidecar_older_than_commit_batch_gets_each_commit_alone() -> None:
+    # Every method but CommitBatch, as a sidecar of an earlier version serves them.
+    async with _in_process(_servicer(), without="CommitBatch") as target:
         scope = _scope("older")
-        async with AsyncClient(f"127.0.0.1:{port}") as client:
+        async with AsyncClient(target) as client:
             holds = [(await client.reserve(scope, MODEL, input_tokens=1000)).reservation for _ in range(3)]
             futures = [client.commit_in_background(h.reservation_id, USAGE) for h in holds]
             await client.flush()
             results = [f.result() for f in futures]
             org = await _org(client, scope)
         assert (org.spent_nanos, org.held_nanos) == (sum(r.charged_nanos for r in results), 0)
-    finally:
-        await server.stop(None)
+
+
+async def test_batches_are_not_sent_in_the_trace_of_the_call_that_started_the_sender() -> None:
+    seen: list[dict[str, Any]] = []
+
+    class Recording(TollgateServicer):
+        async def CommitBatch(self, request: pb.CommitBatchRequest,
+                              context: grpc.aio.ServicerContext) -> pb.CommitBatchResponse:
+            seen.append(dict(context.invocation_metadata() or ()))
+            return await super().CommitBatch(request, context)
+
+    tracer = TracerProvider().get_tracer("app")
+    async with _in_process(_servicer(Recording)) as target, AsyncClient(target) as client:
+        scope = _scope("trace")
+        for name in ("first call", "second call"):
+            with tracer.start_as_current_span(name):
+                hold = (await client.reserve(scope, MODEL, input_tokens=1000)).reservation
+                client.commit_in_background(hold.reservation_id, USAGE)
+            await client.flush()
+    # Each commit's span links to its own reservation's instead (the sidecar's side).
+    assert len(seen) == 2 and not any("traceparent" in metadata for metadata in seen)
 
 
 # ---- the blocking client: the same sender, on a thread ----
