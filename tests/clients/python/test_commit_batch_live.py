@@ -22,6 +22,7 @@ from tests.support.catalog import suite_config_text
 from tests.support.sidecar_process import SidecarProcess, free_port, write_config
 from tollgate.app import Tollgate
 from tollgate.config import parse_config
+from tollgate.errors import StoreUnavailable
 from tollgate.grpc.handlers import MAX_COMMIT_BATCH, TollgateServicer
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate_client import (
@@ -271,6 +272,32 @@ async def test_batches_are_not_sent_in_the_trace_of_the_call_that_started_the_se
             await client.flush()
     # Each commit's span links to its own reservation's instead (the sidecar's side).
     assert len(seen) == 2 and not any("traceparent" in metadata for metadata in seen)
+
+
+async def test_once_the_store_fails_a_commit_the_rest_of_its_batch_are_answered_untried() -> None:
+    class Down(LocalLedger):
+        """The embedded ledger whose writes of commits fail, as a store past its timeout does."""
+
+        commits_tried = 0
+
+        async def commit(self, request: Any) -> Any:
+            Down.commits_tried += 1
+            raise StoreUnavailable("the store did not answer within 250 ms")
+
+    config = parse_config(suite_config_text())
+    servicer = TollgateServicer(Tollgate(config, Down(MemoryJournal(), specs=spec_resolver(config.budgets))))
+    async with _in_process(servicer) as target, AsyncClient(target) as client:
+        scope = _scope("down")
+        holds = [(await client.reserve(scope, MODEL, input_tokens=1000)).reservation for _ in range(3)]
+        async with grpc.aio.insecure_channel(target) as channel:
+            answer = await pb_grpc.TollgateServiceStub(channel).CommitBatch(pb.CommitBatchRequest(commits=[
+                pb.CommitRequest(reservation_id=h.reservation_id, usage=pb.Usage(input_tokens=900)) for h in holds]))
+        # One store timeout for the batch, not three: the sender retries all of them.
+        assert Down.commits_tried == 1
+        assert [(r.code, r.reason) for r in answer.results] == [
+            (grpc.StatusCode.UNAVAILABLE.value[0], "STORE_UNAVAILABLE")] * 3
+        org = await _org(client, scope)
+        assert (org.spent_nanos, org.held_nanos) == (0, sum(h.held_nanos for h in holds))
 
 
 # ---- the blocking client: the same sender, on a thread ----
