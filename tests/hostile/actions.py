@@ -1000,7 +1000,7 @@ def _big(runner: Runner) -> int:
 
 HUGE_KINDS = ("messages_route", "tags_getbudget", "rid_commit", "messages_reserve", "tags_route", "rid_release",
               "messages_escalate", "over_limit", "rid_extend", "text_route", "key_reserve", "rid_end",
-              "messages_anonymous", "rid_feedback", "reason_topup")
+              "messages_anonymous", "rid_feedback", "reason_topup", "commits_batch")
 
 
 async def huge(runner: Runner, rng: random.Random, ref: int) -> None:
@@ -1047,6 +1047,9 @@ async def huge(runner: Runner, rng: random.Random, ref: int) -> None:
         tail = {"Commit": ld(2, usage(rng).SerializeToString()), "Extend": tag(2, 0) + varint(60_000),
                 "Feedback": tag(3, 0) + varint(1)}.get(method, b"")
         body = ld(1, rid.encode()) + tail
+    elif name == "commits_batch":
+        # Empty commits up to the message limit: millions of items, each an object once parsed.
+        method, body = "CommitBatch", _cached(runner, ("commits",), lambda: ld(1, b"") * (big // 2))
     elif name == "over_limit":
         method = rng.choice(sorted(METHODS))
         who = rng.choice([c, ADMIN, None])

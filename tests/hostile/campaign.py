@@ -57,6 +57,7 @@ from google.protobuf.message import DecodeError, Message
 from tests.support import sidecar_process
 from tests.support.redis_server import RedisServer
 from tests.support.sidecar_process import ROOT, SidecarProcess
+from tollgate.grpc.parse import BODY_LIMITS
 from tollgate_client.v1 import tollgate_pb2 as pb
 
 from .book import Book, Held
@@ -252,6 +253,7 @@ class RssSampler(threading.Thread):
         self.join(2)
 
 
+_OVERSIZED = "more than any valid"
 _MALFORMED = "malformed request"
 _STORE_DOWN = "budget store"
 """In the sidecar's UNAVAILABLE when its store did not answer (not in one gRPC makes when the sidecar is gone)."""
@@ -398,7 +400,10 @@ class Runner:
                            f"read (its message echoes the input?): {result.details[:200]!r}", repro)
         if parsed is None:
             authed = isinstance(who, Caller)
-            good = (result.code == C.INVALID_ARGUMENT and _MALFORMED in result.details) or (
+            # A body larger than any valid message of its method is refused for its size, unparsed.
+            oversized = len(body) > BODY_LIMITS.get(spec.request.DESCRIPTOR.full_name, len(body))
+            good = (result.code == C.INVALID_ARGUMENT
+                    and (_MALFORMED in result.details or (oversized and _OVERSIZED in result.details))) or (
                 not authed and result.code == C.UNAUTHENTICATED)
             if not good:
                 self.violation("a", kind, method, f"{label}: bytes that do not parse answered {code} "

@@ -35,7 +35,7 @@ from ..ledger import ReserveOutcome
 from ..scope import Scope
 from ..telemetry import Telemetry
 from . import convert
-from .parse import Malformed
+from .parse import MAX_COMMIT_BATCH, Malformed, Oversized
 from .status import Failure, failure, internal_failure
 
 __all__ = ["AdminServicer", "TollgateServicer"]
@@ -56,10 +56,6 @@ gRPC sends the deadline as a timeout, so the sidecar's deadline is later than th
 request's time in flight, and the answer needs time to travel back: an answer sent in the last
 instant would reach a caller who has stopped waiting, leaving a hold nobody can name.
 """
-MAX_COMMIT_BATCH = 256
-"""The most commits one CommitBatch carries: a client's sender sends what piled up while its last
-batch was in flight, which at thousands of calls per second is tens, not hundreds."""
-
 Handler = Callable[[Any, Req, grpc.aio.ServicerContext], Awaitable[Resp]]
 
 
@@ -79,6 +75,9 @@ def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
             if isinstance(request, Malformed):
                 raise InvalidRequest(f"malformed request: the body is not a valid {request.message} "
                                      f"({request.problem}); send a message built by the generated stubs")
+            if isinstance(request, Oversized):
+                raise InvalidRequest(f"the body is {request.size:,} bytes, more than any valid {request.message} "
+                                     f"takes ({request.limit:,}); send at most {MAX_COMMIT_BATCH} commits per batch")
             return await handler(self, request, context)
         except TollgateError as exc:
             if isinstance(exc, BudgetExceeded):

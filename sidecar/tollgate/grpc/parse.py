@@ -17,7 +17,22 @@ from google.protobuf import message_factory
 from google.protobuf.descriptor import ServiceDescriptor
 from google.protobuf.message import DecodeError
 
-__all__ = ["Malformed", "add_to_server"]
+from ..ids import MAX_RESERVATION_ID
+
+__all__ = ["BODY_LIMITS", "MAX_COMMIT_BATCH", "MAX_COMMIT_BATCH_BYTES", "Malformed", "Oversized", "add_to_server"]
+
+MAX_COMMIT_BATCH = 256
+"""The most commits one CommitBatch carries: a client's sender sends what piled up while its last
+batch was in flight, which at thousands of calls per second is tens, not hundreds."""
+
+MAX_COMMIT_BATCH_BYTES = MAX_COMMIT_BATCH * (MAX_RESERVATION_ID + 64)
+"""The largest body a valid CommitBatch takes: per commit, the longest reservation id and four int64
+figures with their tags and lengths (under 64 bytes). Bodies beyond it are refused before they are
+parsed, where thousands of empty commits in the message size limit would cost ~25 bytes of memory per
+byte."""
+
+BODY_LIMITS = {"tollgate.v1.CommitBatchRequest": MAX_COMMIT_BATCH_BYTES}
+"""Per request message, the most bytes a valid body can take; only where that is far below gRPC's limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +47,23 @@ class Malformed:
     problem: str
 
 
+@dataclass(frozen=True, slots=True)
+class Oversized:
+    """A request body larger than any valid message of its method: refused unparsed (INVALID_ARGUMENT)."""
+
+    message: str
+    size: int
+    limit: int
+
+
 def _parser(message_class: Any) -> Callable[[bytes], Any]:
     parse = message_class.FromString
     name = message_class.DESCRIPTOR.full_name
+    limit = BODY_LIMITS.get(name)
 
     def parse_or_flag(data: bytes) -> Any:
+        if limit is not None and len(data) > limit:
+            return Oversized(name, len(data), limit)
         try:
             return parse(data)
         except DecodeError as exc:

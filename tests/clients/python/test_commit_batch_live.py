@@ -23,7 +23,8 @@ from tests.support.sidecar_process import SidecarProcess, free_port, write_confi
 from tollgate.app import Tollgate
 from tollgate.config import parse_config
 from tollgate.errors import StoreUnavailable
-from tollgate.grpc.handlers import MAX_COMMIT_BATCH, TollgateServicer
+from tollgate.grpc.handlers import TollgateServicer
+from tollgate.grpc.parse import MAX_COMMIT_BATCH, MAX_COMMIT_BATCH_BYTES
 from tollgate.ledger import LocalLedger, MemoryJournal, spec_resolver
 from tollgate_client import (
     AsyncClient,
@@ -120,6 +121,22 @@ async def test_a_batch_of_no_commit_or_too_many_is_refused_whole(sidecar: Sideca
         assert f"send 1 to {MAX_COMMIT_BATCH}" in (caught.value.details() or "")
         org = await _org(client, scope)
         assert (org.spent_nanos, org.held_nanos) == (0, reserved.held_nanos)  # nothing committed
+
+
+async def test_a_body_larger_than_any_valid_batch_is_refused_unparsed(sidecar: SidecarProcess) -> None:
+    # Two million empty commits fit in gRPC's 4 MiB: parsed, each would be an object (~100 MB in all).
+    body = b"\x0a\x00" * (2 * 1024 * 1024 - 16)
+    async with grpc.aio.insecure_channel(sidecar.target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await channel.unary_unary("/tollgate.v1.TollgateService/CommitBatch")(body)
+    assert caught.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert f"more than any valid tollgate.v1.CommitBatchRequest takes ({MAX_COMMIT_BATCH_BYTES:,})" in (
+        caught.value.details() or "")
+    # The largest valid batch is under the bound: 256 commits of the longest ids and figures.
+    longest = pb.CommitRequest(reservation_id=f"{'f' * 24}.{'o' * 128}", usage=pb.Usage(
+        input_tokens=2**63 - 1, cached_input_tokens=2**63 - 1, output_tokens=2**63 - 1, reasoning_tokens=2**63 - 1))
+    largest = pb.CommitBatchRequest(commits=[longest] * MAX_COMMIT_BATCH).SerializeToString()
+    assert len(largest) <= MAX_COMMIT_BATCH_BYTES
 
 
 async def test_commits_queued_together_leave_in_one_batch_and_settle_every_pool(sidecar: SidecarProcess) -> None:
