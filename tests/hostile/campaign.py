@@ -401,7 +401,7 @@ class Runner:
         if parsed is None:
             authed = isinstance(who, Caller)
             # A body larger than any valid message of its method is refused for its size, unparsed.
-            oversized = len(body) > BODY_LIMITS.get(spec.request.DESCRIPTOR.full_name, len(body))
+            oversized = len(body) > BODY_LIMITS.get(spec.request.DESCRIPTOR.full_name, (len(body), ""))[0]
             good = (result.code == C.INVALID_ARGUMENT
                     and (_MALFORMED in result.details or (oversized and _OVERSIZED in result.details))) or (
                 not authed and result.code == C.UNAUTHENTICATED)

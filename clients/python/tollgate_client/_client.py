@@ -94,6 +94,11 @@ class _Settings:
         """How calls the sidecar did not answer are retried; None when they are not."""
         return self._retry
 
+    @property
+    def _flush_budget_s(self) -> float:
+        """How long ``close()`` sends background commits before it gives the rest up."""
+        return max(self._timeout, self._retry.budget_s if self._retry is not None else 0.0)
+
     def _attempts(self, call: _wire.Call[T]) -> Attempts:
         """The retry bookkeeping of ``call``, with its idempotency key filled in when it needs one."""
         if self._retry is not None and call.reservation is not None and not call.reservation.idempotency_key:
@@ -235,7 +240,7 @@ class AsyncClient(_Settings):
         Calls in flight are cancelled.
         """
         if self._commits is not None:
-            await self._commits.close(max(self._timeout, self._retry.budget_s if self._retry is not None else 0.0))
+            await self._commits.close(self._flush_budget_s)
         self._closed = True
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
@@ -397,7 +402,7 @@ class Client(_Settings):
         """
         self._closed = True
         if self._commits is not None:
-            self._commits.close(max(self._timeout, self._retry.budget_s if self._retry is not None else 0.0))
+            self._commits.close(self._flush_budget_s)
         self._channel.close()
 
     def _send_batch(self, request: pb.CommitBatchRequest, seconds: float) -> pb.CommitBatchResponse:

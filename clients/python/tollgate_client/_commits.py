@@ -68,11 +68,6 @@ class _Core:
         self._items: list[_Pending] = []
         self._in_flight = 0
 
-    @property
-    def pending(self) -> int:
-        """Commits queued or in flight."""
-        return len(self._items) + self._in_flight
-
     def _pending(self, request: pb.CommitRequest, expires_at: datetime | None,
                  future: asyncio.Future[CommitResult] | concurrent.futures.Future[CommitResult]) -> _Pending:
         now = time.monotonic()

@@ -35,7 +35,7 @@ from ..ledger import ReserveOutcome
 from ..scope import Scope
 from ..telemetry import Telemetry
 from . import convert
-from .parse import MAX_COMMIT_BATCH, Malformed, Oversized
+from .parse import MAX_COMMIT_BATCH, Malformed
 from .status import Failure, failure, internal_failure
 
 __all__ = ["AdminServicer", "TollgateServicer"]
@@ -73,11 +73,7 @@ def _translated(handler: Handler[Req, Resp]) -> Handler[Req, Resp]:
                 auth.admit(caller)
                 token = _CALLER.set(caller)
             if isinstance(request, Malformed):
-                raise InvalidRequest(f"malformed request: the body is not a valid {request.message} "
-                                     f"({request.problem}); send a message built by the generated stubs")
-            if isinstance(request, Oversized):
-                raise InvalidRequest(f"the body is {request.size:,} bytes, more than any valid {request.message} "
-                                     f"takes ({request.limit:,}); send at most {MAX_COMMIT_BATCH} commits per batch")
+                raise InvalidRequest(request.why)
             return await handler(self, request, context)
         except TollgateError as exc:
             if isinstance(exc, BudgetExceeded):

@@ -19,7 +19,7 @@ from google.protobuf.message import DecodeError
 
 from ..ids import MAX_RESERVATION_ID
 
-__all__ = ["BODY_LIMITS", "MAX_COMMIT_BATCH", "MAX_COMMIT_BATCH_BYTES", "Malformed", "Oversized", "add_to_server"]
+__all__ = ["BODY_LIMITS", "MAX_COMMIT_BATCH", "MAX_COMMIT_BATCH_BYTES", "Malformed", "add_to_server"]
 
 MAX_COMMIT_BATCH = 256
 """The most commits one CommitBatch carries: a client's sender sends what piled up while its last
@@ -31,45 +31,44 @@ figures with their tags and lengths (under 64 bytes). Bodies beyond it are refus
 parsed, where thousands of empty commits in the message size limit would cost ~25 bytes of memory per
 byte."""
 
-BODY_LIMITS = {"tollgate.v1.CommitBatchRequest": MAX_COMMIT_BATCH_BYTES}
-"""Per request message, the most bytes a valid body can take; only where that is far below gRPC's limit."""
+BODY_LIMITS: dict[str, tuple[int, str]] = {
+    "tollgate.v1.CommitBatchRequest": (MAX_COMMIT_BATCH_BYTES, f"send at most {MAX_COMMIT_BATCH} commits per batch"),
+}
+"""Per request message, the most bytes a valid body can take and what to do instead; only where that
+is far below gRPC's own limit."""
 
 
 @dataclass(frozen=True, slots=True)
 class Malformed:
-    """A request body that did not parse as its message: the handler answers INVALID_ARGUMENT.
+    """A request body refused before any handler: it did not parse as its message, or it is larger than
+    any valid one. The handler answers INVALID_ARGUMENT with ``why``.
 
     Parsing happens in the method's deserializer, outside any handler; returning this
     instead of raising brings a garbage body to the error table like any bad request.
     """
 
-    message: str
-    problem: str
-
-
-@dataclass(frozen=True, slots=True)
-class Oversized:
-    """A request body larger than any valid message of its method: refused unparsed (INVALID_ARGUMENT)."""
-
-    message: str
-    size: int
-    limit: int
+    why: str
 
 
 def _parser(message_class: Any) -> Callable[[bytes], Any]:
     parse = message_class.FromString
     name = message_class.DESCRIPTOR.full_name
-    limit = BODY_LIMITS.get(name)
+    limit, instead = BODY_LIMITS.get(name, (0, ""))
+
+    def garbage(problem: str) -> Malformed:
+        return Malformed(f"malformed request: the body is not a valid {name} ({problem}); send a message built "
+                         "by the generated stubs")
 
     def parse_or_flag(data: bytes) -> Any:
-        if limit is not None and len(data) > limit:
-            return Oversized(name, len(data), limit)
+        if limit and len(data) > limit:
+            return Malformed(f"the body is {len(data):,} bytes, more than any valid {name} takes ({limit:,}); "
+                             f"{instead}")
         try:
             return parse(data)
         except DecodeError as exc:
-            return Malformed(name, str(exc)[:120])
+            return garbage(str(exc)[:120])
         except Exception as exc:  # whatever else the parser raises, the body is the caller's to fix
-            return Malformed(name, type(exc).__name__)
+            return garbage(type(exc).__name__)
 
     return parse_or_flag
 
