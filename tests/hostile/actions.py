@@ -865,8 +865,10 @@ async def fault_stall(runner: Runner, rng: random.Random, ref: int) -> None:
                                                              signals=pb.TaskSignals(task_type="extract")), c),
     ]
     if mine:
-        calls.append(runner.call("fault.stall", "Commit", pb.CommitRequest(reservation_id=mine[0].rid,
-                                                                            usage=usage(rng)), c))
+        commit = pb.CommitRequest(reservation_id=mine[0].rid, usage=usage(rng))
+        # Alone, or in a batch, as the clients' background senders send it: each item answers as Commit would.
+        calls.append(runner.call("fault.stall", "Commit", commit, c) if rng.random() < 0.5 else
+                     runner.call("fault.stall", "CommitBatch", pb.CommitBatchRequest(commits=[commit]), c))
     if len(mine) > 1:
         calls.append(runner.call("fault.stall", "Release", pb.ReleaseRequest(reservation_id=mine[1].rid), c))
     token = GROUPED.set(True)

@@ -442,7 +442,29 @@ class Runner:
                     self.violation("d", kind, method, f"{label}: answered {code}; pools of {scope} (read by "
                                    f"{owner.name}) moved: {_pool_diff(b, a)}", repro)
         self._flush_book(kind, method)
+        if method == "CommitBatch" and result.ok and isinstance(parsed, pb.CommitBatchRequest) and not kind.endswith(
+                ".retry"):
+            await self._resend_unavailable(kind, parsed, result, who, what)
         return result
+
+    async def _resend_unavailable(self, kind: str, request: pb.CommitBatchRequest, result: Result, who: Who,
+                                  what: str) -> None:
+        """Send again the commits of a batch the store did not take, as the clients' senders do: such a
+        commit may have taken effect before the sidecar gave up on the store, and only its retry tells."""
+        assert isinstance(result.response, pb.CommitBatchResponse)
+        unavailable = C.UNAVAILABLE.value[0]
+        again = [item for item, r in zip(request.commits, result.response.results, strict=True)
+                 if r.code == unavailable]
+        for attempt in range(5):
+            if not again:
+                return
+            await self.stall_over()
+            await asyncio.sleep(0.2 * attempt)
+            retried = await self.call(f"{kind}.retry", "CommitBatch", pb.CommitBatchRequest(commits=again), who,
+                                      what=what)
+            if not retried.ok or not isinstance(retried.response, pb.CommitBatchResponse):
+                return
+            again = [item for item, r in zip(again, retried.response.results, strict=True) if r.code == unavailable]
 
     # -- store stalls -----------------------------------------------------------------------------
 
